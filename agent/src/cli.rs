@@ -1,0 +1,194 @@
+//! The `lwgate` command line.
+
+use crate::config::{self, DEFAULT_CONFIG_PATH};
+use crate::status::Status;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lwgate",
+    version = crate::VERSION,
+    about = "LwM2M client and edge-gateway agent",
+    long_about = "lwgate is the LwM2M client of a Linux gateway: it registers with LwM2M servers \
+                  and proxies downstream devices to them. Normally run by systemd (lwgate.service)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Parser, Debug, Clone)]
+pub struct ConfigArg {
+    /// Configuration file.
+    #[arg(long, short = 'c', env = "LWGATE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the agent in the foreground (systemd runs it as Type=notify).
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Validate the configuration and devices.d/, print a summary; exit 0 if valid, 1 if not.
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show the running agent's state (servers, registration, devices).
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Control socket; default: [control] socket of the configuration.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Print the raw JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the version.
+    Version,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(&config.config),
+        Command::CheckConfig { config } => check_config(&config.config),
+        Command::Status {
+            config,
+            socket,
+            json,
+        } => status(&config.config, socket, json),
+        Command::Version => {
+            println!("lwgate {}", crate::VERSION);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            // Logging is not set up yet (its level is in the config): plain stderr,
+            // which systemd sends to the journal anyway.
+            eprintln!("lwgate: invalid configuration, not starting:\n{e}");
+            return ExitCode::from(1);
+        }
+    };
+    crate::logging::init(loaded.config.log.level);
+    match crate::daemon::run(loaded) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("fatal: {e:#}");
+            eprintln!("lwgate: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(l) => {
+            println!("{}: OK", l.path.display());
+            println!("  endpoint: {}", l.endpoint);
+            println!("  store:    {}", l.config.store.path.display());
+            println!("  control:  {}", l.config.control.socket.display());
+            println!("  log:      {}", l.config.log.level.as_str());
+            println!("  servers:  {}", l.config.servers.len());
+            for s in &l.config.servers {
+                println!(
+                    "    [{}] {} binding={} lifetime={}s security={} storing={}",
+                    s.ssid,
+                    s.uri,
+                    s.binding,
+                    s.lifetime.0,
+                    s.security.as_str(),
+                    s.notification_storing
+                );
+            }
+            println!(
+                "  devices:  {} in {}",
+                l.devices.len(),
+                l.devices_dir.display()
+            );
+            for d in &l.devices {
+                println!(
+                    "    {} prefix=/{} {}{}",
+                    d.spec.device.id,
+                    d.spec.device.prefix(),
+                    d.spec.device.protocol.as_str(),
+                    if d.spec.device.enabled {
+                        ""
+                    } else {
+                        " (disabled)"
+                    }
+                );
+            }
+            for w in &l.warnings {
+                println!("  warning: {w}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("{}: configuration is NOT valid", path.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The socket comes from --socket, else from the config; a config that does not
+/// parse still lets status reach a daemon on the default socket.
+fn socket_path(path: &Path, socket: Option<PathBuf>) -> PathBuf {
+    if let Some(s) = socket {
+        return s;
+    }
+    match std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| config::parse(path, &t).ok())
+    {
+        Some(c) => c.control.socket,
+        None => config::Config::default().control.socket,
+    }
+}
+
+fn status(path: &Path, socket: Option<PathBuf>, json: bool) -> ExitCode {
+    let sock = socket_path(path, socket);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lwgate: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let line = match rt.block_on(crate::control::request(&sock, "status")) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("lwgate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        println!("{line}");
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_str::<Status>(&line) {
+        Ok(s) => {
+            print!("{}", s.render());
+            ExitCode::SUCCESS
+        }
+        Err(_) => {
+            // An error object or a newer daemon's format: show it as it came.
+            println!("{line}");
+            ExitCode::from(1)
+        }
+    }
+}

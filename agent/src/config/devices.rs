@@ -1,0 +1,88 @@
+//! Loading `devices.d/*.toml`.
+
+use super::error::{ConfigError, ConfigErrors};
+use lwgate_bridges::DeviceFile;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct LoadedDevice {
+    pub file: PathBuf,
+    pub spec: DeviceFile,
+}
+
+/// Reads every `*.toml` in `dir`, in name order. A missing directory means no devices;
+/// any broken file fails the whole load, so a reload never half-applies.
+pub fn load_devices(dir: &Path) -> Result<Vec<LoadedDevice>, ConfigErrors> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(ConfigError::new(dir, "", format!("cannot read the directory: {e}")).into())
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort();
+
+    let mut errors = Vec::new();
+    let mut devices = Vec::new();
+    let mut ids: HashMap<String, PathBuf> = HashMap::new();
+    let mut prefixes: HashMap<String, PathBuf> = HashMap::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(ConfigError::new(
+                    &file,
+                    "",
+                    format!("cannot read the file: {e}"),
+                ));
+                continue;
+            }
+        };
+        let de = toml::Deserializer::new(&text);
+        let spec: DeviceFile = match serde_path_to_error::deserialize(de) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(ConfigError::from_toml(&file, &text, e));
+                continue;
+            }
+        };
+        if let Err((key, e)) = spec.device.validate() {
+            errors.push(ConfigError::new(
+                &file,
+                format!("device.{key}"),
+                e.to_string(),
+            ));
+            continue;
+        }
+        if let Some(other) = ids.insert(spec.device.id.clone(), file.clone()) {
+            errors.push(ConfigError::new(
+                &file,
+                "device.id",
+                format!(
+                    "id {:?} is also used by {}",
+                    spec.device.id,
+                    other.display()
+                ),
+            ));
+        }
+        let prefix = spec.device.prefix().to_string();
+        if let Some(other) = prefixes.insert(prefix.clone(), file.clone()) {
+            errors.push(ConfigError::new(
+                &file,
+                "device.prefix",
+                format!("prefix {prefix:?} is also used by {}", other.display()),
+            ));
+        }
+        devices.push(LoadedDevice { file, spec });
+    }
+    if errors.is_empty() {
+        Ok(devices)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}

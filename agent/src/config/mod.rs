@@ -1,0 +1,273 @@
+//! The configuration tree: `lwgate.toml` plus one file per device in `devices.d/`.
+//!
+//! Unknown keys are rejected everywhere: a misspelt key that is silently ignored is
+//! the most expensive kind of field bug.
+
+mod devices;
+mod endpoint;
+mod error;
+mod server;
+mod types;
+
+pub use devices::{load_devices, LoadedDevice};
+pub use endpoint::default_endpoint_name;
+pub use error::{ConfigError, ConfigErrors};
+pub use server::{parse_uri, SecurityMode, ServerAddr, ServerConfig, BINDINGS};
+pub use types::{LogLevel, Seconds};
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// Where the packaged config lives; `--config` or `LWGATE_CONFIG` override it.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/lwgate/lwgate.toml";
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub endpoint: EndpointSection,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub control: ControlSection,
+    #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub devices: DevicesSection,
+    #[serde(default, rename = "server")]
+    pub servers: Vec<ServerConfig>,
+    #[serde(default)]
+    pub bootstrap: Option<BootstrapSection>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    /// Endpoint Client Name; derived from /etc/machine-id or the hostname when absent.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    #[serde(default = "StoreSection::default_path")]
+    pub path: PathBuf,
+}
+
+impl StoreSection {
+    fn default_path() -> PathBuf {
+        PathBuf::from("/var/lib/lwgate/state.db")
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            path: Self::default_path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    #[serde(default = "ControlSection::default_socket")]
+    pub socket: PathBuf,
+}
+
+impl ControlSection {
+    fn default_socket() -> PathBuf {
+        PathBuf::from("/run/lwgate/control.sock")
+    }
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        Self {
+            socket: Self::default_socket(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    #[serde(default)]
+    pub level: LogLevel,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesSection {
+    /// Directory of device files; relative paths are taken from the config file's directory.
+    pub dir: Option<PathBuf>,
+}
+
+/// Bootstrap sources other than the factory `[[server]]` tables (smartcard, bootstrap server).
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapSection {
+    pub smartcard: Option<SmartcardSection>,
+    pub server: Option<BootstrapServerSection>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmartcardSection {
+    #[serde(default)]
+    pub enabled: bool,
+    pub reader: Option<String>,
+    pub pin: Option<String>,
+    pub pin_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapServerSection {
+    pub uri: String,
+}
+
+/// A parsed and validated configuration with the paths it was read from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub config: Config,
+    pub endpoint: String,
+    pub devices_dir: PathBuf,
+    pub devices: Vec<LoadedDevice>,
+    /// Things that are accepted but worth telling the operator about.
+    pub warnings: Vec<String>,
+}
+
+/// Parses TOML text into a `Config`, naming the file and key on error.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| ConfigError::from_toml(path, text, e))
+}
+
+/// Reads, parses and validates the whole configuration tree.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path, "", format!("cannot read the file: {e}")))?;
+    let config = parse(path, &text)?;
+    let mut errors = validate(path, &config);
+    let mut warnings = Vec::new();
+
+    let endpoint = match &config.endpoint.name {
+        Some(n) => n.clone(),
+        None => default_endpoint_name(),
+    };
+    let devices_dir = devices_dir(path, &config);
+    let devices = match load_devices(&devices_dir) {
+        Ok(d) => d,
+        Err(mut e) => {
+            errors.append(&mut e.0);
+            Vec::new()
+        }
+    };
+    if config.servers.is_empty() {
+        warnings.push(format!(
+            "{}: no [[server]] table: the agent will run but register with no LwM2M server",
+            path.display()
+        ));
+    }
+    if let Some(b) = &config.bootstrap {
+        if b.smartcard.as_ref().is_some_and(|s| s.enabled) || b.server.is_some() {
+            warnings.push(format!(
+                "{}: bootstrap: smartcard and bootstrap-server bootstrap are not implemented in this version; only [[server]] tables are used",
+                path.display()
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Loaded {
+        path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+        config,
+        endpoint,
+        devices_dir,
+        devices,
+        warnings,
+    })
+}
+
+fn devices_dir(path: &Path, config: &Config) -> PathBuf {
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    match &config.devices.dir {
+        Some(d) if d.is_absolute() => d.clone(),
+        Some(d) => base.join(d),
+        None => base.join("devices.d"),
+    }
+}
+
+/// Checks what the types alone cannot: ranges, uniqueness and URI syntax.
+fn validate(path: &Path, config: &Config) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if let Some(name) = &config.endpoint.name {
+        if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control()) {
+            errors.push(ConfigError::new(
+                path,
+                "endpoint.name",
+                format!("expected 1 to 255 printable characters, got {name:?}"),
+            ));
+        }
+    }
+    let mut ssids = HashSet::new();
+    for (i, s) in config.servers.iter().enumerate() {
+        let key = |k: &str| format!("server[{i}].{k}");
+        if let Err(msg) = parse_uri(&s.uri) {
+            errors.push(ConfigError::new(path, key("uri"), msg));
+        }
+        if s.ssid == 0 || s.ssid == 65535 {
+            errors.push(ConfigError::new(
+                path,
+                key("ssid"),
+                format!("expected a Short Server ID from 1 to 65534, got {}", s.ssid),
+            ));
+        } else if !ssids.insert(s.ssid) {
+            errors.push(ConfigError::new(
+                path,
+                key("ssid"),
+                format!("ssid {} is used by an earlier [[server]] table", s.ssid),
+            ));
+        }
+        if !BINDINGS.contains(&s.binding.as_str()) {
+            errors.push(ConfigError::new(
+                path,
+                key("binding"),
+                format!(
+                    "expected one of {}, got {:?}",
+                    BINDINGS.join(", "),
+                    s.binding
+                ),
+            ));
+        }
+    }
+    if let Some(BootstrapSection {
+        smartcard: Some(sc),
+        ..
+    }) = &config.bootstrap
+    {
+        if sc.pin.is_some() && sc.pin_file.is_some() {
+            errors.push(ConfigError::new(
+                path,
+                "bootstrap.smartcard.pin_file",
+                "expected either pin or pin_file, not both",
+            ));
+        }
+    }
+    if let Some(BootstrapSection {
+        server: Some(bs), ..
+    }) = &config.bootstrap
+    {
+        if let Err(msg) = parse_uri(&bs.uri) {
+            errors.push(ConfigError::new(path, "bootstrap.server.uri", msg));
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests;

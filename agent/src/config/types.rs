@@ -1,0 +1,95 @@
+//! Small value types whose deserializers say in words what they expect.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::time::Duration;
+
+/// A strictly positive number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seconds(pub u32);
+
+impl Seconds {
+    pub fn as_duration(self) -> Duration {
+        Duration::from_secs(u64::from(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a positive number of seconds")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
+                match u32::try_from(v) {
+                    Ok(n) if n > 0 => Ok(Seconds(n)),
+                    _ => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
+                match u32::try_from(v) {
+                    Ok(n) if n > 0 => Ok(Seconds(n)),
+                    _ => Err(E::invalid_value(de::Unexpected::Unsigned(v), &self)),
+                }
+            }
+        }
+        d.deserialize_u32(V)
+    }
+}
+
+/// Log level names accepted in `[log] level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug)]
+    struct T {
+        s: Seconds,
+    }
+
+    #[test]
+    fn seconds_accepts_positive() {
+        let t: T = toml::from_str("s = 30").unwrap();
+        assert_eq!(t.s, Seconds(30));
+    }
+
+    #[test]
+    fn seconds_rejects_zero_negative_and_text() {
+        for bad in [
+            "s = 0",
+            "s = -5",
+            "s = \"fast\"",
+            "s = 1.5",
+            "s = 99999999999",
+        ] {
+            let err = toml::from_str::<T>(bad).unwrap_err().to_string();
+            assert!(err.contains("a positive number of seconds"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! lwgate: the LwM2M client of a Linux edge gateway.
+//!
+//! See docs/ARCHITECTURE.md for the map of this crate.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod logging;
+pub mod status;
+pub mod store;
+
+/// The agent's version, as shown by `lwgate version` and in /3/0/3.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,53 @@
+//! Logs go to the journal (with structured fields) when systemd connected our stderr
+//! to it, to stderr otherwise. RUST_LOG overrides the configured level.
+
+use crate::config::LogLevel;
+use std::os::fd::AsFd;
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
+
+/// True when stderr is the journal stream systemd gave us (sd_journal_stream_fd(3)).
+fn stderr_is_journal() -> bool {
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    match nix::sys::stat::fstat(std::io::stderr().as_fd()) {
+        Ok(st) => st.st_dev as u64 == dev && st.st_ino as u64 == ino,
+        Err(_) => false,
+    }
+}
+
+pub fn init(level: LogLevel) {
+    // Other crates stay at warn so `info` shows our story, not the dependencies'.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "warn,lwgate={0},lwgate_bridges={0}",
+            level.as_str()
+        ))
+    });
+    if stderr_is_journal() {
+        if let Ok(journald) = tracing_journald::layer() {
+            let _ = tracing_subscriber::registry()
+                .with(
+                    journald
+                        .with_syslog_identifier("lwgate".into())
+                        .with_filter(filter),
+                )
+                .try_init();
+            return;
+        }
+    }
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_filter(filter),
+        )
+        .try_init();
+}

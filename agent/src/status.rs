@@ -1,0 +1,155 @@
+//! What `lwgate status` shows: a snapshot the daemon keeps current and the control
+//! socket serves as JSON.
+
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub endpoint: String,
+    pub config: String,
+    /// Unix time (s) the daemon started.
+    pub started_at: u64,
+    pub uptime_s: u64,
+    /// How often this installation's daemon has started (crash loops show here).
+    pub starts: u64,
+    pub store: StoreStatus,
+    pub servers: Vec<ServerStatus>,
+    pub devices: Vec<DeviceStatus>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoreStatus {
+    pub path: String,
+    pub schema_version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerStatus {
+    pub ssid: u16,
+    pub uri: String,
+    pub binding: String,
+    pub lifetime_s: u32,
+    /// `configured`, later `registering`, `registered`, `failed`, …
+    pub state: String,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceStatus {
+    pub id: String,
+    pub prefix: String,
+    pub protocol: String,
+    pub enabled: bool,
+    pub file: String,
+    pub state: String,
+}
+
+fn human_duration(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+impl Status {
+    /// The terminal view: what a field engineer scans first.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "lwgate {} running (pid {}), up {}, start #{}",
+            self.version,
+            self.pid,
+            human_duration(self.uptime_s),
+            self.starts
+        );
+        let _ = writeln!(o, "endpoint: {}", self.endpoint);
+        let _ = writeln!(o, "config:   {}", self.config);
+        let _ = writeln!(
+            o,
+            "store:    {} (schema {})",
+            self.store.path, self.store.schema_version
+        );
+        let _ = writeln!(o, "servers:  {}", self.servers.len());
+        for s in &self.servers {
+            let _ = write!(
+                o,
+                "  [{}] {} binding={} lifetime={}s: {}",
+                s.ssid, s.uri, s.binding, s.lifetime_s, s.state
+            );
+            if let Some(e) = &s.last_error {
+                let _ = write!(o, " ({e})");
+            }
+            o.push('\n');
+        }
+        let _ = writeln!(o, "devices:  {}", self.devices.len());
+        for d in &self.devices {
+            let _ = writeln!(
+                o,
+                "  {} prefix=/{} {}{}: {}",
+                d.id,
+                d.prefix,
+                d.protocol,
+                if d.enabled { "" } else { " (disabled)" },
+                d.state
+            );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(o, "warning:  {w}");
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(192), "3m12s");
+        assert_eq!(human_duration(7260), "2h01m");
+        assert_eq!(human_duration(90_000), "1d01h");
+    }
+
+    #[test]
+    fn render_lists_servers_and_errors() {
+        let s = Status {
+            version: "0.1.0".into(),
+            pid: 42,
+            endpoint: "gw".into(),
+            config: "/etc/lwgate/lwgate.toml".into(),
+            started_at: 0,
+            uptime_s: 61,
+            starts: 3,
+            store: StoreStatus {
+                path: "/var/lib/lwgate/state.db".into(),
+                schema_version: 1,
+            },
+            servers: vec![ServerStatus {
+                ssid: 101,
+                uri: "coap://h".into(),
+                binding: "U".into(),
+                lifetime_s: 300,
+                state: "failed".into(),
+                last_error: Some("timeout".into()),
+            }],
+            devices: vec![],
+            warnings: vec!["w".into()],
+        };
+        let r = s.render();
+        assert!(
+            r.contains("[101] coap://h binding=U lifetime=300s: failed (timeout)"),
+            "{r}"
+        );
+        assert!(r.contains("up 1m01s, start #3"), "{r}");
+        assert!(r.contains("warning:  w"), "{r}");
+    }
+}

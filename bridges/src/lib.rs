@@ -1,0 +1,9 @@
+//! Downstream devices behind the gateway, as the agent sees them.
+//!
+//! Bridges know nothing of CoAP or LwM2M transport: they describe a device (its id,
+//! the prefix it is addressed by, the protocol that reaches it) and, in later
+//! versions, read, write and execute on it and report changes and up/down events.
+
+pub mod spec;
+
+pub use spec::{DeviceFile, DeviceSpec, Protocol, SpecError};
