@@ -53,8 +53,22 @@ pub enum Command {
     Version,
 }
 
+/// Rust ignores SIGPIPE, so `lwgate check-config | head` would panic on a closed
+/// pipe. The one-shot commands take the default (die quietly); the daemon keeps
+/// ignoring it, as a socket peer going away must not kill it.
+fn default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: called before any thread is spawned; SIG_DFL installs no handler code.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        default_sigpipe();
+    }
     match cli.command {
         Command::Run { config } => run(&config.config),
         Command::CheckConfig { config } => check_config(&config.config),

@@ -2,6 +2,7 @@
 //! to it, to stderr otherwise. RUST_LOG overrides the configured level.
 
 use crate::config::LogLevel;
+use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
@@ -16,6 +17,8 @@ fn stderr_is_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
+    // st_dev/st_ino widths differ between targets (armv7 gateways), hence the casts.
+    #[allow(clippy::unnecessary_cast)]
     match nix::sys::stat::fstat(std::io::stderr().as_fd()) {
         Ok(st) => st.st_dev as u64 == dev && st.st_ino as u64 == ino,
         Err(_) => false,
@@ -47,6 +50,7 @@ pub fn init(level: LogLevel) {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_filter(filter),
         )
         .try_init();
