@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod logging;
+pub mod model;
 pub mod status;
 pub mod store;
 
