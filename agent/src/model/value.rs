@@ -119,7 +119,6 @@ impl Value {
             }
             (DataType::CoreLnk, V::String(s)) => V::CoreLnk(s),
             (DataType::String, V::CoreLnk(s)) => V::String(s),
-            (DataType::Opaque, V::String(s)) => V::Opaque(s.into_bytes()),
             (_, v) => return Err(bad(&v)),
         })
     }
