@@ -3,6 +3,7 @@
 //! See docs/ARCHITECTURE.md for the map of this crate.
 
 pub mod cli;
+pub mod coap;
 pub mod codec;
 pub mod config;
 pub mod control;
