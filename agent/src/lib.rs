@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod logging;
+pub mod lwm2m;
 pub mod model;
 pub mod status;
 pub mod store;

@@ -16,6 +16,7 @@ mod tlv;
 use crate::model::{DataType, Path, Value};
 
 pub use link::LinkFormat;
+pub use tlv::starts_with_instance as tlv_starts_with_instance;
 
 /// A resource or resource-instance value with its full path.
 pub type Record = (Path, Value);
@@ -110,8 +111,8 @@ pub fn decode(
         Format::Text => text::decode(base, payload, types)?,
         Format::Opaque => opaque::decode(base, payload)?,
         Format::Tlv => tlv::decode(base, payload, types)?,
-        Format::SenmlJson => senml_json::decode(base, payload)?,
-        Format::SenmlCbor => senml_cbor::decode(base, payload)?,
+        Format::SenmlJson => senml_json::decode(Some(base), payload)?,
+        Format::SenmlCbor => senml_cbor::decode(Some(base), payload)?,
         Format::LwJson => lwm2m_json::decode(base, payload, types)?,
         Format::Link => {
             return Err(CodecError::Unsupported(
@@ -137,6 +138,25 @@ fn coerce_all(
             _ => Ok((p, v)),
         })
         .collect()
+}
+
+/// Write-Composite and Send bodies: SenML records with absolute paths (prefixes allowed).
+pub fn decode_composite(
+    format: Format,
+    payload: &[u8],
+    types: &dyn Fn(&Path) -> Option<DataType>,
+) -> Result<Vec<Record>, CodecError> {
+    let records = match format {
+        Format::SenmlJson => senml_json::decode(None, payload)?,
+        Format::SenmlCbor => senml_cbor::decode(None, payload)?,
+        _ => {
+            return Err(CodecError::Unsupported(format!(
+                "composite operations take SenML, not content-format {}",
+                format.number()
+            )))
+        }
+    };
+    coerce_all(records, types)
 }
 
 /// Paths only, as in a Read-Composite or Observe-Composite request body.

@@ -24,8 +24,11 @@ pub enum RawValue {
     ObjLnk(String),
 }
 
-/// Resolves base names; returns (path, value or None for name-only records, time).
-pub fn resolve(raws: Vec<Raw>) -> Result<Vec<(Path, Option<Value>, Option<f64>)>, CodecError> {
+/// A resolved record: full path, value (None for name-only records), absolute time.
+pub type Resolved = (Path, Option<Value>, Option<f64>);
+
+/// Resolves base names and base times.
+pub fn resolve(raws: Vec<Raw>) -> Result<Vec<Resolved>, CodecError> {
     let mut bn = String::new();
     let mut bt = 0.0;
     let mut out = Vec::with_capacity(raws.len());
@@ -66,13 +69,14 @@ pub fn resolve(raws: Vec<Raw>) -> Result<Vec<(Path, Option<Value>, Option<f64>)>
     Ok(out)
 }
 
-/// Records written to `base`: every one must have a value and lie under `base`.
-pub fn to_records(base: &Path, raws: Vec<Raw>) -> Result<Vec<Record>, CodecError> {
+/// Records written to `base` (None: anywhere, as in Write-Composite): every one
+/// must have a value and lie under `base`.
+pub fn to_records(base: Option<&Path>, raws: Vec<Raw>) -> Result<Vec<Record>, CodecError> {
     resolve(raws)?
         .into_iter()
         .map(|(p, v, _)| {
-            if !base.contains(&p) {
-                return malformed(format!("{p} is outside the target {base}"));
+            if base.is_some_and(|b| !b.contains(&p)) {
+                return malformed(format!("{p} is outside the target"));
             }
             if p.len() < 3 {
                 return malformed(format!("{p} is not a resource"));

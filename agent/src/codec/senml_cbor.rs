@@ -164,7 +164,7 @@ fn int_value(i: Integer) -> Result<RawValue, CodecError> {
     }
 }
 
-pub fn decode(base: &Path, payload: &[u8]) -> Result<Vec<Record>, CodecError> {
+pub fn decode(base: Option<&Path>, payload: &[u8]) -> Result<Vec<Record>, CodecError> {
     senml::to_records(base, parse(payload)?)
 }
 

@@ -132,7 +132,7 @@ fn json_to_raw(item: J) -> Result<Raw, CodecError> {
     Ok(r)
 }
 
-pub fn decode(base: &Path, payload: &[u8]) -> Result<Vec<Record>, CodecError> {
+pub fn decode(base: Option<&Path>, payload: &[u8]) -> Result<Vec<Record>, CodecError> {
     senml::to_records(base, parse(payload)?)
 }
 

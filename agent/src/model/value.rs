@@ -104,7 +104,7 @@ impl Value {
                 u64::try_from(i).map_err(|_| "expected a non-negative integer".to_string())?,
             ),
             (DataType::UnsignedInteger, V::Float(f))
-                if f.fract() == 0.0 && f >= 0.0 && f < 1.8e19 =>
+                if f.fract() == 0.0 && (0.0..1.8e19).contains(&f) =>
             {
                 V::Unsigned(f as u64)
             }

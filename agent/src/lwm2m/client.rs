@@ -1,0 +1,933 @@
+//! The LwM2M client as a state machine without I/O: one CoAP endpoint and one
+//! registration per server account, request dispatch, observations.
+//!
+//! The driver feeds datagrams (tagged with the server's Short Server ID) and time,
+//! sends what `poll_transmit` yields, sleeps until `poll_timeout`, and carries out
+//! `poll_action` (reboot, factory reset, …).
+
+use super::dm::{AttrStore, Dm, Effect, Op, Reply, Trees};
+use super::error::OpError;
+use super::observe::{self, Observation};
+use super::registration::{self, RegParams, RetryPolicy, Version};
+use super::request;
+use crate::coap::block::{self, BlockOpt};
+use crate::coap::message::{self, codes};
+use crate::coap::{Endpoint, Event, Failure, Handle, Incoming, TxParams};
+use crate::codec::Format;
+use crate::model::{Path, Registry, Value};
+use coap_lite::{CoapOption, Packet, RequestType};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Largest request body we reassemble from Block1 (firmware goes elsewhere).
+const MAX_BLOCK1_BODY: usize = 1 << 20;
+/// How long a Block2 response body is kept for the follow-up block requests.
+const BLOCK2_CACHE: Duration = Duration::from_secs(60);
+/// Notifications go confirmable at least this often (RFC 7641 4.5).
+const CON_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// Default Disable Timeout (/1/x/5) when the resource is absent.
+const DEFAULT_DISABLE: Duration = Duration::from_secs(86_400);
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub endpoint: String,
+    pub version: Version,
+    pub tx: TxParams,
+    pub format_v10: Format,
+    pub format_v11: Format,
+    /// Our Block2 size for large responses when the server asks for none.
+    pub block_size: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "lwgate".into(),
+            version: Version::V1_1,
+            tx: TxParams::default(),
+            format_v10: Format::Tlv,
+            format_v11: Format::SenmlCbor,
+            block_size: 1024,
+        }
+    }
+}
+
+/// Things only the driver can do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Reboot,
+    FactoryReset,
+    /// Execute on a resource the client does not handle itself (bridged devices, …).
+    Execute {
+        path: Path,
+        args: Vec<(u8, Option<String>)>,
+    },
+    /// A server wrote a resource the driver may want to act on (e.g. /3/0/13).
+    Written(Path),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegState {
+    /// Waiting until `at` to (re-)register.
+    Waiting {
+        at: Instant,
+    },
+    Registering,
+    Registered,
+    Updating,
+    Deregistering,
+    Disabled {
+        until: Instant,
+    },
+    /// Gave up (retry policy exhausted) or shut down.
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionStatus {
+    pub ssid: u16,
+    pub uri: String,
+    pub state: String,
+    pub registered: bool,
+    pub location: Option<String>,
+    pub version: &'static str,
+    pub lifetime: u32,
+    pub last_error: Option<String>,
+    pub failures: u32,
+}
+
+#[derive(Debug)]
+struct Block1Rx {
+    body: Vec<u8>,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+struct Session {
+    ssid: u16,
+    /// /1 instance id of this server.
+    server_inst: u16,
+    uri: String,
+    coap: Endpoint,
+    state: RegState,
+    version: Version,
+    location: Vec<String>,
+    sent: Option<RegParams>,
+    sent_objects: String,
+    update_at: Option<Instant>,
+    pending: Option<(Handle, Pending)>,
+    /// An Update was asked for while another exchange was in flight.
+    update_wanted: bool,
+    failures: u32,
+    last_error: Option<String>,
+    /// Downgraded to 1.0 after a 4.12 to a 1.1 Register.
+    downgraded: bool,
+    block1: HashMap<String, Block1Rx>,
+    block2: HashMap<String, (Instant, Vec<u8>, Format)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pending {
+    Register,
+    Update,
+    Deregister { then_disable: bool },
+}
+
+pub struct Client {
+    pub cfg: ClientConfig,
+    pub reg: Registry,
+    pub trees: Trees,
+    pub attrs: AttrStore,
+    sessions: Vec<Session>,
+    observations: Vec<Observation>,
+    actions: VecDeque<Action>,
+    shutting_down: bool,
+}
+
+fn uri_of(trees: &Trees, ssid: u16) -> Option<String> {
+    let sec = trees.gateway.objects.get(&0)?;
+    sec.iter().find_map(|(i, _)| {
+        let is_bs = matches!(trees.gateway.get(0, *i, 1), Some(Value::Boolean(true)));
+        (!is_bs && trees.gateway.get_i64(0, *i, 10) == Some(i64::from(ssid)))
+            .then(|| match trees.gateway.get(0, *i, 0) {
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .flatten()
+    })
+}
+
+impl Client {
+    pub fn new(cfg: ClientConfig, reg: Registry, trees: Trees, now: Instant, seed: u64) -> Self {
+        let mut c = Self {
+            cfg,
+            reg,
+            trees,
+            attrs: AttrStore::new(),
+            sessions: Vec::new(),
+            observations: Vec::new(),
+            actions: VecDeque::new(),
+            shutting_down: false,
+        };
+        let servers: Vec<(u16, u16)> = c
+            .trees
+            .gateway
+            .instance_ids(1)
+            .into_iter()
+            .filter_map(|i| Some((i, u16::try_from(c.trees.gateway.get_i64(1, i, 0)?).ok()?)))
+            .collect();
+        for (n, (inst, ssid)) in servers.into_iter().enumerate() {
+            let uri = uri_of(&c.trees, ssid).unwrap_or_default();
+            c.sessions.push(Session {
+                ssid,
+                server_inst: inst,
+                uri,
+                coap: Endpoint::new(
+                    c.cfg.tx,
+                    seed.wrapping_add(n as u64 * 0x9E37_79B9_7F4A_7C15),
+                ),
+                state: RegState::Waiting { at: now },
+                version: c.cfg.version,
+                location: Vec::new(),
+                sent: None,
+                sent_objects: String::new(),
+                update_at: None,
+                pending: None,
+                update_wanted: false,
+                failures: 0,
+                last_error: None,
+                downgraded: false,
+                block1: HashMap::new(),
+                block2: HashMap::new(),
+            });
+        }
+        c
+    }
+
+    /// (ssid, server URI) of every account, for the driver to open sockets.
+    pub fn servers(&self) -> Vec<(u16, String)> {
+        self.sessions
+            .iter()
+            .map(|s| (s.ssid, s.uri.clone()))
+            .collect()
+    }
+
+    pub fn status(&self, now: Instant) -> Vec<SessionStatus> {
+        self.sessions
+            .iter()
+            .map(|s| SessionStatus {
+                ssid: s.ssid,
+                uri: s.uri.clone(),
+                state: match &s.state {
+                    RegState::Waiting { at } if s.failures == 0 => "starting".to_string(),
+                    RegState::Waiting { at } => format!(
+                        "retrying in {}s (attempt {} failed)",
+                        at.saturating_duration_since(now).as_secs(),
+                        s.failures
+                    ),
+                    RegState::Registering => "registering".into(),
+                    RegState::Registered => "registered".into(),
+                    RegState::Updating => "registered (updating)".into(),
+                    RegState::Deregistering => "deregistering".into(),
+                    RegState::Disabled { until } => {
+                        format!(
+                            "disabled for {}s",
+                            until.saturating_duration_since(now).as_secs()
+                        )
+                    }
+                    RegState::Stopped => "stopped".into(),
+                },
+                registered: matches!(s.state, RegState::Registered | RegState::Updating),
+                location: (!s.location.is_empty()).then(|| format!("/{}", s.location.join("/"))),
+                version: s.version.as_str(),
+                lifetime: self.lifetime(s.server_inst),
+                last_error: s.last_error.clone(),
+                failures: s.failures,
+            })
+            .collect()
+    }
+
+    fn lifetime(&self, inst: u16) -> u32 {
+        self.trees
+            .gateway
+            .get_i64(1, inst, 1)
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(86_400)
+    }
+
+    fn binding(&self, inst: u16) -> String {
+        match self.trees.gateway.get(1, inst, 7) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => "U".into(),
+        }
+    }
+
+    fn format_for(&self, v: Version) -> Format {
+        match v {
+            Version::V1_0 => self.cfg.format_v10,
+            Version::V1_1 => self.cfg.format_v11,
+        }
+    }
+
+    fn params(&self, idx: usize) -> RegParams {
+        let s = &self.sessions[idx];
+        RegParams {
+            endpoint: self.cfg.endpoint.clone(),
+            lifetime: self.lifetime(s.server_inst),
+            version: s.version,
+            binding: self.binding(s.server_inst),
+        }
+    }
+
+    fn objects(&self, v: Version) -> String {
+        registration::object_links(&self.reg, &self.trees.gateway, v, self.format_for(v))
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(u16, Vec<u8>)> {
+        self.sessions
+            .iter_mut()
+            .find_map(|s| s.coap.poll_transmit().map(|b| (s.ssid, b)))
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut consider = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        for s in &self.sessions {
+            consider(s.coap.poll_timeout());
+            match s.state {
+                RegState::Waiting { at } => consider(Some(at)),
+                RegState::Disabled { until } => consider(Some(until)),
+                RegState::Registered if s.pending.is_none() => consider(s.update_at),
+                _ => {}
+            }
+        }
+        for o in &self.observations {
+            let a = self.effective_attrs(o);
+            consider(observe::deadline(o, &a));
+        }
+        t
+    }
+
+    /// Datagram from the server with this Short Server ID.
+    pub fn handle_datagram(&mut self, now: Instant, ssid: u16, bytes: &[u8]) {
+        let Some(idx) = self.sessions.iter().position(|s| s.ssid == ssid) else {
+            return;
+        };
+        self.sessions[idx].coap.handle_datagram(now, bytes);
+        self.drain(now, idx);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for idx in 0..self.sessions.len() {
+            self.sessions[idx].coap.handle_timeout(now);
+            self.drain(now, idx);
+            let s = &self.sessions[idx];
+            match s.state {
+                RegState::Waiting { at } if at <= now && !self.shutting_down => {
+                    self.register(now, idx)
+                }
+                RegState::Disabled { until } if until <= now && !self.shutting_down => {
+                    self.register(now, idx)
+                }
+                RegState::Registered
+                    if s.pending.is_none() && s.update_at.is_some_and(|t| t <= now) =>
+                {
+                    self.update(now, idx)
+                }
+                _ => {}
+            }
+        }
+        self.check_observations(now);
+    }
+
+    /// Values may have changed (the driver refreshed system resources, a bridge reported).
+    pub fn values_changed(&mut self, now: Instant) {
+        self.check_observations(now);
+    }
+
+    /// Objects or instances were added or removed: every registered server gets an Update.
+    pub fn objects_changed(&mut self, now: Instant) {
+        for idx in 0..self.sessions.len() {
+            self.request_update(now, idx);
+        }
+    }
+
+    /// Starts de-registration from every server; `is_stopped` tells when done.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        for idx in 0..self.sessions.len() {
+            let s = &mut self.sessions[idx];
+            match s.state {
+                RegState::Registered | RegState::Updating => {
+                    if let Some((h, _)) = s.pending.take() {
+                        s.coap.cancel(h);
+                    }
+                    self.deregister(now, idx, false);
+                }
+                RegState::Deregistering => {}
+                _ => {
+                    if let Some((h, _)) = s.pending.take() {
+                        s.coap.cancel(h);
+                    }
+                    s.state = RegState::Stopped;
+                }
+            }
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.sessions.iter().all(|s| s.state == RegState::Stopped)
+    }
+
+    fn register(&mut self, now: Instant, idx: usize) {
+        let params = self.params(idx);
+        let objects = self.objects(params.version);
+        let mut p = message::request(RequestType::Post, &["rd"], &params.register_query());
+        message::set_content_format(&mut p, Format::Link.number());
+        p.payload = objects.clone().into_bytes();
+        let s = &mut self.sessions[idx];
+        s.coap.cancel_all();
+        let h = s.coap.send_request(now, p, true);
+        s.pending = Some((h, Pending::Register));
+        s.state = RegState::Registering;
+        s.sent = Some(params);
+        s.sent_objects = objects;
+        s.update_wanted = false;
+        tracing::info!(ssid = s.ssid, server = %s.uri, "registering (LwM2M {})", s.version.as_str());
+    }
+
+    fn request_update(&mut self, now: Instant, idx: usize) {
+        let s = &mut self.sessions[idx];
+        match s.state {
+            RegState::Registered if s.pending.is_none() => self.update(now, idx),
+            RegState::Registered | RegState::Updating | RegState::Registering => {
+                s.update_wanted = true
+            }
+            _ => {}
+        }
+    }
+
+    fn update(&mut self, now: Instant, idx: usize) {
+        let params = self.params(idx);
+        let objects = self.objects(params.version);
+        let s = &mut self.sessions[idx];
+        let query = match &s.sent {
+            Some(before) => params.update_query(before),
+            None => params.register_query(),
+        };
+        let path: Vec<&str> = s.location.iter().map(String::as_str).collect();
+        let mut p = message::request(RequestType::Post, &path, &query);
+        if objects != s.sent_objects {
+            message::set_content_format(&mut p, Format::Link.number());
+            p.payload = objects.clone().into_bytes();
+        }
+        let h = s.coap.send_request(now, p, true);
+        s.pending = Some((h, Pending::Update));
+        s.state = RegState::Updating;
+        s.sent = Some(params);
+        s.sent_objects = objects;
+        s.update_wanted = false;
+        tracing::debug!(ssid = s.ssid, "registration update");
+    }
+
+    fn deregister(&mut self, now: Instant, idx: usize, then_disable: bool) {
+        let s = &mut self.sessions[idx];
+        let path: Vec<&str> = s.location.iter().map(String::as_str).collect();
+        let p = message::request(RequestType::Delete, &path, &[]);
+        let h = s.coap.send_request(now, p, true);
+        s.pending = Some((h, Pending::Deregister { then_disable }));
+        s.state = RegState::Deregistering;
+        tracing::info!(ssid = s.ssid, "de-registering");
+    }
+
+    fn schedule_retry(&mut self, now: Instant, idx: usize, error: String) {
+        let policy = RetryPolicy::from_server(&self.trees.gateway, self.sessions[idx].server_inst);
+        let s = &mut self.sessions[idx];
+        s.failures += 1;
+        s.location.clear();
+        s.update_at = None;
+        self.observations.retain(|o| o.ssid != s.ssid);
+        match policy.delay(s.failures) {
+            Some(d) => {
+                tracing::warn!(ssid = s.ssid, server = %s.uri, "registration failed: {error}; retrying in {}s", d.as_secs());
+                s.state = RegState::Waiting { at: now + d };
+            }
+            None => {
+                tracing::error!(ssid = s.ssid, server = %s.uri, "registration failed: {error}; giving up after {} attempts", s.failures);
+                s.state = RegState::Stopped;
+            }
+        }
+        s.last_error = Some(error);
+    }
+
+    fn registered(&mut self, now: Instant, idx: usize) {
+        let lifetime =
+            Duration::from_secs(u64::from(self.lifetime(self.sessions[idx].server_inst)));
+        let margin = registration::update_margin(lifetime, self.cfg.tx.max_transmit_wait());
+        let s = &mut self.sessions[idx];
+        s.state = RegState::Registered;
+        s.failures = 0;
+        s.last_error = None;
+        s.update_at = Some(now + lifetime - margin);
+        if s.update_wanted {
+            self.update(now, idx);
+        }
+    }
+
+    fn drain(&mut self, now: Instant, idx: usize) {
+        while let Some(ev) = self.sessions[idx].coap.poll_event() {
+            match ev {
+                Event::Request(inc) => self.on_request(now, idx, inc),
+                Event::Response { handle, packet } => self.on_response(now, idx, handle, packet),
+                Event::Failed { handle, reason } => self.on_failure(now, idx, handle, reason),
+                Event::Delivered { .. } => {}
+            }
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, idx: usize, handle: Handle, packet: Packet) {
+        let s = &mut self.sessions[idx];
+        let Some((h, what)) = s.pending else {
+            return;
+        };
+        if h != handle {
+            return;
+        }
+        s.pending = None;
+        let code = message::code_byte(&packet);
+        match what {
+            Pending::Register => {
+                if code == codes::CREATED {
+                    s.location = message::location_path(&packet).unwrap_or_default();
+                    tracing::info!(ssid = s.ssid, location = %format!("/{}", s.location.join("/")), "registered");
+                    self.registered(now, idx);
+                } else if code == codes::PRECONDITION_FAILED
+                    && s.version == Version::V1_1
+                    && !s.downgraded
+                {
+                    // A 1.0 server rejects lwm2m=1.1: speak 1.0 to it.
+                    tracing::info!(
+                        ssid = s.ssid,
+                        "server refused LwM2M 1.1 (4.12); registering as 1.0"
+                    );
+                    s.version = Version::V1_0;
+                    s.downgraded = true;
+                    self.register(now, idx);
+                } else {
+                    self.schedule_retry(
+                        now,
+                        idx,
+                        format!("server answered {} to Register", message::code_text(code)),
+                    );
+                }
+            }
+            Pending::Update => {
+                if codes::is_success(code) {
+                    self.registered(now, idx);
+                } else if code == codes::NOT_FOUND {
+                    tracing::info!(
+                        ssid = s.ssid,
+                        "server forgot the registration (4.04 to Update); registering again"
+                    );
+                    self.register(now, idx);
+                } else {
+                    let e = format!("server answered {} to Update", message::code_text(code));
+                    s.last_error = Some(e.clone());
+                    tracing::warn!(ssid = s.ssid, "{e}; registering again");
+                    self.register(now, idx);
+                }
+            }
+            Pending::Deregister { then_disable } => self.after_deregister(now, idx, then_disable),
+        }
+    }
+
+    fn after_deregister(&mut self, now: Instant, idx: usize, then_disable: bool) {
+        let timeout = self
+            .trees
+            .gateway
+            .get_i64(1, self.sessions[idx].server_inst, 5)
+            .and_then(|v| u64::try_from(v).ok())
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_DISABLE);
+        let s = &mut self.sessions[idx];
+        s.location.clear();
+        s.update_at = None;
+        self.observations.retain(|o| o.ssid != s.ssid);
+        if then_disable && !self.shutting_down {
+            tracing::info!(ssid = s.ssid, "disabled for {}s", timeout.as_secs());
+            s.state = RegState::Disabled {
+                until: now + timeout,
+            };
+        } else {
+            s.state = RegState::Stopped;
+        }
+    }
+
+    fn on_failure(&mut self, now: Instant, idx: usize, handle: Handle, reason: Failure) {
+        let s = &mut self.sessions[idx];
+        if let Some((h, what)) = s.pending {
+            if h == handle {
+                s.pending = None;
+                let why = match &reason {
+                    Failure::Timeout => "no answer from the server".to_string(),
+                    Failure::Reset => "the server reset the exchange".to_string(),
+                    Failure::Invalid(e) => e.clone(),
+                };
+                match what {
+                    Pending::Register => self.schedule_retry(now, idx, why),
+                    Pending::Update => {
+                        // The registration may be gone: start over (with back-off).
+                        self.schedule_retry(now, idx, format!("Update failed: {why}"))
+                    }
+                    Pending::Deregister { then_disable } => {
+                        self.after_deregister(now, idx, then_disable)
+                    }
+                }
+                return;
+            }
+        }
+        // A Reset to a notification cancels the observation (RFC 7641 3.6).
+        let ssid = s.ssid;
+        if reason == Failure::Reset {
+            self.observations
+                .retain(|o| !(o.ssid == ssid && o.handle == Some(handle)));
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, idx: usize, inc: Incoming) {
+        let resp = self.process(now, idx, &inc);
+        self.sessions[idx].coap.respond(&inc, resp);
+    }
+
+    fn process(&mut self, now: Instant, idx: usize, inc: &Incoming) -> Packet {
+        let req = &inc.packet;
+        if let Some(opt) = message::unknown_critical_option(req) {
+            return error_packet(req, &OpError::BadOption(opt));
+        }
+        let key = request::cache_key(req);
+        // Block1: gather the body first.
+        let mut body = req.payload.clone();
+        let block1 = match message::block(req, CoapOption::Block1) {
+            Some(None) => return error_packet(req, &OpError::BadOption(27)),
+            Some(Some(b)) => Some(b),
+            None => None,
+        };
+        if let Some(b) = block1 {
+            let s = &mut self.sessions[idx];
+            s.block1.retain(|_, r| r.expires > now);
+            let rx = s.block1.entry(key.clone()).or_insert(Block1Rx {
+                body: Vec::new(),
+                expires: now,
+            });
+            if b.num == 0 {
+                rx.body.clear();
+            }
+            if b.offset() != rx.body.len() {
+                s.block1.remove(&key);
+                return error_packet(req, &OpError::Incomplete);
+            }
+            if rx.body.len() + req.payload.len() > MAX_BLOCK1_BODY {
+                s.block1.remove(&key);
+                return error_packet(req, &OpError::TooLarge);
+            }
+            rx.body.extend_from_slice(&req.payload);
+            rx.expires = now + self.cfg.tx.exchange_lifetime();
+            if b.more {
+                let mut r = message::response(req, codes::CONTINUE);
+                message::set_block(&mut r, CoapOption::Block1, b);
+                return r;
+            }
+            body = s.block1.remove(&key).map(|r| r.body).unwrap_or_default();
+        }
+        // Block2 follow-up: serve the cached body.
+        let block2 = match message::block(req, CoapOption::Block2) {
+            Some(None) => return error_packet(req, &OpError::BadOption(23)),
+            other => other.flatten(),
+        };
+        if let Some(b) = block2.filter(|b| b.num > 0) {
+            let s = &mut self.sessions[idx];
+            s.block2.retain(|_, (t, _, _)| *t > now);
+            if let Some((_, cached, format)) = s.block2.get(&key) {
+                return match block::slice(cached, b) {
+                    Some((chunk, more)) => {
+                        let mut r = message::response(req, codes::CONTENT);
+                        message::set_content_format(&mut r, format.number());
+                        message::set_block(&mut r, CoapOption::Block2, BlockOpt { more, ..b });
+                        r.payload = chunk.to_vec();
+                        r
+                    }
+                    None => error_packet(req, &OpError::BadOption(23)),
+                };
+            }
+        }
+
+        let op = match request::classify(req, body, &self.reg) {
+            Ok(op) => op,
+            Err(e) => return error_packet(req, &e),
+        };
+        let observe_flag = message::observe(req);
+        let ssid = self.sessions[idx].ssid;
+        let version = self.sessions[idx].version;
+        let servers = self.sessions.len();
+        let default_format = self.format_for(version);
+        let observe_target = match (&op, observe_flag) {
+            (Op::Read { path, accept }, Some(0)) => Some((path.clone(), *accept)),
+            _ => None,
+        };
+        if let (Op::Read { path, .. }, Some(1)) = (&op, observe_flag) {
+            let token = req.get_token().to_vec();
+            self.observations
+                .retain(|o| !(o.ssid == ssid && (o.token == token || o.path == *path)));
+        }
+        let mut dm = Dm {
+            reg: &self.reg,
+            trees: &mut self.trees,
+            attrs: &mut self.attrs,
+            servers,
+            ssid,
+            default_format,
+        };
+        let reply = dm.handle(op);
+        let effects = reply.effects.clone();
+        let mut resp = self.reply_packet(idx, req, &key, reply, block2, now);
+        if let Some((path, accept)) = observe_target {
+            if codes::is_success(message::code_byte(&resp))
+                && message::block(&resp, CoapOption::Block2).is_none()
+            {
+                let token = req.get_token().to_vec();
+                let values = self.read_for(ssid, &path).unwrap_or_default();
+                self.observations
+                    .retain(|o| !(o.ssid == ssid && o.token == token));
+                let format = message::content_format(&resp)
+                    .and_then(Format::from_number)
+                    .unwrap_or(Format::Text);
+                let seq = 0;
+                message::set_uint(&mut resp, CoapOption::Observe, seq);
+                tracing::debug!(ssid, path = %path, "observation registered");
+                self.observations.push(Observation {
+                    ssid,
+                    token,
+                    path,
+                    accept,
+                    format,
+                    seq,
+                    last_sent_at: now,
+                    last_values: values,
+                    last_con_at: now,
+                    handle: None,
+                });
+            }
+        }
+        for e in effects {
+            self.apply_effect(now, idx, e);
+        }
+        resp
+    }
+
+    fn reply_packet(
+        &mut self,
+        idx: usize,
+        req: &Packet,
+        key: &str,
+        reply: Reply,
+        block2: Option<BlockOpt>,
+        now: Instant,
+    ) -> Packet {
+        let mut r = message::response(req, reply.code);
+        if let Some(f) = reply.format {
+            message::set_content_format(&mut r, f.number());
+        }
+        for seg in &reply.location {
+            r.add_option(CoapOption::LocationPath, seg.as_bytes().to_vec());
+        }
+        if let Some(Some(b1)) = message::block(req, CoapOption::Block1) {
+            message::set_block(&mut r, CoapOption::Block1, b1);
+        }
+        let szx = block2
+            .map(|b| b.szx)
+            .unwrap_or_else(|| BlockOpt::szx_for(self.cfg.block_size));
+        let size = 1usize << (szx + 4);
+        if reply.payload.len() > size
+            || block2.is_some_and(|b| b.num == 0 && reply.payload.len() > size)
+        {
+            let first = BlockOpt {
+                num: 0,
+                more: true,
+                szx,
+            };
+            let (chunk, more) = block::slice(&reply.payload, first).unwrap_or((&[], false));
+            r.payload = chunk.to_vec();
+            message::set_block(&mut r, CoapOption::Block2, BlockOpt { more, ..first });
+            let format = reply.format.unwrap_or(Format::Opaque);
+            self.sessions[idx]
+                .block2
+                .insert(key.to_string(), (now + BLOCK2_CACHE, reply.payload, format));
+        } else {
+            r.payload = reply.payload;
+        }
+        r
+    }
+
+    fn apply_effect(&mut self, now: Instant, idx: usize, e: Effect) {
+        match e {
+            Effect::Execute { path, args } => self.execute(now, idx, path, args),
+            Effect::Written(path) => {
+                if path.prefix.is_none() && path.object() == Some(1) {
+                    // Lifetime or binding may have changed: tell that server.
+                    if let Some(i) = self
+                        .sessions
+                        .iter()
+                        .position(|s| Some(s.server_inst) == path.instance())
+                    {
+                        let changed = self.sessions[i]
+                            .sent
+                            .as_ref()
+                            .is_some_and(|sent| !self.params(i).update_query(sent).is_empty());
+                        if changed {
+                            self.request_update(now, i);
+                        }
+                    }
+                }
+                self.actions.push_back(Action::Written(path));
+                self.check_observations(now);
+            }
+            Effect::Created(_) | Effect::Deleted(_) => {
+                self.objects_changed(now);
+                self.check_observations(now);
+            }
+        }
+    }
+
+    fn execute(&mut self, now: Instant, idx: usize, path: Path, args: Vec<(u8, Option<String>)>) {
+        if path.prefix.is_some() {
+            self.actions.push_back(Action::Execute { path, args });
+            return;
+        }
+        match (path.object(), path.resource()) {
+            (Some(1), Some(8)) => {
+                let target = self
+                    .sessions
+                    .iter()
+                    .position(|s| Some(s.server_inst) == path.instance())
+                    .unwrap_or(idx);
+                match self.sessions[target].state {
+                    RegState::Registered | RegState::Updating => {
+                        self.sessions[target].update_wanted = true;
+                        if self.sessions[target].pending.is_none() {
+                            self.update(now, target);
+                        }
+                    }
+                    _ => self.register(now, target),
+                }
+            }
+            (Some(1), Some(4)) => {
+                if let Some(target) = self
+                    .sessions
+                    .iter()
+                    .position(|s| Some(s.server_inst) == path.instance())
+                {
+                    if let Some((h, _)) = self.sessions[target].pending.take() {
+                        self.sessions[target].coap.cancel(h);
+                    }
+                    self.deregister(now, target, true);
+                }
+            }
+            (Some(3), Some(4)) => self.actions.push_back(Action::Reboot),
+            (Some(3), Some(5)) => self.actions.push_back(Action::FactoryReset),
+            (Some(3), Some(12)) => {
+                self.trees
+                    .gateway
+                    .set_multi(3, 0, 11, [(0, Value::Integer(0))].into());
+                self.check_observations(now);
+            }
+            _ => self.actions.push_back(Action::Execute { path, args }),
+        }
+    }
+
+    fn read_for(&self, ssid: u16, path: &Path) -> Option<Vec<crate::codec::Record>> {
+        let tree = self.trees.get(path.prefix.as_deref()).ok()?;
+        let _ = ssid;
+        tree.read(&self.reg, path, false).ok()
+    }
+
+    fn effective_attrs(&self, o: &Observation) -> super::attrs::Attributes {
+        let inst = self
+            .sessions
+            .iter()
+            .find(|s| s.ssid == o.ssid)
+            .map(|s| s.server_inst);
+        let get = |r| {
+            inst.and_then(|i| self.trees.gateway.get_i64(1, i, r))
+                .and_then(|v| u32::try_from(v).ok())
+        };
+        observe::effective(&self.attrs, o.ssid, &o.path, get(2), get(3))
+    }
+
+    fn check_observations(&mut self, now: Instant) {
+        for n in 0..self.observations.len() {
+            let o = &self.observations[n];
+            let Some(idx) = self.sessions.iter().position(|s| s.ssid == o.ssid) else {
+                continue;
+            };
+            if !matches!(
+                self.sessions[idx].state,
+                RegState::Registered | RegState::Updating
+            ) {
+                continue;
+            }
+            let a = self.effective_attrs(o);
+            let current = match self.read_for(o.ssid, &o.path) {
+                Some(c) => c,
+                None => continue,
+            };
+            if !observe::should_notify(o, &a, now, &current) {
+                continue;
+            }
+            let body = match crate::codec::encode(o.format, &o.path, &current) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(path = %o.path, "cannot encode notification: {e}");
+                    continue;
+                }
+            };
+            let o = &mut self.observations[n];
+            o.seq = (o.seq + 1) & 0xFF_FFFF;
+            let mut p = Packet::new();
+            p.header.code = message::code(codes::CONTENT);
+            p.set_token(o.token.clone());
+            message::set_uint(&mut p, CoapOption::Observe, o.seq);
+            message::set_content_format(&mut p, o.format.number());
+            p.payload = body;
+            let con = now.saturating_duration_since(o.last_con_at) >= CON_EVERY;
+            if con {
+                o.last_con_at = now;
+            }
+            o.last_sent_at = now;
+            o.last_values = current;
+            let h = self.sessions[idx].coap.send_notification(now, p, con);
+            self.observations[n].handle = Some(h);
+        }
+    }
+
+    pub fn observation_count(&self) -> usize {
+        self.observations.len()
+    }
+}
+
+fn error_packet(req: &Packet, e: &OpError) -> Packet {
+    let mut r = message::response(req, e.code());
+    r.payload = e.to_string().into_bytes();
+    r
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,604 @@
+//! The client against a scripted server, in simulated time.
+
+use super::*;
+use crate::lwm2m::factory::{self, Account, DeviceInfo};
+use coap_lite::MessageType;
+
+struct H {
+    now: Instant,
+    c: Client,
+    mid: u16,
+    /// Datagrams from the client not yet looked at.
+    backlog: Vec<(u16, Packet)>,
+}
+
+fn account(ssid: u16, lifetime: u32) -> Account {
+    Account {
+        uri: format!("coap://127.0.0.1:{}", 5600 + ssid),
+        ssid,
+        lifetime,
+        binding: "U".into(),
+        notification_storing: true,
+    }
+}
+
+fn info() -> DeviceInfo {
+    DeviceInfo {
+        manufacturer: "ACME".into(),
+        model: "GW-1".into(),
+        serial: "42".into(),
+        firmware_version: "1.0".into(),
+        ..Default::default()
+    }
+}
+
+impl H {
+    fn new(accounts: &[Account]) -> Self {
+        let now = Instant::now();
+        let trees = factory::trees(accounts, &info());
+        let c = Client::new(
+            ClientConfig {
+                endpoint: "gw-test".into(),
+                ..Default::default()
+            },
+            Registry::builtin(),
+            trees,
+            now,
+            1234,
+        );
+        let mut h = Self {
+            now,
+            c,
+            mid: 100,
+            backlog: Vec::new(),
+        };
+        h.c.handle_timeout(now);
+        h
+    }
+
+    fn take(&mut self) -> Vec<(u16, Packet)> {
+        let mut v = std::mem::take(&mut self.backlog);
+        while let Some((ssid, b)) = self.c.poll_transmit() {
+            v.push((ssid, Packet::from_bytes(&b).unwrap()));
+        }
+        v
+    }
+
+    /// Moves time forward, waking the client at each deadline as the driver does.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(t) = self.c.poll_timeout().filter(|t| *t <= end) {
+            self.now = self.now.max(t);
+            self.c.handle_timeout(self.now);
+            let mut out = Vec::new();
+            while let Some((ssid, b)) = self.c.poll_transmit() {
+                out.push((ssid, Packet::from_bytes(&b).unwrap()));
+            }
+            self.backlog.extend(out);
+            if self.c.poll_timeout() == Some(t) {
+                break;
+            }
+        }
+        self.now = end;
+        self.c.handle_timeout(self.now);
+    }
+
+    /// Answers the client's request `req` with `code` (piggybacked).
+    fn answer(&mut self, ssid: u16, req: &Packet, code: u8, location: &[&str]) {
+        let mut r = message::response(req, code);
+        r.header.set_type(MessageType::Acknowledgement);
+        r.header.message_id = req.header.message_id;
+        for l in location {
+            r.add_option(CoapOption::LocationPath, l.as_bytes().to_vec());
+        }
+        self.c
+            .handle_datagram(self.now, ssid, &r.to_bytes().unwrap());
+    }
+
+    fn register_all(&mut self) {
+        for (ssid, p) in self.take() {
+            assert_eq!(message::uri_path(&p).unwrap(), ["rd"]);
+            let loc = format!("r{ssid}");
+            self.answer(ssid, &p, codes::CREATED, &["rd", &loc]);
+        }
+        assert!(self.c.status(self.now).iter().all(|s| s.registered));
+    }
+
+    /// Sends a request from server `ssid`; returns the client's response.
+    fn req(
+        &mut self,
+        ssid: u16,
+        method: RequestType,
+        path: &str,
+        build: impl FnOnce(&mut Packet),
+    ) -> Packet {
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let mut p = message::request(method, &segs, &[]);
+        self.mid += 1;
+        p.header.message_id = self.mid;
+        p.set_token(vec![1, 2, self.mid as u8]);
+        build(&mut p);
+        self.c
+            .handle_datagram(self.now, ssid, &p.to_bytes().unwrap());
+        let out = self.take();
+        let (resp, rest): (Vec<_>, Vec<_>) = out.into_iter().partition(|(s, r)| {
+            *s == ssid
+                && r.header.message_id == self.mid
+                && r.header.get_type() == MessageType::Acknowledgement
+        });
+        self.backlog = rest;
+        resp.into_iter()
+            .next()
+            .map(|(_, r)| r)
+            .expect("a piggybacked response")
+    }
+
+    fn get(&mut self, ssid: u16, path: &str, accept: Option<u16>) -> Packet {
+        self.req(ssid, RequestType::Get, path, |p| {
+            if let Some(a) = accept {
+                message::set_uint(p, CoapOption::Accept, u32::from(a));
+            }
+        })
+    }
+}
+
+fn code(p: &Packet) -> u8 {
+    message::code_byte(p)
+}
+
+#[test]
+fn registers_with_the_right_parameters_and_payload() {
+    let mut h = H::new(&[account(101, 300)]);
+    let out = h.take();
+    assert_eq!(out.len(), 1);
+    let (ssid, p) = &out[0];
+    assert_eq!(*ssid, 101);
+    assert_eq!(
+        p.header.code,
+        coap_lite::MessageClass::Request(RequestType::Post)
+    );
+    assert_eq!(
+        message::uri_query(p).unwrap(),
+        ["ep=gw-test", "lt=300", "lwm2m=1.1", "b=U"]
+    );
+    assert_eq!(message::content_format(p), Some(40));
+    let body = String::from_utf8(p.payload.clone()).unwrap();
+    assert_eq!(
+        body,
+        "</>;rt=\"oma.lwm2m\";ct=112,</1>;ver=1.1,</1/0>,</3/0>,</4/0>"
+    );
+    h.answer(101, &p.clone(), codes::CREATED, &["rd", "5a3f"]);
+    let st = &h.c.status(h.now)[0];
+    assert_eq!(st.state, "registered");
+    assert_eq!(st.location.as_deref(), Some("/rd/5a3f"));
+}
+
+#[test]
+fn updates_before_the_lifetime_ends() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.register_all();
+    h.advance(Duration::from_secs(200));
+    assert!(h.take().is_empty(), "not yet: update at 300 - 93 = 207 s");
+    h.advance(Duration::from_secs(8));
+    let out = h.take();
+    assert_eq!(out.len(), 1);
+    let p = &out[0].1;
+    assert_eq!(message::uri_path(p).unwrap(), ["rd", "r101"]);
+    assert!(message::uri_query(p).unwrap().is_empty(), "nothing changed");
+    assert!(p.payload.is_empty());
+    let p = p.clone();
+    h.answer(101, &p, codes::CHANGED, &[]);
+    assert_eq!(h.c.status(h.now)[0].state, "registered");
+}
+
+#[test]
+fn update_answered_404_registers_again() {
+    let mut h = H::new(&[account(101, 60)]);
+    h.register_all();
+    h.advance(Duration::from_secs(31));
+    let (_, p) = h.take().remove(0);
+    h.answer(101, &p, codes::NOT_FOUND, &[]);
+    let (_, p) = h.take().remove(0);
+    assert_eq!(message::uri_path(&p).unwrap(), ["rd"]);
+    assert!(message::uri_query(&p)
+        .unwrap()
+        .contains(&"ep=gw-test".to_string()));
+}
+
+#[test]
+fn precondition_failed_downgrades_to_1_0() {
+    let mut h = H::new(&[account(101, 300)]);
+    let (_, p) = h.take().remove(0);
+    h.answer(101, &p, codes::PRECONDITION_FAILED, &[]);
+    let (_, p) = h.take().remove(0);
+    assert!(message::uri_query(&p)
+        .unwrap()
+        .contains(&"lwm2m=1.0".to_string()));
+    assert_eq!(
+        String::from_utf8(p.payload.clone()).unwrap(),
+        "</>;rt=\"oma.lwm2m\",</1/0>,</3/0>,</4/0>"
+    );
+    h.answer(101, &p, codes::CREATED, &["rd", "x"]);
+    assert_eq!(h.c.status(h.now)[0].version, "1.0");
+    // A 1.0 server gets TLV for an instance read without Accept.
+    let r = h.get(101, "/3/0", None);
+    assert_eq!(message::content_format(&r), Some(11542));
+}
+
+#[test]
+fn unanswered_register_retries_with_backoff() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.take();
+    // The CoAP layer gives up between 62 and 93 s.
+    let mut waited = 0;
+    while h.c.status(h.now)[0].failures == 0 {
+        h.advance(Duration::from_secs(1));
+        waited += 1;
+        assert!(waited <= 94, "no failure after {waited} s");
+    }
+    assert!(waited >= 62, "gave up after only {waited} s");
+    let st = &h.c.status(h.now)[0];
+    assert!(st.state.starts_with("retrying in"), "{}", st.state);
+    assert_eq!(st.last_error.as_deref(), Some("no answer from the server"));
+    assert_eq!(st.failures, 1);
+    h.take();
+    h.advance(Duration::from_secs(8));
+    assert!(h.take().is_empty());
+    h.advance(Duration::from_secs(2));
+    let out = h.take();
+    assert_eq!(out.len(), 1, "second attempt after 10 s");
+    let p = out[0].1.clone();
+    h.answer(101, &p, codes::CREATED, &["rd", "1"]);
+    assert_eq!(h.c.status(h.now)[0].failures, 0);
+}
+
+#[test]
+fn register_rejected_is_reported() {
+    let mut h = H::new(&[account(101, 300)]);
+    let (_, p) = h.take().remove(0);
+    h.answer(101, &p, 0x83, &[]); // 4.03 Forbidden
+    let st = &h.c.status(h.now)[0];
+    assert_eq!(
+        st.last_error.as_deref(),
+        Some("server answered 4.03 to Register")
+    );
+}
+
+#[test]
+fn reads_in_each_format() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.register_all();
+    let r = h.get(101, "/3/0/0", None);
+    assert_eq!(
+        (code(&r), message::content_format(&r)),
+        (codes::CONTENT, Some(0))
+    );
+    assert_eq!(r.payload, b"ACME");
+    for f in [11542u16, 11543, 110, 112] {
+        let r = h.get(101, "/3/0", Some(f));
+        assert_eq!(
+            (code(&r), message::content_format(&r)),
+            (codes::CONTENT, Some(f)),
+            "format {f}"
+        );
+        let types = |p: &Path| crate::lwm2m::dm::type_of(&Registry::builtin(), p);
+        let recs = crate::codec::decode(
+            Format::from_number(f).unwrap(),
+            &Path::new(&[3, 0]),
+            &r.payload,
+            &types,
+        )
+        .unwrap();
+        assert!(recs.contains(&(Path::new(&[3, 0, 0]), Value::String("ACME".into()))));
+    }
+    let r = h.get(101, "/3/0", None);
+    assert_eq!(
+        message::content_format(&r),
+        Some(112),
+        "1.1 default: SenML CBOR"
+    );
+}
+
+#[test]
+fn malformed_requests_get_the_right_4xx() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.register_all();
+    assert_eq!(code(&h.get(101, "/3/x", None)), codes::BAD_REQUEST);
+    assert_eq!(code(&h.get(101, "/3/0/0/1/2", None)), codes::BAD_REQUEST);
+    assert_eq!(code(&h.get(101, "/9999", None)), codes::NOT_FOUND);
+    assert_eq!(code(&h.get(101, "/3/7", None)), codes::NOT_FOUND);
+    assert_eq!(code(&h.get(101, "/0/0", None)), codes::UNAUTHORIZED);
+    assert_eq!(code(&h.get(101, "/3/0", Some(0))), codes::NOT_ACCEPTABLE);
+    assert_eq!(code(&h.get(101, "/3/0", Some(9999))), codes::NOT_ACCEPTABLE);
+    assert_eq!(code(&h.get(101, "/3/0/4", None)), codes::METHOD_NOT_ALLOWED);
+    assert_eq!(code(&h.get(101, "/nodevice/3/0", None)), codes::NOT_FOUND);
+    let r = h.req(101, RequestType::Get, "/3/0", |p| {
+        p.add_option(CoapOption::Unknown(2049), vec![1])
+    });
+    assert_eq!(code(&r), codes::BAD_OPTION);
+    let r = h.req(101, RequestType::Put, "/1/0/1", |p| {
+        message::set_content_format(p, 4242);
+        p.payload = b"1".to_vec();
+    });
+    assert_eq!(code(&r), codes::UNSUPPORTED_CONTENT_FORMAT);
+    let r = h.req(101, RequestType::Put, "/1/0/1", |p| {
+        message::set_content_format(p, 0);
+        p.payload = b"soon".to_vec();
+    });
+    assert_eq!(code(&r), codes::BAD_REQUEST);
+    let r = h.req(101, RequestType::Put, "/1/0/1", |p| {
+        message::set_content_format(p, 11542);
+        p.payload = vec![0xC8, 0x01, 0x40, 0x00];
+    });
+    assert_eq!(code(&r), codes::BAD_REQUEST, "TLV length past the end");
+    let r = h.req(101, RequestType::Post, "/3/0/4", |p| {
+        p.payload = b"x=1".to_vec()
+    });
+    assert_eq!(code(&r), codes::BAD_REQUEST, "bad Execute arguments");
+    let r = h.req(101, RequestType::Delete, "/3/0", |_| {});
+    assert_eq!(code(&r), codes::METHOD_NOT_ALLOWED);
+    let r = h.req(101, RequestType::Put, "/1/0/0", |p| {
+        message::set_content_format(p, 0);
+        p.payload = b"5".to_vec();
+    });
+    assert_eq!(code(&r), codes::METHOD_NOT_ALLOWED, "ssid is read-only");
+}
+
+#[test]
+fn writing_the_lifetime_sends_an_update() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.register_all();
+    let r = h.req(101, RequestType::Put, "/1/0/1", |p| {
+        message::set_content_format(p, 0);
+        p.payload = b"120".to_vec();
+    });
+    assert_eq!(code(&r), codes::CHANGED);
+    h.c.handle_timeout(h.now);
+    let out = h.take();
+    let upd = out
+        .iter()
+        .find(|(_, p)| message::uri_path(p).unwrap() == ["rd", "r101"])
+        .expect("Update");
+    assert_eq!(message::uri_query(&upd.1).unwrap(), ["lt=120"]);
+}
+
+#[test]
+fn execute_update_trigger_and_disable() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.register_all();
+    let r = h.req(101, RequestType::Post, "/1/0/8", |_| {});
+    assert_eq!(code(&r), codes::CHANGED);
+    let (_, upd) = h
+        .take()
+        .into_iter()
+        .find(|(_, p)| message::is_request(p))
+        .expect("Update");
+    h.answer(101, &upd, codes::CHANGED, &[]);
+    h.c.trees.gateway.set(1, 0, 5, Value::Integer(30));
+    let r = h.req(101, RequestType::Post, "/1/0/4", |_| {});
+    assert_eq!(code(&r), codes::CHANGED);
+    let out = h.take();
+    let (_, del) = out
+        .iter()
+        .find(|(_, p)| message::is_request(p))
+        .cloned()
+        .expect("De-register");
+    assert_eq!(
+        del.header.code,
+        coap_lite::MessageClass::Request(RequestType::Delete)
+    );
+    h.answer(101, &del, codes::DELETED, &[]);
+    assert!(h.c.status(h.now)[0].state.starts_with("disabled for 30"));
+    h.advance(Duration::from_secs(31));
+    let (_, reg) = h.take().remove(0);
+    assert_eq!(message::uri_path(&reg).unwrap(), ["rd"]);
+}
+
+#[test]
+fn reboot_is_answered_first_then_acted_on() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.register_all();
+    let r = h.req(101, RequestType::Post, "/3/0/4", |_| {});
+    assert_eq!(code(&r), codes::CHANGED);
+    assert_eq!(h.c.poll_action(), Some(Action::Reboot));
+}
+
+#[test]
+fn shutdown_deregisters() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.register_all();
+    h.c.shutdown(h.now);
+    let (_, del) = h.take().remove(0);
+    assert_eq!(message::uri_path(&del).unwrap(), ["rd", "r101"]);
+    assert!(!h.c.is_stopped());
+    h.answer(101, &del, codes::DELETED, &[]);
+    assert!(h.c.is_stopped());
+}
+
+#[test]
+fn observe_notifies_on_change_respecting_pmin() {
+    let mut h = H::new(&[account(101, 3000)]);
+    h.register_all();
+    let r = h.req(101, RequestType::Put, "/3/0/9", |p| {
+        p.add_option(CoapOption::UriQuery, b"pmin=5".to_vec())
+    });
+    assert_eq!(code(&r), codes::METHOD_NOT_ALLOWED.min(code(&r)));
+    let r = h.req(101, RequestType::Put, "/3/0/13", |p| {
+        p.add_option(CoapOption::UriQuery, b"pmin=5".to_vec())
+    });
+    assert_eq!(code(&r), codes::CHANGED);
+    h.c.trees.gateway.set(3, 0, 13, Value::Time(1000));
+    let r = h.req(101, RequestType::Get, "/3/0/13", |p| {
+        message::set_uint(p, CoapOption::Observe, 0)
+    });
+    assert_eq!(code(&r), codes::CONTENT);
+    assert_eq!(message::observe(&r), Some(0));
+    assert_eq!(r.payload, b"1000");
+    let token = r.get_token().to_vec();
+    h.c.trees.gateway.set(3, 0, 13, Value::Time(1001));
+    h.c.values_changed(h.now);
+    assert!(h.take().is_empty(), "held back by pmin");
+    h.advance(Duration::from_secs(5));
+    let out = h.take();
+    assert_eq!(out.len(), 1);
+    let n = &out[0].1;
+    assert_eq!(
+        (n.get_token(), message::observe(n), n.payload.as_slice()),
+        (token.as_slice(), Some(1), &b"1001"[..])
+    );
+    assert_eq!(n.header.get_type(), MessageType::NonConfirmable);
+    // Cancel with Observe=1.
+    let r = h.req(101, RequestType::Get, "/3/0/13", |p| {
+        p.set_token(token.clone());
+        message::set_uint(p, CoapOption::Observe, 1)
+    });
+    assert_eq!(code(&r), codes::CONTENT);
+    assert_eq!(h.c.observation_count(), 0);
+}
+
+#[test]
+fn large_reads_use_block2() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.register_all();
+    let big = "m".repeat(3000);
+    h.c.trees.gateway.set(3, 0, 1, Value::String(big.clone()));
+    let r = h.get(101, "/3/0/1", None);
+    let b = message::block(&r, CoapOption::Block2).flatten().unwrap();
+    assert_eq!((b.num, b.more, b.size()), (0, true, 1024));
+    let mut body = r.payload.clone();
+    let mut num = 1;
+    loop {
+        let r = h.req(101, RequestType::Get, "/3/0/1", |p| {
+            message::set_block(
+                p,
+                CoapOption::Block2,
+                BlockOpt {
+                    num,
+                    more: false,
+                    szx: 6,
+                },
+            )
+        });
+        body.extend_from_slice(&r.payload);
+        let b = message::block(&r, CoapOption::Block2).flatten().unwrap();
+        if !b.more {
+            break;
+        }
+        num += 1;
+    }
+    assert_eq!(body, big.as_bytes());
+    // A server asking for 256-byte blocks gets them.
+    let r = h.req(101, RequestType::Get, "/3/0/1", |p| {
+        message::set_block(
+            p,
+            CoapOption::Block2,
+            BlockOpt {
+                num: 0,
+                more: false,
+                szx: 4,
+            },
+        )
+    });
+    assert_eq!(r.payload.len(), 256);
+}
+
+#[test]
+fn block1_write_is_reassembled_and_misordered_blocks_get_4_08() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.register_all();
+    h.c.reg.insert(crate::model::ObjectDef {
+        id: 3341,
+        name: "Text".into(),
+        version: "1.0".into(),
+        multiple: true,
+        mandatory: false,
+        resources: [(
+            5527,
+            crate::model::ResourceDef {
+                id: 5527,
+                name: "Text".into(),
+                ops: crate::model::Operations::RW,
+                multiple: false,
+                mandatory: false,
+                data_type: crate::model::DataType::String,
+                range: None,
+                units: None,
+            },
+        )]
+        .into(),
+    });
+    h.c.trees
+        .gateway
+        .set(3341, 0, 5527, Value::String(String::new()));
+    let text: Vec<u8> = (0..2500).map(|i| b'a' + (i % 26) as u8).collect();
+    for num in 0..3u32 {
+        let chunk = &text[num as usize * 1024..((num as usize + 1) * 1024).min(text.len())];
+        let r = h.req(101, RequestType::Put, "/3341/0/5527", |p| {
+            message::set_content_format(p, 0);
+            message::set_block(
+                p,
+                CoapOption::Block1,
+                BlockOpt {
+                    num,
+                    more: num < 2,
+                    szx: 6,
+                },
+            );
+            p.payload = chunk.to_vec();
+        });
+        assert_eq!(
+            code(&r),
+            if num < 2 {
+                codes::CONTINUE
+            } else {
+                codes::CHANGED
+            }
+        );
+    }
+    assert_eq!(
+        h.c.trees.gateway.get(3341, 0, 5527),
+        Some(&Value::String(String::from_utf8(text.clone()).unwrap()))
+    );
+    let r = h.req(101, RequestType::Put, "/3341/0/5527", |p| {
+        message::set_content_format(p, 0);
+        message::set_block(
+            p,
+            CoapOption::Block1,
+            BlockOpt {
+                num: 2,
+                more: true,
+                szx: 6,
+            },
+        );
+        p.payload = vec![b'x'; 1024];
+    });
+    assert_eq!(code(&r), codes::REQUEST_ENTITY_INCOMPLETE);
+}
+
+#[test]
+fn multi_server_access_control() {
+    let mut h = H::new(&[account(101, 300), account(102, 300)]);
+    h.register_all();
+    // Each server reads the Device object; only its own /1 instance.
+    assert_eq!(code(&h.get(102, "/3/0/0", None)), codes::CONTENT);
+    assert_eq!(code(&h.get(102, "/1/1/0", None)), codes::CONTENT);
+    assert_eq!(code(&h.get(102, "/1/0/0", None)), codes::UNAUTHORIZED);
+    let r = h.req(102, RequestType::Put, "/1/0/1", |p| {
+        message::set_content_format(p, 0);
+        p.payload = b"60".to_vec();
+    });
+    assert_eq!(code(&r), codes::UNAUTHORIZED);
+    // Connectivity: read-only for every server.
+    let r = h.req(102, RequestType::Post, "/3/0/4", |_| {});
+    assert_eq!(code(&r), codes::CHANGED, "Device: RWE for all");
+    // An object read lists only readable instances.
+    let r = h.get(102, "/1", Some(110));
+    let types = |p: &Path| crate::lwm2m::dm::type_of(&Registry::builtin(), p);
+    let recs =
+        crate::codec::decode(Format::SenmlJson, &Path::new(&[1]), &r.payload, &types).unwrap();
+    assert!(!recs.is_empty());
+    assert!(
+        recs.iter().all(|(p, _)| p.instance() == Some(1)),
+        "{recs:?}"
+    );
+}

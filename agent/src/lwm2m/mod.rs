@@ -1,0 +1,17 @@
+//! The LwM2M client core: data, operations, registration, observation — no I/O.
+
+pub mod acl;
+pub mod attrs;
+pub mod client;
+pub mod dm;
+pub mod error;
+pub mod factory;
+pub mod observe;
+pub mod registration;
+pub mod request;
+pub mod tree;
+
+pub use client::{Action, Client, ClientConfig, SessionStatus};
+pub use dm::Trees;
+pub use registration::Version;
+pub use tree::Tree;
