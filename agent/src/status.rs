@@ -17,6 +17,9 @@ pub struct Status {
     pub starts: u64,
     pub store: StoreStatus,
     pub servers: Vec<ServerStatus>,
+    /// Active observations across all servers.
+    #[serde(default)]
+    pub observations: usize,
     pub devices: Vec<DeviceStatus>,
     pub warnings: Vec<String>,
 }
@@ -33,9 +36,15 @@ pub struct ServerStatus {
     pub uri: String,
     pub binding: String,
     pub lifetime_s: u32,
-    /// `configured`, later `registering`, `registered`, `failed`, …
+    /// `starting`, `registering`, `registered`, `retrying in Ns …`, `disabled for Ns`, `stopped`.
     pub state: String,
     pub last_error: Option<String>,
+    /// Registration location on the server (`/rd/…`) while registered.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// LwM2M version spoken with this server.
+    #[serde(default)]
+    pub lwm2m_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -83,11 +92,18 @@ impl Status {
                 "  [{}] {} binding={} lifetime={}s: {}",
                 s.ssid, s.uri, s.binding, s.lifetime_s, s.state
             );
+            if let Some(l) = &s.location {
+                let _ = write!(o, " at {l}");
+            }
+            if let Some(v) = &s.lwm2m_version {
+                let _ = write!(o, " (LwM2M {v})");
+            }
             if let Some(e) = &s.last_error {
                 let _ = write!(o, " ({e})");
             }
             o.push('\n');
         }
+        let _ = writeln!(o, "observations: {}", self.observations);
         let _ = writeln!(o, "devices:  {}", self.devices.len());
         for d in &self.devices {
             let _ = writeln!(
@@ -140,7 +156,10 @@ mod tests {
                 lifetime_s: 300,
                 state: "failed".into(),
                 last_error: Some("timeout".into()),
+                location: None,
+                lwm2m_version: None,
             }],
+            observations: 0,
             devices: vec![],
             warnings: vec!["w".into()],
         };

@@ -35,6 +35,12 @@ pub struct Config {
     pub log: LogSection,
     #[serde(default)]
     pub devices: DevicesSection,
+    #[serde(default)]
+    pub device: DeviceSection,
+    #[serde(default)]
+    pub lwm2m: Lwm2mSection,
+    #[serde(default)]
+    pub system: SystemSection,
     #[serde(default, rename = "server")]
     pub servers: Vec<ServerConfig>,
     #[serde(default)]
@@ -102,6 +108,115 @@ pub struct LogSection {
 pub struct DevicesSection {
     /// Directory of device files; relative paths are taken from the config file's directory.
     pub dir: Option<PathBuf>,
+}
+
+/// Identity reported in the Device object (/3/0); DMI values are used where absent.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSection {
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub hardware_version: Option<String>,
+    pub device_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+pub enum Lwm2mVersion {
+    #[serde(rename = "1.0")]
+    V1_0,
+    #[default]
+    #[serde(rename = "1.1")]
+    V1_1,
+}
+
+/// Content formats a server may be offered for multi-resource payloads.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadFormat {
+    Tlv,
+    SenmlJson,
+    SenmlCbor,
+    Lwm2mJson,
+}
+
+impl PayloadFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadFormat::Tlv => "tlv",
+            PayloadFormat::SenmlJson => "senml-json",
+            PayloadFormat::SenmlCbor => "senml-cbor",
+            PayloadFormat::Lwm2mJson => "lwm2m-json",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Lwm2mSection {
+    /// Version offered at Register; a 1.0 server's 4.12 makes the agent retry as 1.0.
+    #[serde(default)]
+    pub version: Lwm2mVersion,
+    /// Format of multi-resource reads without Accept, towards 1.0 servers.
+    #[serde(default = "Lwm2mSection::default_format_10")]
+    pub format_1_0: PayloadFormat,
+    /// The same towards 1.1 servers.
+    #[serde(default = "Lwm2mSection::default_format_11")]
+    pub format_1_1: PayloadFormat,
+    /// Directories of OMA DDF XML object definitions, later ones override earlier ones.
+    #[serde(default = "Lwm2mSection::default_object_dirs")]
+    pub object_dirs: Vec<PathBuf>,
+}
+
+impl Lwm2mSection {
+    fn default_format_10() -> PayloadFormat {
+        PayloadFormat::Tlv
+    }
+    fn default_format_11() -> PayloadFormat {
+        PayloadFormat::SenmlCbor
+    }
+    fn default_object_dirs() -> Vec<PathBuf> {
+        vec![
+            PathBuf::from("/usr/share/lwgate/objects"),
+            PathBuf::from("/etc/lwgate/objects"),
+        ]
+    }
+}
+
+impl Default for Lwm2mSection {
+    fn default() -> Self {
+        Self {
+            version: Lwm2mVersion::default(),
+            format_1_0: Self::default_format_10(),
+            format_1_1: Self::default_format_11(),
+            object_dirs: Self::default_object_dirs(),
+        }
+    }
+}
+
+/// What Execute on /3/0/4 (Reboot) and /3/0/5 (Factory Reset) run.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SystemSection {
+    #[serde(default = "SystemSection::default_reboot")]
+    pub reboot_command: Vec<String>,
+    #[serde(default)]
+    pub factory_reset_command: Vec<String>,
+}
+
+impl SystemSection {
+    fn default_reboot() -> Vec<String> {
+        vec!["systemctl".into(), "reboot".into()]
+    }
+}
+
+impl Default for SystemSection {
+    fn default() -> Self {
+        Self {
+            reboot_command: Self::default_reboot(),
+            factory_reset_command: Vec::new(),
+        }
+    }
 }
 
 /// Bootstrap sources other than the factory `[[server]]` tables (smartcard, bootstrap server).
@@ -233,6 +348,16 @@ fn validate(path: &Path, config: &Config) -> Vec<ConfigError> {
                 format!("ssid {} is used by an earlier [[server]] table", s.ssid),
             ));
         }
+        if s.max_retransmit.is_some_and(|n| n > 20) {
+            errors.push(ConfigError::new(
+                path,
+                key("max_retransmit"),
+                format!(
+                    "expected 0 to 20, got {}",
+                    s.max_retransmit.unwrap_or_default()
+                ),
+            ));
+        }
         if !BINDINGS.contains(&s.binding.as_str()) {
             errors.push(ConfigError::new(
                 path,
@@ -242,6 +367,21 @@ fn validate(path: &Path, config: &Config) -> Vec<ConfigError> {
                     BINDINGS.join(", "),
                     s.binding
                 ),
+            ));
+        }
+    }
+    for (key, cmd) in [
+        ("system.reboot_command", &config.system.reboot_command),
+        (
+            "system.factory_reset_command",
+            &config.system.factory_reset_command,
+        ),
+    ] {
+        if cmd.first().is_some_and(|c| c.is_empty()) {
+            errors.push(ConfigError::new(
+                path,
+                key,
+                "expected a command and its arguments, e.g. [\"systemctl\", \"reboot\"]",
             ));
         }
     }

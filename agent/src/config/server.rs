@@ -30,6 +30,12 @@ pub struct ServerConfig {
     /// Server object resource 6: keep notifications on disk while the server is unreachable.
     #[serde(default = "yes")]
     pub notification_storing: bool,
+    /// CoAP ACK_TIMEOUT in seconds (RFC 7252 4.8); default 2.
+    #[serde(default)]
+    pub ack_timeout: Option<Seconds>,
+    /// CoAP MAX_RETRANSMIT; default 4.
+    #[serde(default)]
+    pub max_retransmit: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

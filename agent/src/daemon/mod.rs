@@ -1,7 +1,11 @@
 //! `lwgate run`: the tokio driver that owns the sockets, the store, the timers and
 //! the systemd integration.
 
+mod engine;
+pub mod system;
 mod systemd;
+
+pub use engine::registry;
 
 use crate::config::{self, Loaded};
 use crate::control::{self, SharedStatus};
@@ -30,10 +34,29 @@ fn server_rows(loaded: &Loaded) -> Vec<ServerStatus> {
             uri: s.uri.clone(),
             binding: s.binding.clone(),
             lifetime_s: s.lifetime.0,
-            state: "configured".into(),
+            state: "starting".into(),
             last_error: None,
+            location: None,
+            lwm2m_version: None,
         })
         .collect()
+}
+
+/// Copies the client's view of each server into the status snapshot.
+fn update_servers(status: &SharedStatus, engine: &engine::Engine, now: std::time::Instant) {
+    let Ok(mut st) = status.write() else {
+        return;
+    };
+    for (s, net_error) in engine.status(now) {
+        if let Some(row) = st.servers.iter_mut().find(|r| r.ssid == s.ssid) {
+            row.state = s.state;
+            row.last_error = net_error.or(s.last_error);
+            row.location = s.location;
+            row.lwm2m_version = Some(s.version.to_string());
+            row.lifetime_s = s.lifetime;
+        }
+    }
+    st.observations = engine.observation_count();
 }
 
 fn device_rows(devices: &[config::LoadedDevice]) -> Vec<DeviceStatus> {
@@ -79,9 +102,12 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
             schema_version,
         },
         servers: server_rows(&loaded),
+        observations: 0,
         devices: device_rows(&loaded.devices),
         warnings: loaded.warnings.clone(),
     }));
+    let mut engine = engine::Engine::new(&loaded, Instant::now());
+    engine.connect(Instant::now()).await;
 
     let socket_path = loaded.config.control.socket.clone();
     let listener = control::bind(&socket_path).await?;
@@ -110,11 +136,31 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     systemd::ready(&summary);
 
     let mut last_ping = Instant::now();
+    let mut stop_by: Option<Instant> = None;
     loop {
+        let now = Instant::now();
+        engine.flush();
+        update_servers(&status, &engine, now);
+        if let Some(t) = stop_by {
+            if engine.stopped() || now >= t {
+                break;
+            }
+        }
+        let wake = engine
+            .deadline()
+            .unwrap_or(now + std::time::Duration::from_secs(3600));
         tokio::select! {
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = sigterm.recv(), if stop_by.is_none() => {
+                tracing::info!("SIGTERM: de-registering and shutting down");
+                stop_by = Some(begin_shutdown(&mut engine));
+            }
+            _ = sigint.recv(), if stop_by.is_none() => {
+                tracing::info!("SIGINT: de-registering and shutting down");
+                stop_by = Some(begin_shutdown(&mut engine));
+            }
             _ = sighup.recv() => reload_devices(&loaded, &status),
+            Some((ssid, bytes)) = engine.rx.recv() => engine.datagram(Instant::now(), ssid, &bytes),
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => engine.timeout(Instant::now()),
             _ = tick.tick() => {
                 if let Ok(mut s) = status.write() {
                     s.uptime_s = started.elapsed().as_secs();
@@ -125,16 +171,24 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
                         last_ping = Instant::now();
                     }
                 }
+                engine.connect(Instant::now()).await;
+                engine.refresh(Instant::now());
             }
         }
     }
 
-    systemd::stopping();
     control_task.abort();
     let _ = std::fs::remove_file(&socket_path);
     drop(store);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// De-registration gets a few seconds; a dead server must not hold up a stop.
+fn begin_shutdown(engine: &mut engine::Engine) -> Instant {
+    systemd::stopping();
+    engine.shutdown(Instant::now());
+    Instant::now() + std::time::Duration::from_secs(5)
 }
 
 /// SIGHUP: re-read devices.d. A broken file keeps the previous set running.

@@ -486,10 +486,8 @@ impl Dm<'_> {
             // Server accounts come from bootstrap only.
             return Err(OpError::Unauthorized);
         }
+        // Any object with a definition can be created, instances or not.
         let tree = self.trees.get(path.prefix.as_deref())?;
-        if !tree.objects.contains_key(&obj) {
-            return Err(OpError::NotFound);
-        }
         self.check(tree, path, acl::CREATE)?;
         if !def.multiple && !tree.instance_ids(obj).is_empty() {
             return Err(OpError::BadRequest(format!(

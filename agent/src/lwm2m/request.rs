@@ -74,20 +74,22 @@ pub fn classify(req: &Packet, payload: Vec<u8>, reg: &Registry) -> OpResult<Op> 
                 replace: false,
             },
             3 => {
-                let exec = path
+                let def = path
                     .object()
                     .and_then(|o| reg.get(o))
-                    .and_then(|d| d.resource(path.resource().unwrap_or_default()))
-                    .is_some_and(|r| r.ops.execute);
-                if exec {
-                    Op::Execute { path, payload }
-                } else {
-                    Op::Write {
+                    .and_then(|d| d.resource(path.resource().unwrap_or_default()));
+                match def {
+                    Some(r) if r.ops.execute => Op::Execute { path, payload },
+                    // 1.1: POST to a multiple resource adds or updates its instances.
+                    Some(r) if r.multiple => Op::Write {
                         path,
                         format,
                         payload,
                         replace: false,
-                    }
+                    },
+                    // Unknown resources get their 4.04 from Execute.
+                    None => Op::Execute { path, payload },
+                    Some(_) => return Err(OpError::MethodNotAllowed),
                 }
             }
             _ => return Err(OpError::MethodNotAllowed),

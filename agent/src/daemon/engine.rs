@@ -1,0 +1,337 @@
+//! The tokio side of the LwM2M client: one UDP socket per server, timers, system
+//! sampling and the actions the core asks for.
+
+use super::system;
+use crate::coap::TxParams;
+use crate::codec::Format;
+use crate::config::{self, Loaded, PayloadFormat};
+use crate::lwm2m::factory::{self, Account};
+use crate::lwm2m::{Action, Client, ClientConfig, SessionStatus, Version};
+use crate::model::{ddf, Registry};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+struct Peer {
+    uri: String,
+    socket: Option<Arc<UdpSocket>>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+    last_resolve: Option<Instant>,
+    error: Option<String>,
+}
+
+pub struct Engine {
+    client: Client,
+    peers: HashMap<u16, Peer>,
+    tx: mpsc::Sender<(u16, Vec<u8>)>,
+    pub rx: mpsc::Receiver<(u16, Vec<u8>)>,
+    storage_dir: PathBuf,
+    system: config::SystemSection,
+}
+
+fn format_of(f: PayloadFormat) -> Format {
+    match f {
+        PayloadFormat::Tlv => Format::Tlv,
+        PayloadFormat::SenmlJson => Format::SenmlJson,
+        PayloadFormat::SenmlCbor => Format::SenmlCbor,
+        PayloadFormat::Lwm2mJson => Format::LwJson,
+    }
+}
+
+/// OS-seeded randomness for message ids and tokens, without another dependency.
+fn seed() -> u64 {
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+pub fn registry(dirs: &[PathBuf]) -> Registry {
+    let mut reg = Registry::builtin();
+    let (defs, errors) = ddf::load_dirs(dirs);
+    for e in errors {
+        tracing::warn!("object definition skipped: {e}");
+    }
+    for d in defs {
+        if matches!(d.id, 0..=4 | 25) {
+            tracing::warn!(
+                "object {} ({}) is built in; its DDF file is ignored",
+                d.id,
+                d.name
+            );
+            continue;
+        }
+        tracing::debug!("object {} {} v{} loaded", d.id, d.name, d.version);
+        reg.insert(d);
+    }
+    reg
+}
+
+impl Engine {
+    pub fn new(loaded: &Loaded, now: Instant) -> Self {
+        let cfg = &loaded.config;
+        let accounts: Vec<Account> = cfg
+            .servers
+            .iter()
+            .map(|s| Account {
+                uri: s.uri.clone(),
+                ssid: s.ssid,
+                lifetime: s.lifetime.0,
+                binding: s.binding.clone(),
+                notification_storing: s.notification_storing,
+            })
+            .collect();
+        let info = system::device_info(&cfg.device, &loaded.endpoint);
+        let mut trees = factory::trees(&accounts, &info);
+        let storage_dir = cfg
+            .store
+            .path
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        system::apply(&mut trees.gateway, &system::sample(&storage_dir));
+        // Per-server CoAP timing is configurable; the core takes one set, the first
+        // server's, until sessions carry their own (all default in practice).
+        let tx_params = cfg
+            .servers
+            .first()
+            .map(|s| TxParams {
+                ack_timeout: s
+                    .ack_timeout
+                    .map(|t| t.as_duration())
+                    .unwrap_or(Duration::from_secs(2)),
+                max_retransmit: s.max_retransmit.unwrap_or(4),
+                ..TxParams::default()
+            })
+            .unwrap_or_default();
+        let client_cfg = ClientConfig {
+            endpoint: loaded.endpoint.clone(),
+            version: match cfg.lwm2m.version {
+                config::Lwm2mVersion::V1_0 => Version::V1_0,
+                config::Lwm2mVersion::V1_1 => Version::V1_1,
+            },
+            tx: tx_params,
+            format_v10: format_of(cfg.lwm2m.format_1_0),
+            format_v11: format_of(cfg.lwm2m.format_1_1),
+            block_size: 1024,
+        };
+        let client = Client::new(
+            client_cfg,
+            registry(&cfg.lwm2m.object_dirs),
+            trees,
+            now,
+            seed(),
+        );
+        let (tx, rx) = mpsc::channel(256);
+        let peers = client
+            .servers()
+            .into_iter()
+            .map(|(ssid, uri)| {
+                (
+                    ssid,
+                    Peer {
+                        uri,
+                        socket: None,
+                        reader: None,
+                        last_resolve: None,
+                        error: None,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            client,
+            peers,
+            tx,
+            rx,
+            storage_dir,
+            system: cfg.system.clone(),
+        }
+    }
+
+    /// Resolves and connects servers that have no socket yet (DNS may be down at boot).
+    pub async fn connect(&mut self, now: Instant) {
+        for (ssid, peer) in self.peers.iter_mut() {
+            if peer.socket.is_some()
+                || peer
+                    .last_resolve
+                    .is_some_and(|t| now.duration_since(t) < Duration::from_secs(10))
+            {
+                continue;
+            }
+            peer.last_resolve = Some(now);
+            match open(&peer.uri).await {
+                Ok((sock, addr)) => {
+                    tracing::info!(ssid, server = %peer.uri, "using {addr}");
+                    let sock = Arc::new(sock);
+                    let reader = sock.clone();
+                    let tx = self.tx.clone();
+                    let ssid = *ssid;
+                    peer.reader = Some(tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65_536];
+                        loop {
+                            match reader.recv(&mut buf).await {
+                                Ok(n) => {
+                                    if tx.send((ssid, buf[..n].to_vec())).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                // ICMP port unreachable surfaces here on connected sockets.
+                                Err(e) => {
+                                    tracing::debug!(ssid, "receive: {e}");
+                                    tokio::time::sleep(Duration::from_millis(200)).await;
+                                }
+                            }
+                        }
+                    }));
+                    peer.socket = Some(sock);
+                    peer.error = None;
+                }
+                Err(e) => {
+                    tracing::warn!(ssid, server = %peer.uri, "cannot reach server address: {e}");
+                    peer.error = Some(e);
+                }
+            }
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.client.poll_timeout()
+    }
+
+    pub fn datagram(&mut self, now: Instant, ssid: u16, bytes: &[u8]) {
+        self.client.handle_datagram(now, ssid, bytes);
+    }
+
+    pub fn timeout(&mut self, now: Instant) {
+        self.client.handle_timeout(now);
+    }
+
+    /// Re-samples the system; observers of changed values get notified.
+    pub fn refresh(&mut self, now: Instant) {
+        system::apply(
+            &mut self.client.trees.gateway,
+            &system::sample(&self.storage_dir),
+        );
+        self.client.values_changed(now);
+    }
+
+    pub fn shutdown(&mut self, now: Instant) {
+        self.client.shutdown(now);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.client.is_stopped()
+    }
+
+    /// Sends what the core queued and carries out its actions.
+    pub fn flush(&mut self) {
+        while let Some((ssid, bytes)) = self.client.poll_transmit() {
+            match self.peers.get(&ssid).and_then(|p| p.socket.as_ref()) {
+                // UDP sends do not block in practice; a full buffer is a lost datagram,
+                // which retransmission covers.
+                Some(sock) => {
+                    if let Err(e) = sock.try_send(&bytes) {
+                        tracing::debug!(ssid, "send: {e}");
+                    }
+                }
+                None => tracing::debug!(ssid, "no socket yet; datagram dropped"),
+            }
+        }
+        while let Some(action) = self.client.poll_action() {
+            self.act(action);
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Reboot => run_later("reboot", &self.system.reboot_command),
+            Action::FactoryReset => run_later("factory reset", &self.system.factory_reset_command),
+            Action::Execute { path, .. } => {
+                tracing::warn!(%path, "Execute on {path}: nothing handles it in this version")
+            }
+            Action::Written(path) if path.to_string() == "/3/0/13" => {
+                tracing::info!(
+                    "a server wrote the current time; lwgate leaves the system clock to NTP"
+                )
+            }
+            Action::Written(_) => {}
+        }
+    }
+
+    pub fn status(&self, now: Instant) -> Vec<(SessionStatus, Option<String>)> {
+        self.client
+            .status(now)
+            .into_iter()
+            .map(|s| {
+                let net = self.peers.get(&s.ssid).and_then(|p| p.error.clone());
+                (s, net)
+            })
+            .collect()
+    }
+
+    pub fn observation_count(&self) -> usize {
+        self.client.observation_count()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for p in self.peers.values() {
+            if let Some(r) = &p.reader {
+                r.abort();
+            }
+        }
+    }
+}
+
+async fn open(uri: &str) -> Result<(UdpSocket, SocketAddr), String> {
+    let a = config::parse_uri(uri)?;
+    let mut addrs = tokio::net::lookup_host((a.host.as_str(), a.port))
+        .await
+        .map_err(|e| format!("cannot resolve {}: {e}", a.host))?;
+    let addr = addrs
+        .next()
+        .ok_or_else(|| format!("{} has no address", a.host))?;
+    let bind: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let sock = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+    sock.connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    Ok((sock, addr))
+}
+
+/// Runs a configured command a moment later, so the server's response leaves first.
+fn run_later(what: &'static str, cmd: &[String]) {
+    let Some((prog, args)) = cmd.split_first() else {
+        tracing::error!(
+            "{what} requested by a server, but no command is configured ([system] in lwgate.toml)"
+        );
+        return;
+    };
+    tracing::warn!("{what} requested by a server: running {}", cmd.join(" "));
+    let prog = prog.clone();
+    let args = args.to_vec();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match tokio::process::Command::new(&prog)
+            .args(&args)
+            .status()
+            .await
+        {
+            Ok(s) if s.success() => tracing::info!("{what} command finished"),
+            Ok(s) => tracing::error!("{what} command {prog} failed: {s}"),
+            Err(e) => tracing::error!("{what} command {prog} could not run: {e}"),
+        }
+    });
+}
