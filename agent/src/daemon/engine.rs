@@ -94,27 +94,30 @@ impl Engine {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/"));
         system::apply(&mut trees.gateway, &system::sample(&storage_dir));
-        // Per-server CoAP timing is configurable; the core takes one set, the first
-        // server's, until sessions carry their own (all default in practice).
-        let tx_params = cfg
+        let tx_per_server = cfg
             .servers
-            .first()
-            .map(|s| TxParams {
-                ack_timeout: s
-                    .ack_timeout
-                    .map(|t| t.as_duration())
-                    .unwrap_or(Duration::from_secs(2)),
-                max_retransmit: s.max_retransmit.unwrap_or(4),
-                ..TxParams::default()
+            .iter()
+            .map(|s| {
+                let d = TxParams::default();
+                let tx = TxParams {
+                    ack_timeout: s
+                        .ack_timeout
+                        .map(|t| t.as_duration())
+                        .unwrap_or(d.ack_timeout),
+                    max_retransmit: s.max_retransmit.unwrap_or(d.max_retransmit),
+                    ..d
+                };
+                (s.ssid, tx)
             })
-            .unwrap_or_default();
+            .collect();
         let client_cfg = ClientConfig {
             endpoint: loaded.endpoint.clone(),
             version: match cfg.lwm2m.version {
                 config::Lwm2mVersion::V1_0 => Version::V1_0,
                 config::Lwm2mVersion::V1_1 => Version::V1_1,
             },
-            tx: tx_params,
+            tx: TxParams::default(),
+            tx_per_server,
             format_v10: format_of(cfg.lwm2m.format_1_0),
             format_v11: format_of(cfg.lwm2m.format_1_1),
             block_size: 1024,

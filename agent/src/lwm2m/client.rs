@@ -32,7 +32,9 @@ const DEFAULT_DISABLE: Duration = Duration::from_secs(86_400);
 pub struct ClientConfig {
     pub endpoint: String,
     pub version: Version,
+    /// CoAP timing for servers without their own entry in `tx_per_server`.
     pub tx: TxParams,
+    pub tx_per_server: std::collections::BTreeMap<u16, TxParams>,
     pub format_v10: Format,
     pub format_v11: Format,
     /// Our Block2 size for large responses when the server asks for none.
@@ -45,6 +47,7 @@ impl Default for ClientConfig {
             endpoint: "lwgate".into(),
             version: Version::V1_1,
             tx: TxParams::default(),
+            tx_per_server: Default::default(),
             format_v10: Format::Tlv,
             format_v11: Format::SenmlCbor,
             block_size: 1024,
@@ -472,7 +475,8 @@ impl Client {
     fn registered(&mut self, now: Instant, idx: usize) {
         let lifetime =
             Duration::from_secs(u64::from(self.lifetime(self.sessions[idx].server_inst)));
-        let margin = registration::update_margin(lifetime, self.cfg.tx.max_transmit_wait());
+        let wait = self.sessions[idx].coap.params().max_transmit_wait();
+        let margin = registration::update_margin(lifetime, wait);
         let s = &mut self.sessions[idx];
         s.state = RegState::Registered;
         s.failures = 0;
@@ -540,10 +544,10 @@ impl Client {
                     );
                     self.register(now, idx);
                 } else {
+                    // Register again, but with back-off: a server failing every Update
+                    // must not be hammered.
                     let e = format!("server answered {} to Update", message::code_text(code));
-                    s.last_error = Some(e.clone());
-                    tracing::warn!(ssid = s.ssid, "{e}; registering again");
-                    self.register(now, idx);
+                    self.schedule_retry(now, idx, e);
                 }
             }
             Pending::Deregister { then_disable } => self.after_deregister(now, idx, then_disable),

@@ -45,16 +45,22 @@ pub fn trees(accounts: &[Account], info: &DeviceInfo) -> Trees {
         g.set(1, i, 6, Value::Boolean(a.notification_storing));
         g.set(1, i, 7, Value::String(a.binding.clone()));
     }
-    let s = |v: &str| Value::String(v.to_string());
-    g.set(3, 0, 0, s(&info.manufacturer));
-    g.set(3, 0, 1, s(&info.model));
-    g.set(3, 0, 2, s(&info.serial));
-    g.set(3, 0, 3, s(&info.firmware_version));
+    // Unknown optional values are left out rather than sent as empty strings.
+    for (rid, v) in [
+        (0, &info.manufacturer),
+        (1, &info.model),
+        (2, &info.serial),
+        (3, &info.firmware_version),
+        (17, &info.device_type),
+        (18, &info.hardware_version),
+        (19, &info.software_version),
+    ] {
+        if !v.is_empty() {
+            g.set(3, 0, rid, Value::String(v.clone()));
+        }
+    }
     g.set_multi(3, 0, 11, [(0, Value::Integer(0))].into());
-    g.set(3, 0, 16, s("U"));
-    g.set(3, 0, 17, s(&info.device_type));
-    g.set(3, 0, 18, s(&info.hardware_version));
-    g.set(3, 0, 19, s(&info.software_version));
+    g.set(3, 0, 16, Value::String("U".into()));
     g.objects.entry(4).or_default().entry(0).or_default();
     if accounts.len() > 1 {
         // Each server owns its own /1 instance; every server may read, write and

@@ -206,6 +206,29 @@ fn update_answered_404_registers_again() {
 }
 
 #[test]
+fn update_errors_back_off_before_registering_again() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.register_all();
+    let r = h.req(101, RequestType::Post, "/1/0/8", |_| {});
+    assert_eq!(code(&r), codes::CHANGED);
+    let (_, upd) = h
+        .take()
+        .into_iter()
+        .find(|(_, p)| message::is_request(p))
+        .expect("Update");
+    h.answer(101, &upd, codes::INTERNAL_SERVER_ERROR, &[]);
+    assert!(h.take().is_empty(), "no immediate re-registration");
+    let st = &h.c.status(h.now)[0];
+    assert_eq!(
+        st.last_error.as_deref(),
+        Some("server answered 5.00 to Update")
+    );
+    h.advance(Duration::from_secs(10));
+    let (_, reg) = h.take().remove(0);
+    assert_eq!(message::uri_path(&reg).unwrap(), ["rd"]);
+}
+
+#[test]
 fn precondition_failed_downgrades_to_1_0() {
     let mut h = H::new(&[account(101, 300)]);
     let (_, p) = h.take().remove(0);
