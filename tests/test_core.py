@@ -322,3 +322,41 @@ def test_raw_malformed_datagrams(agent):
     assert a.proc.poll() is None
     a.kill()
     raw.close()
+
+
+def _instance_payload(fmt, obj, inst, res, text):
+    """An instance with one string resource, encoded independently of lwgate."""
+    if fmt == TLV:
+        return tlv_encode(0, inst, tlv_encode(3, res, text.encode()))
+    if fmt == SENML_JSON:
+        return json.dumps([{"bn": f"/{obj}/{inst}/", "n": str(res), "vs": text}]).encode()
+    if fmt == SENML_CBOR:
+        return cbor2.dumps([{-2: f"/{obj}/{inst}/", 0: str(res), 3: text}])
+    return json.dumps({"bn": f"/{obj}/{inst}/", "e": [{"n": str(res), "sv": text}]}).encode()
+
+
+@pytest.mark.parametrize("fmt", [TLV, SENML_JSON, SENML_CBOR, LWM2M_JSON])
+def test_create_write_read_observe_in_each_format(registered, fmt):
+    a, srv, reg = registered
+    r = srv.create(EP, "/3303", _instance_payload(fmt, 3303, 5, 5750, "inlet"), fmt)
+    assert r.code == Code.CREATED, r.payload
+    assert list(r.opt.location_path) == ["3303", "5"]
+    r = srv.write(EP, "/3303/5", _instance_payload(fmt, 3303, 5, 5750, "outlet"), fmt, replace=False)
+    assert r.code == Code.CHANGED, r.payload
+    r = srv.read(EP, "/3303/5", accept=fmt)
+    assert r.opt.content_format == fmt
+    decoded = {
+        TLV: lambda b: {f"/3303/5/{k}": v.decode() for k, v in tlv_resources(b).items()},
+        SENML_JSON: senml_json,
+        SENML_CBOR: senml_cbor,
+        LWM2M_JSON: lwm2m_json,
+    }[fmt](r.payload)
+    assert decoded["/3303/5/5750"] == "outlet"
+    first, notes, cancel = srv.observe(EP, "/3303/5", accept=fmt)
+    assert first.code == Code.CONTENT and first.opt.content_format == fmt
+    srv.write(EP, "/3303/5", _instance_payload(fmt, 3303, 5, 5750, "return"), fmt, replace=False)
+    srv.wait_for(lambda: len(notes) >= 1, 10, "a notification after the write")
+    assert notes[0].opt.content_format == fmt
+    assert b"return" in notes[0].payload
+    cancel()
+    assert srv.delete(EP, "/3303/5").code == Code.DELETED

@@ -404,6 +404,9 @@ impl Dm<'_> {
         if records.is_empty() && path.len() != 3 {
             return Err(OpError::BadRequest("write without values".into()));
         }
+        if path.prefix.is_none() && obj == 1 {
+            check_server_values(&records)?;
+        }
         let mode = if replace {
             WriteMode::Replace
         } else {
@@ -690,6 +693,26 @@ impl Dm<'_> {
         }
         Ok(reply)
     }
+}
+
+/// Values a server may write into its Server object instance but that would break
+/// the registration: a lifetime of 0, a negative period, a binding we cannot use.
+fn check_server_values(records: &[Record]) -> OpResult<()> {
+    use crate::model::Value;
+    for (p, v) in records {
+        let bad = |what: &str| Err(OpError::BadRequest(format!("{p}: {what}")));
+        match (p.resource(), v) {
+            (Some(1), Value::Integer(i)) if *i <= 0 || *i > i64::from(u32::MAX) => {
+                return bad("lifetime must be a positive number of seconds")
+            }
+            (Some(2 | 3 | 5), Value::Integer(i)) if *i < 0 => return bad("must not be negative"),
+            (Some(7), Value::String(b)) if !crate::config::BINDINGS.contains(&b.as_str()) => {
+                return bad("binding must be one of U, UQ, S, SQ, US, UQS")
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Trees are addressed without the prefix once selected.

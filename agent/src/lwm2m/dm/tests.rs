@@ -296,3 +296,30 @@ fn write_replace_and_partial_update_in_tlv() {
     });
     assert_eq!(r.code, codes::BAD_REQUEST, "text/plain is for one resource");
 }
+
+#[test]
+fn server_object_rejects_values_that_break_registration() {
+    let (reg, mut trees, mut attrs) = setup();
+    let mut d = dm(&reg, &mut trees, &mut attrs);
+    for (path, body) in [
+        ("/1/0/1", "0"),
+        ("/1/0/1", "-5"),
+        ("/1/0/2", "-1"),
+        ("/1/0/7", "X"),
+    ] {
+        let r = d.handle(Op::Write {
+            path: p(path),
+            format: Some(0),
+            payload: body.into(),
+            replace: true,
+        });
+        assert_eq!(r.code, codes::BAD_REQUEST, "{path} = {body}");
+    }
+    let r = d.handle(Op::Write {
+        path: p("/1/0/7"),
+        format: Some(0),
+        payload: b"UQ".to_vec(),
+        replace: true,
+    });
+    assert_eq!(r.code, codes::CHANGED);
+}
