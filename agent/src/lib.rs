@@ -2,6 +2,13 @@
 //!
 //! See docs/ARCHITECTURE.md for the map of this crate.
 
+// Input from outside the process must never panic the agent: no unwrap/expect
+// outside tests, checked by clippy.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod cli;
 pub mod coap;
 pub mod codec;

@@ -4,6 +4,12 @@
 //! the prefix it is addressed by, the protocol that reaches it) and, in later
 //! versions, read, write and execute on it and report changes and up/down events.
 
+// No unwrap/expect outside tests: device data comes from outside the process.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod spec;
 
 pub use spec::{DeviceFile, DeviceSpec, Protocol, SpecError};

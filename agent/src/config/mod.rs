@@ -59,11 +59,17 @@ pub struct EndpointSection {
 pub struct StoreSection {
     #[serde(default = "StoreSection::default_path")]
     pub path: PathBuf,
+    /// Notifications kept per server while it is unreachable; oldest dropped first.
+    #[serde(default = "StoreSection::default_queue_cap")]
+    pub queue_cap: usize,
 }
 
 impl StoreSection {
     fn default_path() -> PathBuf {
         PathBuf::from("/var/lib/lwgate/state.db")
+    }
+    fn default_queue_cap() -> usize {
+        10_000
     }
 }
 
@@ -71,6 +77,7 @@ impl Default for StoreSection {
     fn default() -> Self {
         Self {
             path: Self::default_path(),
+            queue_cap: Self::default_queue_cap(),
         }
     }
 }

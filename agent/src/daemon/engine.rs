@@ -121,6 +121,7 @@ impl Engine {
             format_v10: format_of(cfg.lwm2m.format_1_0),
             format_v11: format_of(cfg.lwm2m.format_1_1),
             block_size: 1024,
+            queue_cap: cfg.store.queue_cap,
         };
         let client = Client::new(
             client_cfg,

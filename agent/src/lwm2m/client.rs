@@ -8,6 +8,7 @@
 use super::dm::{AttrStore, Dm, Effect, Op, Reply, Trees};
 use super::error::OpError;
 use super::observe::{self, Observation};
+use super::persist::{Persist, QueuedNote, Restored, StoredObservation, StoredRegistration};
 use super::registration::{self, RegParams, RetryPolicy, Version};
 use super::request;
 use crate::coap::block::{self, BlockOpt};
@@ -39,6 +40,8 @@ pub struct ClientConfig {
     pub format_v11: Format,
     /// Our Block2 size for large responses when the server asks for none.
     pub block_size: usize,
+    /// Stored notifications kept per server while it is unreachable; oldest dropped first.
+    pub queue_cap: usize,
 }
 
 impl Default for ClientConfig {
@@ -51,6 +54,7 @@ impl Default for ClientConfig {
             format_v10: Format::Tlv,
             format_v11: Format::SenmlCbor,
             block_size: 1024,
+            queue_cap: 10_000,
         }
     }
 }
@@ -97,6 +101,12 @@ pub struct SessionStatus {
     pub lifetime: u32,
     pub last_error: Option<String>,
     pub failures: u32,
+    /// Notifications stored for this server, waiting for it to be reachable.
+    pub queued: usize,
+    /// Notifications dropped (cap exceeded, storing off, observation gone).
+    pub dropped: u64,
+    /// Unix time of the last notification the server acknowledged or received.
+    pub last_delivery: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -127,6 +137,16 @@ struct Session {
     downgraded: bool,
     block1: HashMap<String, Block1Rx>,
     block2: HashMap<String, (Instant, Vec<u8>, Format)>,
+    /// Unix time at which the server forgets the registration (survives restarts).
+    expires: Option<f64>,
+    /// Stored notifications, oldest first.
+    queue: VecDeque<QueuedNote>,
+    /// Live notifications in flight, kept so a failure can store them.
+    live: HashMap<Handle, QueuedNote>,
+    /// The replayed pack in flight: its handle and the stored ids it carries.
+    replay: Option<(Handle, Vec<u64>)>,
+    dropped: u64,
+    last_delivery: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -144,7 +164,13 @@ pub struct Client {
     sessions: Vec<Session>,
     observations: Vec<Observation>,
     actions: VecDeque<Action>,
+    persist: VecDeque<Persist>,
     shutting_down: bool,
+    /// Wall-clock time (Unix seconds) as last given by the driver.
+    wall: f64,
+    next_note_id: u64,
+    /// The client's start: "long ago" for restored observations.
+    epoch: Instant,
 }
 
 fn uri_of(trees: &Trees, ssid: u16) -> Option<String> {
@@ -170,7 +196,11 @@ impl Client {
             sessions: Vec::new(),
             observations: Vec::new(),
             actions: VecDeque::new(),
+            persist: VecDeque::new(),
             shutting_down: false,
+            wall: 0.0,
+            next_note_id: 1,
+            epoch: now,
         };
         let servers: Vec<(u16, u16)> = c
             .trees
@@ -202,6 +232,12 @@ impl Client {
                 downgraded: false,
                 block1: HashMap::new(),
                 block2: HashMap::new(),
+                expires: None,
+                queue: VecDeque::new(),
+                live: HashMap::new(),
+                replay: None,
+                dropped: 0,
+                last_delivery: None,
             });
         }
         c
@@ -246,6 +282,9 @@ impl Client {
                 lifetime: self.lifetime(s.server_inst),
                 last_error: s.last_error.clone(),
                 failures: s.failures,
+                queued: s.queue.len(),
+                dropped: s.dropped,
+                last_delivery: s.last_delivery,
             })
             .collect()
     }
@@ -297,6 +336,94 @@ impl Client {
         self.actions.pop_front()
     }
 
+    /// State changes to make durable, in order (the driver commits them together).
+    pub fn poll_persist(&mut self) -> Option<Persist> {
+        self.persist.pop_front()
+    }
+
+    /// The driver's wall clock (Unix seconds): timestamps of stored notifications and
+    /// registration expiry, which must survive restarts, are wall-clock times.
+    pub fn set_wall_clock(&mut self, unix: f64) {
+        self.wall = unix;
+    }
+
+    /// Resumes from stored state: registrations still valid are resumed with an Update
+    /// on their location, observations carry on, stored notifications wait for replay.
+    /// Call before the first `handle_timeout`, after `set_wall_clock`.
+    pub fn restore(&mut self, r: Restored) {
+        for reg in r.registrations {
+            let Some(idx) = self.sessions.iter().position(|s| s.ssid == reg.ssid) else {
+                self.persist
+                    .push_back(Persist::ForgetRegistration { ssid: reg.ssid });
+                continue;
+            };
+            if (reg.expires as f64) <= self.wall {
+                self.persist
+                    .push_back(Persist::ForgetRegistration { ssid: reg.ssid });
+                continue;
+            }
+            let params = RegParams {
+                endpoint: self.cfg.endpoint.clone(),
+                lifetime: reg.lifetime,
+                version: reg.version,
+                binding: reg.binding.clone(),
+            };
+            let s = &mut self.sessions[idx];
+            s.location = reg.location;
+            s.version = reg.version;
+            s.sent = Some(params);
+            s.sent_objects = reg.objects;
+            s.expires = Some(reg.expires as f64);
+        }
+        for o in r.observations {
+            let resumed = self
+                .sessions
+                .iter()
+                .any(|s| s.ssid == o.ssid && !s.location.is_empty());
+            if !resumed {
+                self.persist.push_back(Persist::ForgetObservation {
+                    ssid: o.ssid,
+                    token: o.token,
+                });
+                continue;
+            }
+            self.observations.push(Observation {
+                ssid: o.ssid,
+                token: o.token,
+                path: o.path,
+                accept: o.accept,
+                format: Format::from_number(o.format).unwrap_or(Format::Text),
+                seq: o.seq,
+                last_sent_at: self.epoch,
+                last_values: Vec::new(),
+                last_con_at: self.epoch,
+                handle: None,
+            });
+        }
+        for (ssid, path, attrs) in r.attributes {
+            self.attrs.insert((ssid, path), attrs);
+        }
+        for (ssid, dropped, last) in r.counters {
+            if let Some(s) = self.sessions.iter_mut().find(|s| s.ssid == ssid) {
+                s.dropped = dropped;
+                s.last_delivery = last;
+            }
+        }
+        let mut queue = r.queue;
+        queue.sort_by_key(|n| n.id);
+        for n in queue {
+            self.next_note_id = self.next_note_id.max(n.id + 1);
+            match self
+                .sessions
+                .iter_mut()
+                .find(|s| s.ssid == n.ssid && !s.location.is_empty())
+            {
+                Some(s) => s.queue.push_back(n),
+                None => self.persist.push_back(Persist::Dequeue { ids: vec![n.id] }),
+            }
+        }
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut consider = |x: Option<Instant>| {
@@ -336,7 +463,12 @@ impl Client {
             let s = &self.sessions[idx];
             match s.state {
                 RegState::Waiting { at } if at <= now && !self.shutting_down => {
-                    self.register(now, idx)
+                    let alive = !s.location.is_empty() && s.expires.is_some_and(|e| e > self.wall);
+                    if alive {
+                        self.update(now, idx)
+                    } else {
+                        self.register(now, idx)
+                    }
                 }
                 RegState::Disabled { until } if until <= now && !self.shutting_down => {
                     self.register(now, idx)
@@ -392,6 +524,9 @@ impl Client {
     }
 
     fn register(&mut self, now: Instant, idx: usize) {
+        // A new registration is a new session for the server: its observations, and
+        // the notifications stored for them, are gone.
+        self.forget_observations(idx, "the server registration was renewed");
         let params = self.params(idx);
         let objects = self.objects(params.version);
         let mut p = message::request(RequestType::Post, &["rd"], &params.register_query());
@@ -456,9 +591,9 @@ impl Client {
         let policy = RetryPolicy::from_server(&self.trees.gateway, self.sessions[idx].server_inst);
         let s = &mut self.sessions[idx];
         s.failures += 1;
-        s.location.clear();
         s.update_at = None;
-        self.observations.retain(|o| o.ssid != s.ssid);
+        // The location is kept: while the registration has not expired, the next
+        // attempt is an Update and the observations carry on.
         match policy.delay(s.failures) {
             Some(d) => {
                 tracing::warn!(ssid = s.ssid, server = %s.uri, "registration failed: {error}; retrying in {}s", d.as_secs());
@@ -477,13 +612,29 @@ impl Client {
             Duration::from_secs(u64::from(self.lifetime(self.sessions[idx].server_inst)));
         let wait = self.sessions[idx].coap.params().max_transmit_wait();
         let margin = registration::update_margin(lifetime, wait);
+        let wall = self.wall;
         let s = &mut self.sessions[idx];
         s.state = RegState::Registered;
         s.failures = 0;
         s.last_error = None;
         s.update_at = Some(now + lifetime - margin);
+        s.expires = Some(wall + lifetime.as_secs_f64());
+        if let Some(sent) = &s.sent {
+            self.persist
+                .push_back(Persist::Registration(StoredRegistration {
+                    ssid: s.ssid,
+                    location: s.location.clone(),
+                    version: s.version,
+                    lifetime: sent.lifetime,
+                    binding: sent.binding.clone(),
+                    objects: s.sent_objects.clone(),
+                    expires: (wall + lifetime.as_secs_f64()) as i64,
+                }));
+        }
         if s.update_wanted {
             self.update(now, idx);
+        } else {
+            self.replay_next(now, idx);
         }
     }
 
@@ -493,7 +644,7 @@ impl Client {
                 Event::Request(inc) => self.on_request(now, idx, inc),
                 Event::Response { handle, packet } => self.on_response(now, idx, handle, packet),
                 Event::Failed { handle, reason } => self.on_failure(now, idx, handle, reason),
-                Event::Delivered { .. } => {}
+                Event::Delivered { handle } => self.notification_delivered(now, idx, handle),
             }
         }
     }
@@ -546,7 +697,11 @@ impl Client {
                 } else {
                     // Register again, but with back-off: a server failing every Update
                     // must not be hammered.
+                    // An error answer (not silence) means the registration is not
+                    // usable: register anew after the back-off.
                     let e = format!("server answered {} to Update", message::code_text(code));
+                    s.location.clear();
+                    s.expires = None;
                     self.schedule_retry(now, idx, e);
                 }
             }
@@ -562,10 +717,15 @@ impl Client {
             .and_then(|v| u64::try_from(v).ok())
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_DISABLE);
+        if then_disable {
+            self.forget_observations(idx, "the server was disabled");
+        }
         let s = &mut self.sessions[idx];
         s.location.clear();
         s.update_at = None;
-        self.observations.retain(|o| o.ssid != s.ssid);
+        s.expires = None;
+        self.persist
+            .push_back(Persist::ForgetRegistration { ssid: s.ssid });
         if then_disable && !self.shutting_down {
             tracing::info!(ssid = s.ssid, "disabled for {}s", timeout.as_secs());
             s.state = RegState::Disabled {
@@ -599,12 +759,7 @@ impl Client {
                 return;
             }
         }
-        // A Reset to a notification cancels the observation (RFC 7641 3.6).
-        let ssid = s.ssid;
-        if reason == Failure::Reset {
-            self.observations
-                .retain(|o| !(o.ssid == ssid && o.handle == Some(handle)));
-        }
+        self.notification_failed(now, idx, handle, reason);
     }
 
     fn on_request(&mut self, now: Instant, idx: usize, inc: Incoming) {
@@ -689,9 +844,13 @@ impl Client {
         };
         if let (Op::Read { path, .. }, Some(1)) = (&op, observe_flag) {
             let token = req.get_token().to_vec();
-            self.observations
-                .retain(|o| !(o.ssid == ssid && (o.token == token || o.path == *path)));
+            let path = path.clone();
+            self.cancel_observations(idx, |o| o.token == token || o.path == path);
         }
+        let attr_target = match &op {
+            Op::WriteAttributes { path, .. } => Some(path.clone()),
+            _ => None,
+        };
         let mut dm = Dm {
             reg: &self.reg,
             trees: &mut self.trees,
@@ -701,6 +860,17 @@ impl Client {
             default_format,
         };
         let reply = dm.handle(op);
+        if let Some(path) = attr_target.filter(|_| codes::is_success(reply.code)) {
+            self.persist
+                .push_back(match self.attrs.get(&(ssid, path.clone())) {
+                    Some(a) => Persist::Attributes {
+                        ssid,
+                        path,
+                        attrs: a.clone(),
+                    },
+                    None => Persist::ForgetAttributes { ssid, path },
+                });
+        }
         let effects = reply.effects.clone();
         let mut resp = self.reply_packet(idx, req, &key, reply, block2, now);
         if let Some((path, accept)) = observe_target {
@@ -708,7 +878,7 @@ impl Client {
                 && message::block(&resp, CoapOption::Block2).is_none()
             {
                 let token = req.get_token().to_vec();
-                let values = self.read_for(ssid, &path).unwrap_or_default();
+                let values = self.read_for(&path).unwrap_or_default();
                 self.observations
                     .retain(|o| !(o.ssid == ssid && o.token == token));
                 let format = message::content_format(&resp)
@@ -717,6 +887,15 @@ impl Client {
                 let seq = 0;
                 message::set_uint(&mut resp, CoapOption::Observe, seq);
                 tracing::debug!(ssid, path = %path, "observation registered");
+                self.persist
+                    .push_back(Persist::Observation(StoredObservation {
+                        ssid,
+                        token: token.clone(),
+                        path: path.clone(),
+                        format: format.number(),
+                        accept,
+                        seq,
+                    }));
                 self.observations.push(Observation {
                     ssid,
                     token,
@@ -857,71 +1036,6 @@ impl Client {
         }
     }
 
-    fn read_for(&self, ssid: u16, path: &Path) -> Option<Vec<crate::codec::Record>> {
-        let tree = self.trees.get(path.prefix.as_deref()).ok()?;
-        let _ = ssid;
-        tree.read(&self.reg, path, false).ok()
-    }
-
-    fn effective_attrs(&self, o: &Observation) -> super::attrs::Attributes {
-        let inst = self
-            .sessions
-            .iter()
-            .find(|s| s.ssid == o.ssid)
-            .map(|s| s.server_inst);
-        let get = |r| {
-            inst.and_then(|i| self.trees.gateway.get_i64(1, i, r))
-                .and_then(|v| u32::try_from(v).ok())
-        };
-        observe::effective(&self.attrs, o.ssid, &o.path, get(2), get(3))
-    }
-
-    fn check_observations(&mut self, now: Instant) {
-        for n in 0..self.observations.len() {
-            let o = &self.observations[n];
-            let Some(idx) = self.sessions.iter().position(|s| s.ssid == o.ssid) else {
-                continue;
-            };
-            if !matches!(
-                self.sessions[idx].state,
-                RegState::Registered | RegState::Updating
-            ) {
-                continue;
-            }
-            let a = self.effective_attrs(o);
-            let current = match self.read_for(o.ssid, &o.path) {
-                Some(c) => c,
-                None => continue,
-            };
-            if !observe::should_notify(o, &a, now, &current) {
-                continue;
-            }
-            let body = match crate::codec::encode(o.format, &o.path, &current) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(path = %o.path, "cannot encode notification: {e}");
-                    continue;
-                }
-            };
-            let o = &mut self.observations[n];
-            o.seq = (o.seq + 1) & 0xFF_FFFF;
-            let mut p = Packet::new();
-            p.header.code = message::code(codes::CONTENT);
-            p.set_token(o.token.clone());
-            message::set_uint(&mut p, CoapOption::Observe, o.seq);
-            message::set_content_format(&mut p, o.format.number());
-            p.payload = body;
-            let con = now.saturating_duration_since(o.last_con_at) >= CON_EVERY;
-            if con {
-                o.last_con_at = now;
-            }
-            o.last_sent_at = now;
-            o.last_values = current;
-            let h = self.sessions[idx].coap.send_notification(now, p, con);
-            self.observations[n].handle = Some(h);
-        }
-    }
-
     pub fn observation_count(&self) -> usize {
         self.observations.len()
     }
@@ -933,5 +1047,6 @@ fn error_packet(req: &Packet, e: &OpError) -> Packet {
     r
 }
 
+mod notify;
 #[cfg(test)]
 mod tests;

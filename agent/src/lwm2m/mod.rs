@@ -7,6 +7,7 @@ pub mod dm;
 pub mod error;
 pub mod factory;
 pub mod observe;
+pub mod persist;
 pub mod registration;
 pub mod request;
 pub mod tree;

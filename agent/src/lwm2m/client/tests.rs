@@ -469,7 +469,8 @@ fn observe_notifies_on_change_respecting_pmin() {
         (n.get_token(), message::observe(n), n.payload.as_slice()),
         (token.as_slice(), Some(1), &b"1001"[..])
     );
-    assert_eq!(n.header.get_type(), MessageType::NonConfirmable);
+    // Notification storing is on (/1/0/6): delivery must be known, so CON.
+    assert_eq!(n.header.get_type(), MessageType::Confirmable);
     // Cancel with Observe=1.
     let r = h.req(101, RequestType::Get, "/3/0/13", |p| {
         p.set_token(token.clone());
@@ -623,5 +624,270 @@ fn multi_server_access_control() {
     assert!(
         recs.iter().all(|(p, _)| p.instance() == Some(1)),
         "{recs:?}"
+    );
+}
+
+/// Observes /3/0/13 from server 101 with pmin=pmax=1; returns the token.
+fn observe_time(h: &mut H) -> Vec<u8> {
+    h.c.trees.gateway.set(3, 0, 13, Value::Time(0));
+    let r = h.req(101, RequestType::Put, "/3/0/13", |p| {
+        p.add_option(CoapOption::UriQuery, b"pmin=1".to_vec());
+        p.add_option(CoapOption::UriQuery, b"pmax=1".to_vec());
+    });
+    assert_eq!(code(&r), codes::CHANGED);
+    let r = h.req(101, RequestType::Get, "/3/0/13", |p| {
+        message::set_uint(p, CoapOption::Observe, 0);
+        message::set_uint(p, CoapOption::Accept, 110);
+    });
+    assert_eq!(
+        message::observe(&r),
+        Some(0),
+        "{} {:?}",
+        message::code_text(code(&r)),
+        String::from_utf8_lossy(&r.payload)
+    );
+    r.get_token().to_vec()
+}
+
+/// One simulated second: the clock value changes, the client samples it.
+fn tick(h: &mut H, t: i64) {
+    h.c.set_wall_clock(t as f64);
+    h.c.trees.gateway.set(3, 0, 13, Value::Time(t));
+    h.advance(Duration::from_secs(1));
+    h.c.values_changed(h.now);
+}
+
+fn ack(h: &mut H, ssid: u16, p: &Packet) {
+    let mut a = Packet::new();
+    a.header.set_type(MessageType::Acknowledgement);
+    a.header.code = coap_lite::MessageClass::Empty;
+    a.header.message_id = p.header.message_id;
+    h.c.handle_datagram(h.now, ssid, &a.to_bytes().unwrap());
+}
+
+fn persisted(h: &mut H) -> Vec<crate::lwm2m::persist::Persist> {
+    std::iter::from_fn(|| h.c.poll_persist()).collect()
+}
+
+#[test]
+fn unreachable_server_gets_notifications_stored_then_replayed_in_order_with_times() {
+    let mut h = H::new(&[account(101, 3000)]);
+    h.c.set_wall_clock(1000.0);
+    h.register_all();
+    let token = observe_time(&mut h);
+    // A live notification, acknowledged.
+    tick(&mut h, 1001);
+    let (_, n) = h
+        .take()
+        .into_iter()
+        .find(|(_, p)| p.get_token() == token)
+        .unwrap();
+    assert_eq!(n.header.get_type(), MessageType::Confirmable);
+    ack(&mut h, 101, &n);
+    // The server goes silent: the next notification is not acknowledged ...
+    let mut sent_while_down = 0;
+    for t in 1002..1100 {
+        tick(&mut h, t);
+        sent_while_down += h.take().len();
+    }
+    let st = &h.c.status(h.now)[0];
+    assert!(st.queued >= 90, "stored: {}", st.queued);
+    assert!(
+        sent_while_down < 30,
+        "retransmissions and Update attempts only, got {sent_while_down}"
+    );
+    let stored: Vec<_> = persisted(&mut h)
+        .into_iter()
+        .filter_map(|p| match p {
+            crate::lwm2m::persist::Persist::Enqueue(n) => Some(n.time as i64),
+            _ => None,
+        })
+        .collect();
+    let mut sorted = stored.clone();
+    sorted.sort();
+    assert_eq!(sorted.first(), Some(&1002), "{stored:?}");
+    // ... until it answers the Update again: then the stored ones follow, as SenML packs.
+    let mut got: Vec<i64> = Vec::new();
+    for t in 1100..1400 {
+        tick(&mut h, t);
+        for (ssid, p) in h.take() {
+            if message::is_request(&p) {
+                h.answer(ssid, &p, codes::CHANGED, &[]);
+            } else if p.get_token() == token {
+                let j: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+                let bt = j[0]["bt"].as_f64().unwrap_or(0.0);
+                for r in j.as_array().unwrap() {
+                    got.push(r["v"].as_i64().unwrap());
+                    let t = bt + r["t"].as_f64().unwrap_or(0.0);
+                    assert_eq!(
+                        t as i64,
+                        r["v"].as_i64().unwrap(),
+                        "time is the sampling time"
+                    );
+                }
+                ack(&mut h, ssid, &p);
+            }
+        }
+        if h.c.status(h.now)[0].queued == 0 && got.len() > 100 {
+            break;
+        }
+    }
+    let first_replayed = got.iter().position(|v| *v == 1002).expect("1002 replayed");
+    let tail = &got[first_replayed..];
+    assert!(
+        tail.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no gaps, no repeats: {tail:?}"
+    );
+    assert_eq!(h.c.status(h.now)[0].dropped, 0);
+    assert!(h.c.status(h.now)[0].last_delivery.is_some());
+}
+
+#[test]
+fn cap_drops_oldest_and_counts() {
+    let now = Instant::now();
+    let trees = factory::trees(&[account(101, 3000)], &info());
+    let cfg = ClientConfig {
+        endpoint: "gw-test".into(),
+        queue_cap: 5,
+        ..Default::default()
+    };
+    let mut h = H {
+        now,
+        c: Client::new(cfg, Registry::builtin(), trees, now, 9),
+        mid: 100,
+        backlog: Vec::new(),
+    };
+    h.c.handle_timeout(now);
+    h.register_all();
+    observe_time(&mut h);
+    tick(&mut h, 1);
+    h.take(); // never acknowledged
+    for t in 2..200 {
+        tick(&mut h, t);
+        h.take();
+    }
+    let st = &h.c.status(h.now)[0];
+    assert_eq!(st.queued, 5);
+    assert!(st.dropped > 100, "dropped {}", st.dropped);
+}
+
+#[test]
+fn storing_off_drops_and_counts_instead() {
+    let mut h = H::new(&[account(101, 3000)]);
+    h.register_all();
+    h.c.trees.gateway.set(1, 0, 6, Value::Boolean(false));
+    observe_time(&mut h);
+    // Not registered any more (the server forgot us): nothing is stored.
+    h.c.sessions[0].state = RegState::Waiting {
+        at: h.now + Duration::from_secs(3600),
+    };
+    for t in 1..10 {
+        tick(&mut h, t);
+    }
+    let st = &h.c.status(h.now)[0];
+    assert_eq!(st.queued, 0);
+    assert!(st.dropped >= 8, "{}", st.dropped);
+}
+
+#[test]
+fn restart_resumes_with_an_update_and_carries_on_notifying() {
+    let mut h = H::new(&[account(101, 3000)]);
+    h.c.set_wall_clock(5000.0);
+    h.register_all();
+    let token = observe_time(&mut h);
+    tick(&mut h, 5001);
+    let persisted_state = persisted(&mut h);
+    // What the store would give back after kill -9.
+    let mut restored = crate::lwm2m::persist::Restored::default();
+    for p in persisted_state {
+        use crate::lwm2m::persist::Persist as P;
+        match p {
+            P::Registration(r) => restored.registrations = vec![r],
+            P::Observation(o) => restored.observations = vec![o],
+            P::Attributes { ssid, path, attrs } => restored.attributes.push((ssid, path, attrs)),
+            _ => {}
+        }
+    }
+    let seq_before = restored.observations[0].seq;
+    let now = h.now;
+    let trees = factory::trees(&[account(101, 3000)], &info());
+    let mut c = Client::new(
+        ClientConfig {
+            endpoint: "gw-test".into(),
+            ..Default::default()
+        },
+        Registry::builtin(),
+        trees,
+        now,
+        77,
+    );
+    c.set_wall_clock(5010.0);
+    c.restore(restored);
+    let mut h2 = H {
+        now,
+        c,
+        mid: 500,
+        backlog: Vec::new(),
+    };
+    h2.c.handle_timeout(now);
+    let (_, upd) = h2.take().remove(0);
+    assert_eq!(
+        message::uri_path(&upd).unwrap(),
+        ["rd", "r101"],
+        "Update on the stored location"
+    );
+    h2.answer(101, &upd, codes::CHANGED, &[]);
+    tick(&mut h2, 5011);
+    let (_, n) = h2
+        .take()
+        .into_iter()
+        .find(|(_, p)| p.get_token() == token)
+        .expect("notification on the old token");
+    assert!(
+        message::observe(&n).unwrap() > seq_before,
+        "sequence keeps counting up"
+    );
+}
+
+#[test]
+fn restart_with_the_registration_gone_registers_again() {
+    let mut h = H::new(&[account(101, 3000)]);
+    h.c.set_wall_clock(100.0);
+    h.register_all();
+    let reg = persisted(&mut h)
+        .into_iter()
+        .find_map(|p| match p {
+            crate::lwm2m::persist::Persist::Registration(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    let trees = factory::trees(&[account(101, 3000)], &info());
+    let mut c = Client::new(
+        ClientConfig {
+            endpoint: "gw-test".into(),
+            ..Default::default()
+        },
+        Registry::builtin(),
+        trees,
+        h.now,
+        3,
+    );
+    c.set_wall_clock(100.0 + 4000.0); // past the lifetime
+    c.restore(crate::lwm2m::persist::Restored {
+        registrations: vec![reg],
+        ..Default::default()
+    });
+    let mut h2 = H {
+        now: h.now,
+        c,
+        mid: 1,
+        backlog: Vec::new(),
+    };
+    h2.c.handle_timeout(h2.now);
+    let (_, p) = h2.take().remove(0);
+    assert_eq!(
+        message::uri_path(&p).unwrap(),
+        ["rd"],
+        "expired: a fresh Register"
     );
 }

@@ -1,0 +1,405 @@
+//! Observations in motion: when to notify, sending live or storing while the
+//! server is unreachable (spec 5.5, /1/x/6), and replaying stored notifications
+//! in order, as SenML packs with their times where the format allows.
+
+use super::{Client, RegState, CON_EVERY};
+use crate::coap::message::{self, codes};
+use crate::coap::{Failure, Handle};
+use crate::codec::{self, Format, Record};
+use crate::lwm2m::observe::{self, Observation};
+use crate::lwm2m::persist::{Persist, QueuedNote, StoredObservation};
+use crate::model::{Path, Value};
+use coap_lite::{CoapOption, Packet};
+use std::time::Instant;
+
+/// A replayed SenML pack stays within one CoAP block.
+const PACK_BYTES: usize = 1000;
+
+impl Client {
+    pub(super) fn read_for(&self, path: &Path) -> Option<Vec<Record>> {
+        let tree = self.trees.get(path.prefix.as_deref()).ok()?;
+        tree.read(&self.reg, path, false).ok()
+    }
+
+    pub(super) fn effective_attrs(&self, o: &Observation) -> crate::lwm2m::attrs::Attributes {
+        let inst = self
+            .sessions
+            .iter()
+            .find(|s| s.ssid == o.ssid)
+            .map(|s| s.server_inst);
+        let get = |r| {
+            inst.and_then(|i| self.trees.gateway.get_i64(1, i, r))
+                .and_then(|v| u32::try_from(v).ok())
+        };
+        observe::effective(&self.attrs, o.ssid, &o.path, get(2), get(3))
+    }
+
+    /// Notification Storing When Disabled or Offline (/1/x/6).
+    fn storing(&self, idx: usize) -> bool {
+        !matches!(
+            self.trees.gateway.get(1, self.sessions[idx].server_inst, 6),
+            Some(Value::Boolean(false))
+        )
+    }
+
+    fn count_dropped(&mut self, idx: usize, n: u64) {
+        let s = &mut self.sessions[idx];
+        s.dropped += n;
+        self.persist.push_back(Persist::Counters {
+            ssid: s.ssid,
+            dropped: s.dropped,
+            last_delivery: s.last_delivery,
+        });
+    }
+
+    fn delivered_now(&mut self, idx: usize) {
+        let s = &mut self.sessions[idx];
+        s.last_delivery = Some(self.wall as i64);
+        self.persist.push_back(Persist::Counters {
+            ssid: s.ssid,
+            dropped: s.dropped,
+            last_delivery: s.last_delivery,
+        });
+    }
+
+    /// Removes observations matching `pred` for this server (cancel by the server).
+    pub(super) fn cancel_observations(&mut self, idx: usize, pred: impl Fn(&Observation) -> bool) {
+        let ssid = self.sessions[idx].ssid;
+        let mut gone = Vec::new();
+        self.observations.retain(|o| {
+            let cancel = o.ssid == ssid && pred(o);
+            if cancel {
+                gone.push(o.token.clone());
+            }
+            !cancel
+        });
+        for token in gone {
+            self.persist
+                .push_back(Persist::ForgetObservation { ssid, token });
+        }
+    }
+
+    /// The server's registration is gone: observations and what was stored for them go too.
+    pub(super) fn forget_observations(&mut self, idx: usize, why: &str) {
+        let ssid = self.sessions[idx].ssid;
+        let had = self.observations.iter().any(|o| o.ssid == ssid);
+        self.observations.retain(|o| o.ssid != ssid);
+        if had {
+            self.persist.push_back(Persist::ForgetObservations { ssid });
+        }
+        let s = &mut self.sessions[idx];
+        for (h, _) in s.live.drain() {
+            s.coap.cancel(h);
+        }
+        if let Some((h, _)) = s.replay.take() {
+            s.coap.cancel(h);
+        }
+        let ids: Vec<u64> = s.queue.drain(..).map(|n| n.id).collect();
+        if !ids.is_empty() {
+            tracing::warn!(ssid, "dropping {} stored notifications: {why}", ids.len());
+            let n = ids.len() as u64;
+            self.persist.push_back(Persist::Dequeue { ids });
+            self.count_dropped(idx, n);
+        }
+    }
+
+    fn enqueue(&mut self, idx: usize, note: QueuedNote) {
+        let cap = self.cfg.queue_cap.max(1);
+        let s = &mut self.sessions[idx];
+        let mut evicted = Vec::new();
+        while s.queue.len() >= cap {
+            // Never evict what is in flight in a replay pack.
+            let in_flight = s
+                .replay
+                .as_ref()
+                .map(|(_, ids)| ids.clone())
+                .unwrap_or_default();
+            match s.queue.iter().position(|n| !in_flight.contains(&n.id)) {
+                Some(i) => {
+                    if let Some(n) = s.queue.remove(i) {
+                        evicted.push(n.id);
+                    }
+                }
+                None => break,
+            }
+        }
+        self.persist.push_back(Persist::Enqueue(note.clone()));
+        s.queue.push_back(note);
+        if !evicted.is_empty() {
+            let n = evicted.len() as u64;
+            self.persist.push_back(Persist::Dequeue { ids: evicted });
+            self.count_dropped(idx, n);
+        }
+    }
+
+    fn online(&self, idx: usize) -> bool {
+        matches!(
+            self.sessions[idx].state,
+            RegState::Registered | RegState::Updating
+        )
+    }
+
+    pub(super) fn check_observations(&mut self, now: Instant) {
+        for n in 0..self.observations.len() {
+            let o = &self.observations[n];
+            let Some(idx) = self.sessions.iter().position(|s| s.ssid == o.ssid) else {
+                continue;
+            };
+            let a = self.effective_attrs(o);
+            let Some(current) = self.read_for(&o.path) else {
+                continue;
+            };
+            if !observe::should_notify(o, &a, now, &current) {
+                continue;
+            }
+            let (ssid, token, path, format) = (o.ssid, o.token.clone(), o.path.clone(), o.format);
+            let o = &mut self.observations[n];
+            o.last_sent_at = now;
+            o.last_values = current.clone();
+            let id = self.next_note_id;
+            self.next_note_id += 1;
+            let values =
+                codec::encode_absolute(Format::SenmlCbor, &current, None).unwrap_or_default();
+            let note = QueuedNote {
+                id,
+                ssid,
+                token,
+                path: path.clone(),
+                time: self.wall,
+                values,
+            };
+            let storing = self.storing(idx);
+            // Live only when registered and nothing older waits: order is kept.
+            if self.online(idx) && self.sessions[idx].queue.is_empty() {
+                let con = storing
+                    || now.saturating_duration_since(self.observations[n].last_con_at) >= CON_EVERY;
+                let body = match codec::encode(format, &path, &current) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(%path, "cannot encode notification: {e}");
+                        continue;
+                    }
+                };
+                let h = self.send_notification(now, idx, n, body, con);
+                if con {
+                    self.observations[n].last_con_at = now;
+                    self.sessions[idx].live.insert(h, note);
+                } else {
+                    self.delivered_now(idx);
+                }
+            } else if storing {
+                self.enqueue(idx, note);
+            } else {
+                self.count_dropped(idx, 1);
+            }
+        }
+    }
+
+    /// Sends one notification on observation `n` with the next sequence number.
+    fn send_notification(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        n: usize,
+        body: Vec<u8>,
+        con: bool,
+    ) -> Handle {
+        let o = &mut self.observations[n];
+        o.seq = (o.seq + 1) & 0xFF_FFFF;
+        let mut p = Packet::new();
+        p.header.code = message::code(codes::CONTENT);
+        p.set_token(o.token.clone());
+        message::set_uint(&mut p, CoapOption::Observe, o.seq);
+        message::set_content_format(&mut p, o.format.number());
+        p.payload = body;
+        let stored = StoredObservation {
+            ssid: o.ssid,
+            token: o.token.clone(),
+            path: o.path.clone(),
+            format: o.format.number(),
+            accept: o.accept,
+            seq: o.seq,
+        };
+        let h = self.sessions[idx].coap.send_notification(now, p, con);
+        self.observations[n].handle = Some(h);
+        // The sequence number survives restarts, so a resumed observation keeps
+        // counting up (RFC 7641 4.4).
+        self.persist.push_back(Persist::Observation(stored));
+        h
+    }
+
+    pub(super) fn notification_delivered(&mut self, now: Instant, idx: usize, handle: Handle) {
+        if self.sessions[idx].live.remove(&handle).is_some() {
+            self.delivered_now(idx);
+            return;
+        }
+        let s = &mut self.sessions[idx];
+        if let Some((h, ids)) = s.replay.take() {
+            if h == handle {
+                s.queue.retain(|n| !ids.contains(&n.id));
+                self.persist.push_back(Persist::Dequeue { ids });
+                self.delivered_now(idx);
+                self.replay_next(now, idx);
+            } else {
+                s.replay = Some((h, ids));
+            }
+        }
+    }
+
+    /// A confirmable notification was not acknowledged: the server is unreachable.
+    pub(super) fn notification_failed(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        handle: Handle,
+        reason: Failure,
+    ) {
+        let ssid = self.sessions[idx].ssid;
+        if reason == Failure::Reset {
+            // A Reset cancels the observation (RFC 7641 3.6); what it carried is unwanted.
+            self.sessions[idx].live.remove(&handle);
+            let was_replay = self.sessions[idx]
+                .replay
+                .as_ref()
+                .is_some_and(|(h, _)| *h == handle);
+            if was_replay {
+                if let Some((_, ids)) = self.sessions[idx].replay.take() {
+                    let tokens: Vec<Vec<u8>> = self.sessions[idx]
+                        .queue
+                        .iter()
+                        .filter(|n| ids.contains(&n.id))
+                        .map(|n| n.token.clone())
+                        .collect();
+                    self.drop_stored_for_tokens(idx, &tokens);
+                }
+            }
+            self.cancel_observations(idx, |o| o.handle == Some(handle));
+            if was_replay {
+                self.replay_next(now, idx);
+            }
+            return;
+        }
+        let was_live = self.sessions[idx].live.contains_key(&handle);
+        let was_replay = self.sessions[idx]
+            .replay
+            .as_ref()
+            .is_some_and(|(h, _)| *h == handle);
+        if !was_live && !was_replay {
+            return;
+        }
+        // Everything live still queued behind it in the CoAP layer goes to the store, in order.
+        let s = &mut self.sessions[idx];
+        s.replay = None;
+        let mut moved: Vec<QueuedNote> = Vec::new();
+        for (h, note) in s.live.drain() {
+            s.coap.cancel(h);
+            moved.push(note);
+        }
+        moved.sort_by_key(|n| n.id);
+        if self.storing(idx) {
+            for note in moved.into_iter().rev() {
+                self.persist.push_back(Persist::Enqueue(note.clone()));
+                self.sessions[idx].queue.push_front(note);
+            }
+        } else {
+            let n = moved.len() as u64;
+            self.count_dropped(idx, n);
+        }
+        tracing::warn!(
+            ssid,
+            "server unreachable (notification not acknowledged); storing notifications"
+        );
+        if let Some((h, _)) = self.sessions[idx].pending.take() {
+            self.sessions[idx].coap.cancel(h);
+        }
+        self.schedule_retry(now, idx, "notification not acknowledged".into());
+    }
+
+    fn drop_stored_for_tokens(&mut self, idx: usize, tokens: &[Vec<u8>]) {
+        let s = &mut self.sessions[idx];
+        let ids: Vec<u64> = s
+            .queue
+            .iter()
+            .filter(|n| tokens.contains(&n.token))
+            .map(|n| n.id)
+            .collect();
+        s.queue.retain(|n| !tokens.contains(&n.token));
+        if !ids.is_empty() {
+            let n = ids.len() as u64;
+            self.persist.push_back(Persist::Dequeue { ids });
+            self.count_dropped(idx, n);
+        }
+    }
+
+    /// Sends the next pack of stored notifications, if registered and none is in flight.
+    pub(super) fn replay_next(&mut self, now: Instant, idx: usize) {
+        loop {
+            let s = &self.sessions[idx];
+            if s.replay.is_some() || !self.online(idx) || s.pending.is_some() {
+                return;
+            }
+            let Some(first) = s.queue.front() else {
+                return;
+            };
+            let token = first.token.clone();
+            let Some(n) = self
+                .observations
+                .iter()
+                .position(|o| o.ssid == first.ssid && o.token == token)
+            else {
+                // Its observation was cancelled: nobody wants these any more.
+                self.drop_stored_for_tokens(idx, &[token]);
+                continue;
+            };
+            let format = self.observations[n].format;
+            let path = self.observations[n].path.clone();
+            let reg = &self.reg;
+            let types = |p: &Path| crate::lwm2m::dm::type_of(reg, p);
+            // Consecutive notes of the same observation, as many as fit one pack.
+            let mut ids = Vec::new();
+            let mut records: Vec<Record> = Vec::new();
+            let mut times: Vec<f64> = Vec::new();
+            let mut body = Vec::new();
+            for note in self.sessions[idx].queue.iter() {
+                if note.token != token {
+                    break;
+                }
+                let recs = codec::decode_composite(Format::SenmlCbor, &note.values, &types)
+                    .unwrap_or_default();
+                if !matches!(format, Format::SenmlJson | Format::SenmlCbor) {
+                    // No times in this format: one stored notification per message.
+                    body = codec::encode(format, &path, &recs).unwrap_or_default();
+                    ids.push(note.id);
+                    break;
+                }
+                let mut try_records = records.clone();
+                let mut try_times = times.clone();
+                for r in recs {
+                    try_records.push(r);
+                    try_times.push(note.time);
+                }
+                let encoded = codec::encode_absolute(format, &try_records, Some(&try_times))
+                    .unwrap_or_default();
+                if encoded.len() > PACK_BYTES && !ids.is_empty() {
+                    break;
+                }
+                records = try_records;
+                times = try_times;
+                body = encoded;
+                ids.push(note.id);
+            }
+            tracing::debug!(
+                ssid = self.sessions[idx].ssid,
+                "replaying {} stored notification(s)",
+                ids.len()
+            );
+            let h = self.send_notification(now, idx, n, body, true);
+            self.sessions[idx].replay = Some((h, ids));
+            return;
+        }
+    }
+
+    pub fn queued(&self) -> usize {
+        self.sessions.iter().map(|s| s.queue.len()).sum()
+    }
+}
