@@ -45,6 +45,15 @@ pub struct ServerStatus {
     /// LwM2M version spoken with this server.
     #[serde(default)]
     pub lwm2m_version: Option<String>,
+    /// Notifications stored for this server, waiting for it to be reachable.
+    #[serde(default)]
+    pub queued: usize,
+    /// Notifications dropped (queue cap, storing off, observation gone).
+    #[serde(default)]
+    pub dropped: u64,
+    /// Unix time of the last notification delivered.
+    #[serde(default)]
+    pub last_delivery: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -97,6 +106,9 @@ impl Status {
             }
             if let Some(v) = &s.lwm2m_version {
                 let _ = write!(o, " (LwM2M {v})");
+            }
+            if s.queued > 0 || s.dropped > 0 {
+                let _ = write!(o, "; queued {} dropped {}", s.queued, s.dropped);
             }
             if let Some(e) = &s.last_error {
                 let _ = write!(o, " ({e})");
@@ -158,6 +170,9 @@ mod tests {
                 last_error: Some("timeout".into()),
                 location: None,
                 lwm2m_version: None,
+                queued: 0,
+                dropped: 0,
+                last_delivery: None,
             }],
             observations: 0,
             devices: vec![],

@@ -336,6 +336,13 @@ fn validate(path: &Path, config: &Config) -> Vec<ConfigError> {
             ));
         }
     }
+    if config.store.queue_cap == 0 {
+        errors.push(ConfigError::new(
+            path,
+            "store.queue_cap",
+            "expected at least 1",
+        ));
+    }
     let mut ssids = HashSet::new();
     for (i, s) in config.servers.iter().enumerate() {
         let key = |k: &str| format!("server[{i}].{k}");

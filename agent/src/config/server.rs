@@ -36,6 +36,11 @@ pub struct ServerConfig {
     /// CoAP MAX_RETRANSMIT; default 4.
     #[serde(default)]
     pub max_retransmit: Option<u32>,
+    /// Send notifications confirmable. Default: when notification_storing is on, so
+    /// an unreachable server is noticed and nothing is lost. Some servers do not
+    /// acknowledge confirmable notifications; set false for them.
+    #[serde(default)]
+    pub confirmable_notifications: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

@@ -8,6 +8,7 @@ use crate::config::{self, Loaded, PayloadFormat};
 use crate::lwm2m::factory::{self, Account};
 use crate::lwm2m::{Action, Client, ClientConfig, SessionStatus, Version};
 use crate::model::{ddf, Registry};
+use crate::store::Store;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ pub struct Engine {
     pub rx: mpsc::Receiver<(u16, Vec<u8>)>,
     storage_dir: PathBuf,
     system: config::SystemSection,
+    store: Store,
 }
 
 fn format_of(f: PayloadFormat) -> Format {
@@ -72,7 +74,7 @@ pub fn registry(dirs: &[PathBuf]) -> Registry {
 }
 
 impl Engine {
-    pub fn new(loaded: &Loaded, now: Instant) -> Self {
+    pub fn new(loaded: &Loaded, now: Instant, store: Store) -> Self {
         let cfg = &loaded.config;
         let accounts: Vec<Account> = cfg
             .servers
@@ -122,14 +124,34 @@ impl Engine {
             format_v11: format_of(cfg.lwm2m.format_1_1),
             block_size: 1024,
             queue_cap: cfg.store.queue_cap,
+            confirmable_notifications: cfg
+                .servers
+                .iter()
+                .filter_map(|s| s.confirmable_notifications.map(|c| (s.ssid, c)))
+                .collect(),
         };
-        let client = Client::new(
+        let mut client = Client::new(
             client_cfg,
             registry(&cfg.lwm2m.object_dirs),
             trees,
             now,
             seed(),
         );
+        client.set_wall_clock(unix_now());
+        match store.load() {
+            Ok(r) => {
+                if !r.registrations.is_empty() || !r.queue.is_empty() {
+                    tracing::info!(
+                        "resuming: {} registration(s), {} observation(s), {} stored notification(s)",
+                        r.registrations.len(),
+                        r.observations.len(),
+                        r.queue.len()
+                    );
+                }
+                client.restore(r);
+            }
+            Err(e) => tracing::error!("cannot load the stored state, starting afresh: {e}"),
+        }
         let (tx, rx) = mpsc::channel(256);
         let peers = client
             .servers()
@@ -154,6 +176,7 @@ impl Engine {
             rx,
             storage_dir,
             system: cfg.system.clone(),
+            store,
         }
     }
 
@@ -208,15 +231,18 @@ impl Engine {
     }
 
     pub fn datagram(&mut self, now: Instant, ssid: u16, bytes: &[u8]) {
+        self.client.set_wall_clock(unix_now());
         self.client.handle_datagram(now, ssid, bytes);
     }
 
     pub fn timeout(&mut self, now: Instant) {
+        self.client.set_wall_clock(unix_now());
         self.client.handle_timeout(now);
     }
 
     /// Re-samples the system; observers of changed values get notified.
     pub fn refresh(&mut self, now: Instant) {
+        self.client.set_wall_clock(unix_now());
         system::apply(
             &mut self.client.trees.gateway,
             &system::sample(&self.storage_dir),
@@ -232,8 +258,14 @@ impl Engine {
         self.client.is_stopped()
     }
 
-    /// Sends what the core queued and carries out its actions.
+    /// Commits what the core asked to keep (one transaction: a group commit per
+    /// event), then sends what it queued and carries out its actions. Durable first:
+    /// a notification is never sent before the record that replaces it is stored.
     pub fn flush(&mut self) {
+        let ops: Vec<_> = std::iter::from_fn(|| self.client.poll_persist()).collect();
+        if let Err(e) = self.store.apply(&ops) {
+            tracing::error!("state database: {} change(s) not saved: {e}", ops.len());
+        }
         while let Some((ssid, bytes)) = self.client.poll_transmit() {
             match self.peers.get(&ssid).and_then(|p| p.socket.as_ref()) {
                 // UDP sends do not block in practice; a full buffer is a lost datagram,
@@ -291,6 +323,13 @@ impl Drop for Engine {
             }
         }
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 async fn open(uri: &str) -> Result<(UdpSocket, SocketAddr), String> {

@@ -38,6 +38,9 @@ fn server_rows(loaded: &Loaded) -> Vec<ServerStatus> {
             last_error: None,
             location: None,
             lwm2m_version: None,
+            queued: 0,
+            dropped: 0,
+            last_delivery: None,
         })
         .collect()
 }
@@ -54,6 +57,9 @@ fn update_servers(status: &SharedStatus, engine: &engine::Engine, now: std::time
             row.location = s.location;
             row.lwm2m_version = Some(s.version.to_string());
             row.lifetime_s = s.lifetime;
+            row.queued = s.queued;
+            row.dropped = s.dropped;
+            row.last_delivery = s.last_delivery;
         }
     }
     st.observations = engine.observation_count();
@@ -106,7 +112,8 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         devices: device_rows(&loaded.devices),
         warnings: loaded.warnings.clone(),
     }));
-    let mut engine = engine::Engine::new(&loaded, Instant::now());
+    let store_path = store.path().display().to_string();
+    let mut engine = engine::Engine::new(&loaded, Instant::now(), store);
     engine.connect(Instant::now()).await;
 
     let socket_path = loaded.config.control.socket.clone();
@@ -129,7 +136,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     tracing::info!(
         endpoint = %loaded.endpoint,
         config = %loaded.path.display(),
-        store = %store.path().display(),
+        store = %store_path,
         "lwgate {} started: {summary}",
         crate::VERSION
     );
@@ -179,7 +186,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
 
     control_task.abort();
     let _ = std::fs::remove_file(&socket_path);
-    drop(store);
+    drop(engine);
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::error::{OpError, OpResult};
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Attributes {
     pub pmin: Option<u32>,
     pub pmax: Option<u32>,

@@ -42,6 +42,9 @@ pub struct ClientConfig {
     pub block_size: usize,
     /// Stored notifications kept per server while it is unreachable; oldest dropped first.
     pub queue_cap: usize,
+    /// Per server: send notifications confirmable (true) or not (false). Absent: CON
+    /// whenever notification storing is on, so an unreachable server is noticed.
+    pub confirmable_notifications: std::collections::BTreeMap<u16, bool>,
 }
 
 impl Default for ClientConfig {
@@ -55,6 +58,7 @@ impl Default for ClientConfig {
             format_v11: Format::SenmlCbor,
             block_size: 1024,
             queue_cap: 10_000,
+            confirmable_notifications: Default::default(),
         }
     }
 }
@@ -499,6 +503,11 @@ impl Client {
     /// Starts de-registration from every server; `is_stopped` tells when done.
     pub fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
+        for idx in 0..self.sessions.len() {
+            // Unacknowledged notifications must not hold the De-register up (NSTART=1);
+            // they are stored and replayed after the restart.
+            self.store_in_flight(idx);
+        }
         for idx in 0..self.sessions.len() {
             let s = &mut self.sessions[idx];
             match s.state {

@@ -7,6 +7,25 @@ use std::path::Path;
 const MIGRATIONS: &[&str] = &[
     // 1: key/value facts about this installation (start counter, …).
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;",
+    // 2: what survives kill -9: registrations, observations, attributes, the
+    // per-server notification queues and their counters.
+    "CREATE TABLE registration (
+        ssid INTEGER PRIMARY KEY, location TEXT NOT NULL, version TEXT NOT NULL,
+        lifetime INTEGER NOT NULL, binding TEXT NOT NULL, objects TEXT NOT NULL,
+        expires INTEGER NOT NULL) STRICT;
+     CREATE TABLE observation (
+        ssid INTEGER NOT NULL, token BLOB NOT NULL, path TEXT NOT NULL,
+        format INTEGER NOT NULL, accept INTEGER, seq INTEGER NOT NULL,
+        PRIMARY KEY (ssid, token)) STRICT;
+     CREATE TABLE attribute (
+        ssid INTEGER NOT NULL, path TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (ssid, path)) STRICT;
+     CREATE TABLE queue (
+        id INTEGER PRIMARY KEY, ssid INTEGER NOT NULL, token BLOB NOT NULL,
+        path TEXT NOT NULL, time REAL NOT NULL, value BLOB NOT NULL) STRICT;
+     CREATE INDEX queue_by_server ON queue (ssid, id);
+     CREATE TABLE counter (
+        ssid INTEGER PRIMARY KEY, dropped INTEGER NOT NULL, last_delivery INTEGER) STRICT;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

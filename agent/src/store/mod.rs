@@ -5,6 +5,7 @@
 //! migrations tracked in `PRAGMA user_version`, applied in one transaction each.
 
 mod migrations;
+mod state;
 
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: i64, max: i64 },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("state database: cannot encode a record: {0}")]
+    Encode(String),
 }
 
 pub struct Store {

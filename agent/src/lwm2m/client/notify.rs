@@ -171,7 +171,14 @@ impl Client {
             let storing = self.storing(idx);
             // Live only when registered and nothing older waits: order is kept.
             if self.online(idx) && self.sessions[idx].queue.is_empty() {
-                let con = storing
+                let ssid = self.sessions[idx].ssid;
+                let want_con = self
+                    .cfg
+                    .confirmable_notifications
+                    .get(&ssid)
+                    .copied()
+                    .unwrap_or(storing);
+                let con = want_con
                     || now.saturating_duration_since(self.observations[n].last_con_at) >= CON_EVERY;
                 let body = match codec::encode(format, &path, &current) {
                     Ok(b) => b,
@@ -288,12 +295,31 @@ impl Client {
             return;
         }
         // Everything live still queued behind it in the CoAP layer goes to the store, in order.
+        self.store_in_flight(idx);
+        tracing::warn!(
+            ssid,
+            "server unreachable (notification not acknowledged); storing notifications"
+        );
+        if let Some((h, _)) = self.sessions[idx].pending.take() {
+            self.sessions[idx].coap.cancel(h);
+        }
+        self.schedule_retry(now, idx, "notification not acknowledged".into());
+    }
+
+    /// Takes live notifications out of the CoAP layer into the store (or counts them
+    /// dropped when storing is off), oldest first, ahead of what is already stored.
+    pub(super) fn store_in_flight(&mut self, idx: usize) {
         let s = &mut self.sessions[idx];
-        s.replay = None;
+        if let Some((h, _)) = s.replay.take() {
+            s.coap.cancel(h);
+        }
         let mut moved: Vec<QueuedNote> = Vec::new();
         for (h, note) in s.live.drain() {
             s.coap.cancel(h);
             moved.push(note);
+        }
+        if moved.is_empty() {
+            return;
         }
         moved.sort_by_key(|n| n.id);
         if self.storing(idx) {
@@ -305,14 +331,6 @@ impl Client {
             let n = moved.len() as u64;
             self.count_dropped(idx, n);
         }
-        tracing::warn!(
-            ssid,
-            "server unreachable (notification not acknowledged); storing notifications"
-        );
-        if let Some((h, _)) = self.sessions[idx].pending.take() {
-            self.sessions[idx].coap.cancel(h);
-        }
-        self.schedule_retry(now, idx, "notification not acknowledged".into());
     }
 
     fn drop_stored_for_tokens(&mut self, idx: usize, tokens: &[Vec<u8>]) {
