@@ -99,6 +99,22 @@ pub fn encode(format: Format, base: &Path, records: &[Record]) -> Result<Vec<u8>
     }
 }
 
+/// Like `encode`, but SenML formats carry the sampling time as base time (`bt`), so a
+/// server can place the values in time. Other formats have no place for it.
+pub fn encode_at(
+    format: Format,
+    base: &Path,
+    records: &[Record],
+    time: f64,
+) -> Result<Vec<u8>, CodecError> {
+    let times = vec![time; records.len()];
+    match format {
+        Format::SenmlJson => senml_json::encode(base, records, Some(&times)),
+        Format::SenmlCbor => senml_cbor::encode(base, records, Some(&times)),
+        _ => encode(format, base, records),
+    }
+}
+
 /// Decodes a payload written to `base`. `types` gives the data type of a resource path
 /// (resource-instance paths are looked up by their resource).
 pub fn decode(

@@ -175,6 +175,9 @@ pub struct Client {
     next_note_id: u64,
     /// The client's start: "long ago" for restored observations.
     epoch: Instant,
+    /// Factory content of each gateway instance (SenML CBOR), to tell server changes
+    /// from operator changes at restore.
+    factory: std::collections::BTreeMap<(u16, u16), Vec<u8>>,
 }
 
 fn uri_of(trees: &Trees, ssid: u16) -> Option<String> {
@@ -205,7 +208,15 @@ impl Client {
             wall: 0.0,
             next_note_id: 1,
             epoch: now,
+            factory: Default::default(),
         };
+        let objs: Vec<u16> = c.trees.gateway.objects.keys().copied().collect();
+        for obj in objs.into_iter().filter(|o| Self::persistent(*o)) {
+            for inst in c.trees.gateway.instance_ids(obj) {
+                let data = c.instance_data(obj, inst);
+                c.factory.insert((obj, inst), data);
+            }
+        }
         let servers: Vec<(u16, u16)> = c
             .trees
             .gateway
@@ -340,6 +351,42 @@ impl Client {
         self.actions.pop_front()
     }
 
+    /// Objects whose instances a server may change and that survive restarts; the
+    /// Security object is the bootstrap's, Device and Connectivity are sampled.
+    fn persistent(obj: u16) -> bool {
+        !matches!(obj, 0 | 3 | 4)
+    }
+
+    fn instance_data(&self, obj: u16, inst: u16) -> Vec<u8> {
+        let recs = self
+            .trees
+            .gateway
+            .read(&self.reg, &Path::new(&[obj, inst]), true)
+            .unwrap_or_default();
+        crate::codec::encode_absolute(Format::SenmlCbor, &recs, None).unwrap_or_default()
+    }
+
+    fn persist_instance(&mut self, path: &Path) {
+        let (Some(obj), Some(inst)) = (path.object(), path.instance()) else {
+            return;
+        };
+        if path.prefix.is_some() || !Self::persistent(obj) {
+            return;
+        }
+        let data = self
+            .trees
+            .gateway
+            .instance(obj, inst)
+            .map(|_| self.instance_data(obj, inst));
+        let factory = self.factory.get(&(obj, inst)).cloned().unwrap_or_default();
+        self.persist.push_back(Persist::Instance {
+            obj,
+            inst,
+            data,
+            factory,
+        });
+    }
+
     /// State changes to make durable, in order (the driver commits them together).
     pub fn poll_persist(&mut self) -> Option<Persist> {
         self.persist.pop_front()
@@ -355,6 +402,42 @@ impl Client {
     /// on their location, observations carry on, stored notifications wait for replay.
     /// Call before the first `handle_timeout`, after `set_wall_clock`.
     pub fn restore(&mut self, r: Restored) {
+        for (obj, inst, data, factory) in r.instances {
+            let current = self.factory.get(&(obj, inst)).cloned().unwrap_or_default();
+            if current != factory {
+                // The operator changed lwgate.toml since: the new factory content wins.
+                self.persist.push_back(Persist::Instance {
+                    obj,
+                    inst,
+                    data: None,
+                    factory: Vec::new(),
+                });
+                continue;
+            }
+            match data {
+                None => {
+                    let _ = self.trees.gateway.delete_instance(obj, inst);
+                }
+                Some(bytes) => {
+                    let reg = &self.reg;
+                    let types = |p: &Path| super::dm::type_of(reg, p);
+                    match crate::codec::decode_composite(Format::SenmlCbor, &bytes, &types) {
+                        Ok(recs) => {
+                            let ipath = Path::new(&[obj, inst]);
+                            let insts = self.trees.gateway.objects.entry(obj).or_default();
+                            insts.insert(inst, Default::default());
+                            let _ = self.trees.gateway.write(
+                                &self.reg,
+                                &ipath,
+                                &recs,
+                                super::tree::WriteMode::Provision,
+                            );
+                        }
+                        Err(e) => tracing::warn!("stored /{obj}/{inst} skipped: {e}"),
+                    }
+                }
+            }
+        }
         for reg in r.registrations {
             let Some(idx) = self.sessions.iter().position(|s| s.ssid == reg.ssid) else {
                 self.persist
@@ -973,6 +1056,7 @@ impl Client {
         match e {
             Effect::Execute { path, args } => self.execute(now, idx, path, args),
             Effect::Written(path) => {
+                self.persist_instance(&path);
                 if path.prefix.is_none() && path.object() == Some(1) {
                     // Lifetime or binding may have changed: tell that server.
                     if let Some(i) = self
@@ -992,7 +1076,8 @@ impl Client {
                 self.actions.push_back(Action::Written(path));
                 self.check_observations(now);
             }
-            Effect::Created(_) | Effect::Deleted(_) => {
+            Effect::Created(path) | Effect::Deleted(path) => {
+                self.persist_instance(&path);
                 self.objects_changed(now);
                 self.check_observations(now);
             }

@@ -76,6 +76,14 @@ pub enum Persist {
         dropped: u64,
         last_delivery: Option<i64>,
     },
+    /// An object instance of the gateway as a server left it (None: deleted), with
+    /// the factory content it started from, so an operator's config change wins.
+    Instance {
+        obj: u16,
+        inst: u16,
+        data: Option<Vec<u8>>,
+        factory: Vec<u8>,
+    },
 }
 
 /// Everything restored at start.
@@ -86,4 +94,6 @@ pub struct Restored {
     pub attributes: Vec<(u16, Path, Attributes)>,
     pub queue: Vec<QueuedNote>,
     pub counters: Vec<(u16, u64, Option<i64>)>,
+    /// (object, instance, content or None if deleted, factory content it replaced).
+    pub instances: Vec<(u16, u16, Option<Vec<u8>>, Vec<u8>)>,
 }

@@ -25,7 +25,10 @@ const MIGRATIONS: &[&str] = &[
         path TEXT NOT NULL, time REAL NOT NULL, value BLOB NOT NULL) STRICT;
      CREATE INDEX queue_by_server ON queue (ssid, id);
      CREATE TABLE counter (
-        ssid INTEGER PRIMARY KEY, dropped INTEGER NOT NULL, last_delivery INTEGER) STRICT;",
+        ssid INTEGER PRIMARY KEY, dropped INTEGER NOT NULL, last_delivery INTEGER) STRICT;
+     CREATE TABLE instance (
+        obj INTEGER NOT NULL, inst INTEGER NOT NULL, value BLOB, factory BLOB NOT NULL,
+        PRIMARY KEY (obj, inst)) STRICT;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -94,6 +94,24 @@ impl Store {
                             params![ssid, path.to_string()],
                         )?;
                     }
+                    Persist::Instance {
+                        obj,
+                        inst,
+                        data,
+                        factory,
+                    } => {
+                        if data.is_none() && factory.is_empty() {
+                            tx.execute(
+                                "DELETE FROM instance WHERE obj = ?1 AND inst = ?2",
+                                params![obj, inst],
+                            )?;
+                        } else {
+                            tx.execute(
+                                "INSERT OR REPLACE INTO instance (obj, inst, value, factory) VALUES (?1, ?2, ?3, ?4)",
+                                params![obj, inst, data, factory],
+                            )?;
+                        }
+                    }
                     Persist::Counters {
                         ssid,
                         dropped,
@@ -209,6 +227,15 @@ impl Store {
                 }),
                 Err(e) => tracing::warn!("stored notification for {p:?} skipped: {e}"),
             }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT obj, inst, value, factory FROM instance ORDER BY obj, inst")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+        for row in rows {
+            r.instances.push(row?);
         }
         let mut stmt = self
             .conn

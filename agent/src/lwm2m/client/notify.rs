@@ -180,7 +180,7 @@ impl Client {
                     .unwrap_or(storing);
                 let con = want_con
                     || now.saturating_duration_since(self.observations[n].last_con_at) >= CON_EVERY;
-                let body = match codec::encode(format, &path, &current) {
+                let body = match codec::encode_at(format, &path, &current, self.wall) {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(%path, "cannot encode notification: {e}");

@@ -891,3 +891,52 @@ fn restart_with_the_registration_gone_registers_again() {
         "expired: a fresh Register"
     );
 }
+
+#[test]
+fn server_writes_survive_a_restart_unless_the_operator_changed_the_config() {
+    let mut h = H::new(&[account(101, 300)]);
+    h.register_all();
+    let r = h.req(101, RequestType::Put, "/1/0/18", |p| {
+        message::set_content_format(p, 0);
+        p.payload = b"1".to_vec();
+    });
+    assert_eq!(code(&r), codes::CHANGED);
+    let mut restored = crate::lwm2m::persist::Restored::default();
+    for p in persisted(&mut h) {
+        if let crate::lwm2m::persist::Persist::Instance {
+            obj,
+            inst,
+            data,
+            factory,
+        } = p
+        {
+            restored.instances.push((obj, inst, data, factory));
+        }
+    }
+    assert_eq!(restored.instances.len(), 1);
+    let restart = |acc: Account, r: crate::lwm2m::persist::Restored| {
+        let trees = factory::trees(&[acc], &info());
+        let mut c = Client::new(
+            ClientConfig::default(),
+            Registry::builtin(),
+            trees,
+            Instant::now(),
+            5,
+        );
+        c.restore(r);
+        c
+    };
+    let c = restart(account(101, 300), restored.clone());
+    assert_eq!(
+        c.trees.gateway.get_i64(1, 0, 18),
+        Some(1),
+        "the server's write is kept"
+    );
+    let c = restart(account(101, 600), restored);
+    assert_eq!(
+        c.trees.gateway.get_i64(1, 0, 18),
+        None,
+        "lwgate.toml changed: factory wins"
+    );
+    assert_eq!(c.trees.gateway.get_i64(1, 0, 1), Some(600));
+}
