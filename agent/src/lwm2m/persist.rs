@@ -86,6 +86,10 @@ pub enum Persist {
     },
 }
 
+/// A stored gateway instance: object, instance, content (None: deleted by a
+/// server), and the factory content it replaced.
+pub type StoredInstance = (u16, u16, Option<Vec<u8>>, Vec<u8>);
+
 /// Everything restored at start.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Restored {
@@ -94,6 +98,5 @@ pub struct Restored {
     pub attributes: Vec<(u16, Path, Attributes)>,
     pub queue: Vec<QueuedNote>,
     pub counters: Vec<(u16, u64, Option<i64>)>,
-    /// (object, instance, content or None if deleted, factory content it replaced).
-    pub instances: Vec<(u16, u16, Option<Vec<u8>>, Vec<u8>)>,
+    pub instances: Vec<StoredInstance>,
 }
