@@ -29,7 +29,7 @@ def lwgate():
 class Agent:
     """One `lwgate run` process with its own config tree in a temp directory."""
 
-    def __init__(self, binary: Path, tmp: Path, extra: str = "", servers: str | None = None):
+    def __init__(self, binary: Path, tmp: Path, extra: str = "", servers: str | None = None, store: str = ""):
         self.binary = binary
         self.dir = tmp
         self.socket = tmp / "run" / "control.sock"
@@ -40,7 +40,7 @@ class Agent:
             servers = '[[server]]\nuri = "coap://127.0.0.1:5683"\nssid = 101\nlifetime = 300\n'
         self.config.write_text(
             f'[endpoint]\nname = "test-gw"\n'
-            f'[store]\npath = "{tmp / "state" / "state.db"}"\n'
+            f'[store]\npath = "{tmp / "state" / "state.db"}"\n{store}\n'
             f'[control]\nsocket = "{self.socket}"\n'
             f'[log]\nlevel = "debug"\n'
             f"{extra}\n{servers}"

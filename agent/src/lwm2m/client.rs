@@ -231,7 +231,7 @@ impl Client {
                 server_inst: inst,
                 uri,
                 coap: Endpoint::new(
-                    c.cfg.tx,
+                    c.cfg.tx_per_server.get(&ssid).copied().unwrap_or(c.cfg.tx),
                     seed.wrapping_add(n as u64 * 0x9E37_79B9_7F4A_7C15),
                 ),
                 state: RegState::Waiting { at: now },

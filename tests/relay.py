@@ -1,0 +1,52 @@
+"""A UDP relay between lwgate and a test server that can drop every datagram, to
+make a server unreachable without stopping it."""
+
+import select
+import socket
+import threading
+
+
+class Relay:
+    def __init__(self, upstream_port, host="127.0.0.1"):
+        self.upstream = (host, upstream_port)
+        self.down = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.down.bind((host, 0))
+        self.up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.up.bind((host, 0))
+        self.port = self.down.getsockname()[1]
+        self.client = None
+        self.drop = False
+        self.dropped = 0
+        self.forwarded = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def uri(self):
+        return f"coap://127.0.0.1:{self.port}"
+
+    def _run(self):
+        while not self._stop:
+            ready, _, _ = select.select([self.down, self.up], [], [], 0.1)
+            for sock in ready:
+                try:
+                    data, addr = sock.recvfrom(65536)
+                except OSError:
+                    continue
+                if sock is self.down:
+                    self.client = addr
+                if self.drop:
+                    self.dropped += 1
+                    continue
+                self.forwarded += 1
+                if sock is self.down:
+                    self.up.sendto(data, self.upstream)
+                elif self.client is not None:
+                    self.down.sendto(data, self.client)
+
+    def close(self):
+        self._stop = True
+        self._thread.join(2)
+        self.down.close()
+        self.up.close()
