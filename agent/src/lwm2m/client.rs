@@ -742,6 +742,9 @@ impl Client {
     }
 
     fn on_response(&mut self, now: Instant, idx: usize, handle: Handle, packet: Packet) {
+        if self.send_answered(now, idx, handle, message::code_byte(&packet)) {
+            return;
+        }
         let s = &mut self.sessions[idx];
         let Some((h, what)) = s.pending else {
             return;

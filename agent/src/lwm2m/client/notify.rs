@@ -87,20 +87,55 @@ impl Client {
         if had {
             self.persist.push_back(Persist::ForgetObservations { ssid });
         }
-        let s = &mut self.sessions[idx];
-        for (h, _) in s.live.drain() {
-            s.coap.cancel(h);
+        // What was stored stays: once registered again it goes out with Send (1.1),
+        // since its observations are gone.
+        self.store_in_flight(idx);
+        let queued = self.sessions[idx].queue.len();
+        if queued > 0 {
+            tracing::info!(
+                ssid,
+                "{queued} stored notification(s) will be sent with Send: {why}"
+            );
         }
-        if let Some((h, _)) = s.replay.take() {
-            s.coap.cancel(h);
+    }
+
+    /// Send is allowed: LwM2M 1.1 and not muted (/1/x/23).
+    pub(super) fn may_send(&self, idx: usize) -> bool {
+        let s = &self.sessions[idx];
+        s.version == crate::lwm2m::Version::V1_1
+            && !matches!(
+                self.trees.gateway.get(1, s.server_inst, 23),
+                Some(Value::Boolean(true))
+            )
+    }
+
+    /// Send (1.1, POST /dp): the current values of `paths` as SenML CBOR with their time.
+    pub fn send(&mut self, now: Instant, ssid: u16, paths: &[Path]) -> Result<(), String> {
+        let idx = self
+            .sessions
+            .iter()
+            .position(|s| s.ssid == ssid)
+            .ok_or(format!("no server with ssid {ssid}"))?;
+        if !self.may_send(idx) {
+            return Err(
+                "Send is muted by the server (/1/x/23) or the server speaks LwM2M 1.0".into(),
+            );
         }
-        let ids: Vec<u64> = s.queue.drain(..).map(|n| n.id).collect();
-        if !ids.is_empty() {
-            tracing::warn!(ssid, "dropping {} stored notifications: {why}", ids.len());
-            let n = ids.len() as u64;
-            self.persist.push_back(Persist::Dequeue { ids });
-            self.count_dropped(idx, n);
+        if !self.online(idx) {
+            return Err("the server is not registered".into());
         }
+        let mut records = Vec::new();
+        for p in paths {
+            records.extend(self.read_for(p).ok_or(format!("{p} cannot be read"))?);
+        }
+        let times = vec![self.wall; records.len()];
+        let body = codec::encode_absolute(Format::SenmlCbor, &records, Some(&times))
+            .map_err(|e| e.to_string())?;
+        let mut req = message::request(coap_lite::RequestType::Post, &["dp"], &[]);
+        message::set_content_format(&mut req, Format::SenmlCbor.number());
+        req.payload = body;
+        self.sessions[idx].coap.send_request(now, req, true);
+        Ok(())
     }
 
     fn enqueue(&mut self, idx: usize, note: QueuedNote) {
@@ -365,7 +400,11 @@ impl Client {
                 .iter()
                 .position(|o| o.ssid == first.ssid && o.token == token)
             else {
-                // Its observation was cancelled: nobody wants these any more.
+                if self.may_send(idx) {
+                    self.replay_with_send(now, idx);
+                    return;
+                }
+                // No observation and no Send: nobody can take these any more.
                 self.drop_stored_for_tokens(idx, &[token]);
                 continue;
             };
@@ -415,6 +454,88 @@ impl Client {
             self.sessions[idx].replay = Some((h, ids));
             return;
         }
+    }
+
+    /// Stored notifications whose observation is gone, as one Send pack (oldest first).
+    fn replay_with_send(&mut self, now: Instant, idx: usize) {
+        let reg = &self.reg;
+        let types = |p: &Path| crate::lwm2m::dm::type_of(reg, p);
+        let live: Vec<Vec<u8>> = self
+            .observations
+            .iter()
+            .filter(|o| o.ssid == self.sessions[idx].ssid)
+            .map(|o| o.token.clone())
+            .collect();
+        let mut ids = Vec::new();
+        let mut records: Vec<Record> = Vec::new();
+        let mut times: Vec<f64> = Vec::new();
+        let mut body = Vec::new();
+        for note in self.sessions[idx].queue.iter() {
+            if live.contains(&note.token) {
+                break; // its observation exists: it goes out as a notification
+            }
+            let recs = codec::decode_composite(Format::SenmlCbor, &note.values, &types)
+                .unwrap_or_default();
+            let mut try_records = records.clone();
+            let mut try_times = times.clone();
+            for r in recs {
+                try_records.push(r);
+                try_times.push(note.time);
+            }
+            let encoded = codec::encode_absolute(Format::SenmlCbor, &try_records, Some(&try_times))
+                .unwrap_or_default();
+            if encoded.len() > PACK_BYTES && !ids.is_empty() {
+                break;
+            }
+            records = try_records;
+            times = try_times;
+            body = encoded;
+            ids.push(note.id);
+        }
+        let mut req = message::request(coap_lite::RequestType::Post, &["dp"], &[]);
+        message::set_content_format(&mut req, Format::SenmlCbor.number());
+        req.payload = body;
+        tracing::debug!(
+            ssid = self.sessions[idx].ssid,
+            "sending {} stored value(s) with Send",
+            ids.len()
+        );
+        let h = self.sessions[idx].coap.send_request(now, req, true);
+        self.sessions[idx].replay = Some((h, ids));
+    }
+
+    /// The answer to a Send carrying stored values.
+    pub(super) fn send_answered(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        handle: Handle,
+        code: u8,
+    ) -> bool {
+        let s = &mut self.sessions[idx];
+        let Some((h, ids)) = s.replay.take() else {
+            return false;
+        };
+        if h != handle {
+            s.replay = Some((h, ids));
+            return false;
+        }
+        s.queue.retain(|n| !ids.contains(&n.id));
+        let n = ids.len() as u64;
+        self.persist.push_back(Persist::Dequeue { ids });
+        if codes::is_success(code) {
+            self.delivered_now(idx);
+        } else {
+            // The server refused them (e.g. 4.04 for an unknown path): not retried.
+            tracing::warn!(
+                ssid = self.sessions[idx].ssid,
+                "server answered {} to Send; {n} stored value(s) dropped",
+                message::code_text(code)
+            );
+            self.count_dropped(idx, n);
+        }
+        self.replay_next(now, idx);
+        true
     }
 
     pub fn queued(&self) -> usize {

@@ -940,3 +940,61 @@ fn server_writes_survive_a_restart_unless_the_operator_changed_the_config() {
     );
     assert_eq!(c.trees.gateway.get_i64(1, 0, 1), Some(600));
 }
+
+#[test]
+fn stored_values_of_a_lost_registration_go_out_with_send() {
+    let mut h = H::new(&[account(101, 3000)]);
+    h.c.set_wall_clock(100.0);
+    h.register_all();
+    let token = observe_time(&mut h);
+    tick(&mut h, 101);
+    h.take(); // not acknowledged: the server is gone
+    for t in 102..220 {
+        tick(&mut h, t);
+        h.take();
+    }
+    assert!(h.c.status(h.now)[0].queued > 0);
+    // The server comes back having forgotten us: 4.04 to the Update, a fresh Register.
+    let mut sent = Vec::new();
+    for t in 220..600 {
+        tick(&mut h, t);
+        for (ssid, p) in h.take() {
+            if !message::is_request(&p) {
+                assert_ne!(p.get_token(), token.as_slice(), "old observation is gone");
+                continue;
+            }
+            match message::uri_path(&p).unwrap().as_slice() {
+                [rd, _] if rd == "rd" => h.answer(ssid, &p, codes::NOT_FOUND, &[]),
+                [rd] if rd == "rd" => h.answer(ssid, &p, codes::CREATED, &["rd", "new"]),
+                [dp] if dp == "dp" => {
+                    assert_eq!(message::content_format(&p), Some(112));
+                    let v: ciborium::Value = ciborium::from_reader(p.payload.as_slice()).unwrap();
+                    sent.push(v);
+                    h.answer(ssid, &p, codes::CHANGED, &[]);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        if h.c.status(h.now)[0].queued == 0 && !sent.is_empty() {
+            break;
+        }
+    }
+    assert!(!sent.is_empty(), "Send carried the stored values");
+    assert_eq!(h.c.status(h.now)[0].dropped, 0);
+}
+
+#[test]
+fn send_honours_mute_send() {
+    let mut h = H::new(&[account(101, 3000)]);
+    h.register_all();
+    h.c.trees.gateway.set(3, 0, 13, Value::Time(5));
+    assert!(h.c.send(h.now, 101, &[Path::new(&[3, 0, 13])]).is_ok());
+    let (_, p) = h.take().remove(0);
+    assert_eq!(message::uri_path(&p).unwrap(), ["dp"]);
+    h.c.trees.gateway.set(1, 0, 23, Value::Boolean(true));
+    assert!(h
+        .c
+        .send(h.now, 101, &[Path::new(&[3, 0, 13])])
+        .unwrap_err()
+        .contains("muted"));
+}
