@@ -8,6 +8,7 @@ use crate::config::{self, Loaded, PayloadFormat};
 use crate::lwm2m::factory::{self, Account};
 use crate::lwm2m::{Action, Client, ClientConfig, SessionStatus, Version};
 use crate::model::{ddf, Registry};
+use crate::store::batch::Batcher;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -34,6 +35,7 @@ pub struct Engine {
     storage_dir: PathBuf,
     system: config::SystemSection,
     store: Store,
+    batch: Batcher,
 }
 
 fn format_of(f: PayloadFormat) -> Format {
@@ -177,6 +179,7 @@ impl Engine {
             storage_dir,
             system: cfg.system.clone(),
             store,
+            batch: Batcher::default(),
         }
     }
 
@@ -227,7 +230,10 @@ impl Engine {
     }
 
     pub fn deadline(&self) -> Option<Instant> {
-        self.client.poll_timeout()
+        match (self.client.poll_timeout(), self.batch.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn datagram(&mut self, now: Instant, ssid: u16, bytes: &[u8]) {
@@ -263,8 +269,8 @@ impl Engine {
     /// a notification is never sent before the record that replaces it is stored.
     pub fn flush(&mut self) {
         let ops: Vec<_> = std::iter::from_fn(|| self.client.poll_persist()).collect();
-        if let Err(e) = self.store.apply(&ops) {
-            tracing::error!("state database: {} change(s) not saved: {e}", ops.len());
+        if let Some(batch) = self.batch.push(ops, Instant::now()) {
+            self.commit(&batch);
         }
         while let Some((ssid, bytes)) = self.client.poll_transmit() {
             match self.peers.get(&ssid).and_then(|p| p.socket.as_ref()) {
@@ -280,6 +286,12 @@ impl Engine {
         }
         while let Some(action) = self.client.poll_action() {
             self.act(action);
+        }
+    }
+
+    fn commit(&mut self, ops: &[crate::lwm2m::persist::Persist]) {
+        if let Err(e) = self.store.apply(ops) {
+            tracing::error!("state database: {} change(s) not saved: {e}", ops.len());
         }
     }
 
@@ -317,6 +329,11 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        let rest: Vec<_> = std::iter::from_fn(|| self.client.poll_persist()).collect();
+        self.batch.push(rest, Instant::now());
+        if let Some(ops) = self.batch.take() {
+            self.commit(&ops);
+        }
         for p in self.peers.values() {
             if let Some(r) = &p.reader {
                 r.abort();

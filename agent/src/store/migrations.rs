@@ -23,7 +23,6 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE queue (
         id INTEGER PRIMARY KEY, ssid INTEGER NOT NULL, token BLOB NOT NULL,
         path TEXT NOT NULL, time REAL NOT NULL, value BLOB NOT NULL) STRICT;
-     CREATE INDEX queue_by_server ON queue (ssid, id);
      CREATE TABLE counter (
         ssid INTEGER PRIMARY KEY, dropped INTEGER NOT NULL, last_delivery INTEGER) STRICT;
      CREATE TABLE instance (

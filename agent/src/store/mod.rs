@@ -4,6 +4,7 @@
 //! "acknowledged" must mean for stored notifications. Schema changes are numbered
 //! migrations tracked in `PRAGMA user_version`, applied in one transaction each.
 
+pub mod batch;
 mod migrations;
 mod state;
 

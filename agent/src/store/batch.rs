@@ -1,0 +1,100 @@
+//! Group commits. Whatever must not be lost (a stored notification, a registration,
+//! a server's write) is committed before the driver goes on; what only records
+//! progress (a delivered notification's deletion, counters, sequence numbers) waits
+//! for the next commit, at most `MAX_DELAY` or `MAX_OPS`. Losing those in a crash
+//! costs a re-sent notification, never a lost one.
+
+use crate::lwm2m::persist::Persist;
+use std::time::{Duration, Instant};
+
+pub const MAX_DELAY: Duration = Duration::from_millis(100);
+pub const MAX_OPS: usize = 4096;
+
+#[derive(Debug, Default)]
+pub struct Batcher {
+    pending: Vec<Persist>,
+    since: Option<Instant>,
+}
+
+fn deferrable(op: &Persist) -> bool {
+    matches!(
+        op,
+        Persist::Dequeue { .. } | Persist::Counters { .. } | Persist::Observation(_)
+    )
+}
+
+impl Batcher {
+    /// Adds the ops of one event; returns what to commit now, if anything.
+    pub fn push(&mut self, ops: Vec<Persist>, now: Instant) -> Option<Vec<Persist>> {
+        if ops.is_empty() {
+            return self.due(now);
+        }
+        let urgent = ops.iter().any(|op| !deferrable(op));
+        if self.pending.is_empty() {
+            self.since = Some(now);
+        }
+        self.pending.extend(ops);
+        if urgent || self.pending.len() >= MAX_OPS {
+            return self.take();
+        }
+        self.due(now)
+    }
+
+    /// What is due by time alone.
+    pub fn due(&mut self, now: Instant) -> Option<Vec<Persist>> {
+        match self.since {
+            Some(t) if now.duration_since(t) >= MAX_DELAY => self.take(),
+            _ => None,
+        }
+    }
+
+    /// Everything pending (at shutdown).
+    pub fn take(&mut self) -> Option<Vec<Persist>> {
+        self.since = None;
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
+    }
+
+    /// When the pending ops must be committed by.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.since.map(|t| t + MAX_DELAY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lwm2m::persist::QueuedNote;
+    use crate::model::Path;
+
+    fn note() -> Persist {
+        Persist::Enqueue(QueuedNote {
+            id: 1,
+            ssid: 1,
+            token: vec![],
+            path: Path::root(),
+            time: 0.0,
+            values: vec![],
+        })
+    }
+
+    #[test]
+    fn stored_notifications_commit_at_once_deletions_wait() {
+        let t0 = Instant::now();
+        let mut b = Batcher::default();
+        assert_eq!(b.push(vec![Persist::Dequeue { ids: vec![1] }], t0), None);
+        assert_eq!(b.deadline(), Some(t0 + MAX_DELAY));
+        assert_eq!(b.push(vec![], t0 + Duration::from_millis(50)), None);
+        let out = b
+            .push(vec![note()], t0 + Duration::from_millis(60))
+            .unwrap();
+        assert_eq!(
+            out.len(),
+            2,
+            "the pending deletion goes with the urgent append, in order"
+        );
+        assert!(matches!(out[0], Persist::Dequeue { .. }));
+        assert_eq!(b.push(vec![Persist::Dequeue { ids: vec![2] }], t0), None);
+        assert!(b.due(t0 + Duration::from_millis(99)).is_none());
+        assert!(b.due(t0 + Duration::from_millis(100)).is_some());
+    }
+}
