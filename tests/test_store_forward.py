@@ -118,3 +118,25 @@ def test_queue_cap_drops_oldest_and_counts(setup):
     assert after[0] > t_drop + st["dropped"] - 2, (after[:5], t_drop, st["dropped"])
     assert all(b - a_ < 1.6 for a_, b in zip(after, after[1:])), after
     assert a.stop() == 0
+
+
+def test_queue_mode_sleeps_and_wakes_to_deliver(agent):
+    srv = TestServer()
+    try:
+        a = agent(servers=server_table(srv.uri, lifetime=300, extra='binding = "UQ"\nqueue_timeout = 2\n')).start()
+        reg = srv.wait_registered(EP)
+        assert reg.query.get("Q") == "" and reg.query["b"] == "U", reg.query
+        assert srv.write_attributes(EP, "/3/0/13", "pmin=5", "pmax=5").code.is_successful()
+        first, notes, cancel = srv.observe(EP, "/3/0/13", accept=SENML_JSON)
+        srv.wait_for(lambda: "asleep" in a.status_json()["servers"][0]["state"], 10, "queue mode sleep")
+        # Asleep: a request gets no answer until the agent wakes.
+        with pytest.raises(Exception):
+            srv.read(EP, "/3/0/0", timeout=1.5)
+        updates = len(reg.updates)
+        srv.wait_for(lambda: len(notes) >= 2, 20, "notifications after wake-ups")
+        assert len(reg.updates) > updates, "each wake-up starts with an Update"
+        times = [t for t, _ in records(notes)]
+        assert times == sorted(times) and len(set(times)) == len(times)
+        assert a.stop() == 0
+    finally:
+        srv.close()

@@ -41,6 +41,10 @@ pub struct ServerConfig {
     /// acknowledge confirmable notifications; set false for them.
     #[serde(default)]
     pub confirmable_notifications: Option<bool>,
+    /// Queue mode (binding UQ/SQ/UQS): seconds without traffic before the agent stops
+    /// listening until it has something to send. Default: MAX_TRANSMIT_WAIT (93 s).
+    #[serde(default)]
+    pub queue_timeout: Option<Seconds>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

@@ -126,6 +126,11 @@ impl Engine {
             format_v11: format_of(cfg.lwm2m.format_1_1),
             block_size: 1024,
             queue_cap: cfg.store.queue_cap,
+            queue_timeout: cfg
+                .servers
+                .iter()
+                .filter_map(|s| s.queue_timeout.map(|t| (s.ssid, t.as_duration())))
+                .collect(),
             confirmable_notifications: cfg
                 .servers
                 .iter()

@@ -45,6 +45,9 @@ pub struct ClientConfig {
     /// Per server: send notifications confirmable (true) or not (false). Absent: CON
     /// whenever notification storing is on, so an unreachable server is noticed.
     pub confirmable_notifications: std::collections::BTreeMap<u16, bool>,
+    /// Queue mode (binding with Q): idle time before the client stops listening.
+    /// Absent: MAX_TRANSMIT_WAIT of that server (93 s by default).
+    pub queue_timeout: std::collections::BTreeMap<u16, Duration>,
 }
 
 impl Default for ClientConfig {
@@ -59,6 +62,7 @@ impl Default for ClientConfig {
             block_size: 1024,
             queue_cap: 10_000,
             confirmable_notifications: Default::default(),
+            queue_timeout: Default::default(),
         }
     }
 }
@@ -151,6 +155,10 @@ struct Session {
     replay: Option<(Handle, Vec<u64>)>,
     dropped: u64,
     last_delivery: Option<i64>,
+    /// Last datagram sent to or received from this server (queue mode).
+    last_traffic: Instant,
+    /// Queue mode: not listening until something needs the server.
+    asleep: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -175,6 +183,8 @@ pub struct Client {
     next_note_id: u64,
     /// The client's start: "long ago" for restored observations.
     epoch: Instant,
+    /// The latest time given by the driver.
+    now: Instant,
     /// Factory content of each gateway instance (SenML CBOR), to tell server changes
     /// from operator changes at restore.
     factory: std::collections::BTreeMap<(u16, u16), Vec<u8>>,
@@ -208,6 +218,7 @@ impl Client {
             wall: 0.0,
             next_note_id: 1,
             epoch: now,
+            now,
             factory: Default::default(),
         };
         let objs: Vec<u16> = c.trees.gateway.objects.keys().copied().collect();
@@ -253,6 +264,8 @@ impl Client {
                 replay: None,
                 dropped: 0,
                 last_delivery: None,
+                last_traffic: now,
+                asleep: false,
             });
         }
         c
@@ -280,6 +293,7 @@ impl Client {
                         s.failures
                     ),
                     RegState::Registering => "registering".into(),
+                    RegState::Registered if s.asleep => "registered (queue mode: asleep)".into(),
                     RegState::Registered => "registered".into(),
                     RegState::Updating => "registered (updating)".into(),
                     RegState::Deregistering => "deregistering".into(),
@@ -342,9 +356,54 @@ impl Client {
     }
 
     pub fn poll_transmit(&mut self) -> Option<(u16, Vec<u8>)> {
-        self.sessions
-            .iter_mut()
-            .find_map(|s| s.coap.poll_transmit().map(|b| (s.ssid, b)))
+        let now = self.now;
+        self.sessions.iter_mut().find_map(|s| {
+            s.coap.poll_transmit().map(|b| {
+                s.last_traffic = now;
+                (s.ssid, b)
+            })
+        })
+    }
+
+    /// Queue mode: the binding says Q (1.0 `UQ`, 1.1 the separate Q parameter).
+    fn queue_mode(&self, idx: usize) -> bool {
+        self.binding(self.sessions[idx].server_inst).contains('Q')
+    }
+
+    fn queue_timeout(&self, idx: usize) -> Duration {
+        let s = &self.sessions[idx];
+        self.cfg
+            .queue_timeout
+            .get(&s.ssid)
+            .copied()
+            .unwrap_or_else(|| s.coap.params().max_transmit_wait())
+    }
+
+    /// When an awake queue-mode session may go to sleep.
+    fn sleep_at(&self, idx: usize) -> Option<Instant> {
+        let s = &self.sessions[idx];
+        let idle = s.state == RegState::Registered
+            && !s.asleep
+            && s.pending.is_none()
+            && s.replay.is_none()
+            && s.live.is_empty()
+            && !s.coap.busy();
+        (idle && self.queue_mode(idx)).then(|| s.last_traffic + self.queue_timeout(idx))
+    }
+
+    /// Wakes a sleeping queue-mode session: an Update first, then whatever waits.
+    pub(super) fn wake(&mut self, now: Instant, idx: usize) {
+        if self.sessions[idx].asleep {
+            self.sessions[idx].asleep = false;
+            tracing::debug!(ssid = self.sessions[idx].ssid, "queue mode: waking up");
+            if self.sessions[idx].pending.is_none() {
+                self.update(now, idx);
+            }
+        }
+    }
+
+    pub fn is_asleep(&self, ssid: u16) -> bool {
+        self.sessions.iter().any(|s| s.ssid == ssid && s.asleep)
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -527,6 +586,9 @@ impl Client {
                 _ => {}
             }
         }
+        for idx in 0..self.sessions.len() {
+            consider(self.sleep_at(idx));
+        }
         for o in &self.observations {
             let a = self.effective_attrs(o);
             consider(observe::deadline(o, &a));
@@ -536,15 +598,26 @@ impl Client {
 
     /// Datagram from the server with this Short Server ID.
     pub fn handle_datagram(&mut self, now: Instant, ssid: u16, bytes: &[u8]) {
+        self.now = now;
         let Some(idx) = self.sessions.iter().position(|s| s.ssid == ssid) else {
             return;
         };
+        if self.sessions[idx].asleep {
+            // Queue mode: not listening. The server waits for our next Update.
+            return;
+        }
+        self.sessions[idx].last_traffic = now;
         self.sessions[idx].coap.handle_datagram(now, bytes);
         self.drain(now, idx);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         for idx in 0..self.sessions.len() {
+            if self.sleep_at(idx).is_some_and(|t| t <= now) {
+                tracing::debug!(ssid = self.sessions[idx].ssid, "queue mode: sleeping");
+                self.sessions[idx].asleep = true;
+            }
             self.sessions[idx].coap.handle_timeout(now);
             self.drain(now, idx);
             let s = &self.sessions[idx];
@@ -563,6 +636,7 @@ impl Client {
                 RegState::Registered
                     if s.pending.is_none() && s.update_at.is_some_and(|t| t <= now) =>
                 {
+                    self.sessions[idx].asleep = false;
                     self.update(now, idx)
                 }
                 _ => {}
@@ -616,6 +690,7 @@ impl Client {
     }
 
     fn register(&mut self, now: Instant, idx: usize) {
+        self.sessions[idx].asleep = false;
         // A new registration is a new session for the server: its observations, and
         // the notifications stored for them, are gone.
         self.forget_observations(idx, "the server registration was renewed");
@@ -647,6 +722,7 @@ impl Client {
     }
 
     fn update(&mut self, now: Instant, idx: usize) {
+        self.sessions[idx].asleep = false;
         let params = self.params(idx);
         let objects = self.objects(params.version);
         let s = &mut self.sessions[idx];

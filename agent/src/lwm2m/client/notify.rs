@@ -168,6 +168,9 @@ impl Client {
     }
 
     fn online(&self, idx: usize) -> bool {
+        if self.sessions[idx].asleep {
+            return false;
+        }
         matches!(
             self.sessions[idx].state,
             RegState::Registered | RegState::Updating
@@ -231,6 +234,8 @@ impl Client {
                 }
             } else if storing {
                 self.enqueue(idx, note);
+                // Queue mode: something to say wakes the client (Update, then replay).
+                self.wake(now, idx);
             } else {
                 self.count_dropped(idx, 1);
             }

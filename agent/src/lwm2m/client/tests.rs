@@ -998,3 +998,58 @@ fn send_honours_mute_send() {
         .unwrap_err()
         .contains("muted"));
 }
+
+#[test]
+fn queue_mode_sleeps_stores_then_wakes_updates_and_flushes() {
+    let mut acc = account(101, 3000);
+    acc.binding = "UQ".into();
+    let mut h = H::new(&[acc]);
+    h.c.set_wall_clock(1000.0);
+    let (_, reg) = h.take().remove(0);
+    assert!(
+        message::uri_query(&reg).unwrap().contains(&"Q".to_string()),
+        "1.1: Q parameter"
+    );
+    h.answer(101, &reg, codes::CREATED, &["rd", "q"]);
+    // Observe with pmin 30: a notification at most every 30 s.
+    h.c.trees.gateway.set(3, 0, 13, Value::Time(0));
+    let r = h.req(101, RequestType::Put, "/3/0/13", |p| {
+        p.add_option(CoapOption::UriQuery, b"pmin=30".to_vec())
+    });
+    assert_eq!(code(&r), codes::CHANGED);
+    let r = h.req(101, RequestType::Get, "/3/0/13", |p| {
+        message::set_uint(p, CoapOption::Observe, 0);
+        message::set_uint(p, CoapOption::Accept, 110);
+    });
+    let token = r.get_token().to_vec();
+    // Idle for MAX_TRANSMIT_WAIT (93 s): asleep. Values change but pmin holds them back.
+    h.advance(Duration::from_secs(94));
+    assert!(h.c.is_asleep(101));
+    h.take();
+    // Asleep: requests get no answer at all.
+    let mut p = message::request(RequestType::Get, &["3", "0", "0"], &[]);
+    p.header.message_id = 999;
+    h.c.handle_datagram(h.now, 101, &p.to_bytes().unwrap());
+    assert!(h.take().is_empty(), "silent while asleep");
+    // A value change due for notification wakes it: Update first ...
+    tick(&mut h, 1100);
+    let out = h.take();
+    assert_eq!(out.len(), 1, "only the Update: {out:?}");
+    let upd = out[0].1.clone();
+    assert_eq!(message::uri_path(&upd).unwrap(), ["rd", "q"]);
+    assert!(h.c.status(h.now)[0].queued >= 1);
+    h.answer(101, &upd, codes::CHANGED, &[]);
+    // ... then the stored notification, with its time.
+    let (_, n) = h
+        .take()
+        .into_iter()
+        .find(|(_, p)| p.get_token() == token)
+        .expect("flushed notification");
+    let j: serde_json::Value = serde_json::from_slice(&n.payload).unwrap();
+    assert_eq!(j[0]["bt"].as_f64(), Some(1100.0));
+    ack(&mut h, 101, &n);
+    assert_eq!(h.c.status(h.now)[0].queued, 0);
+    // And back to sleep after another idle period.
+    h.advance(Duration::from_secs(94));
+    assert!(h.c.is_asleep(101));
+}
