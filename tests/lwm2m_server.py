@@ -184,10 +184,14 @@ class TestServer:
     def write_composite(self, ep, payload, cf):
         return self.request(ep, Code.iPATCH, "/", payload, content_format=cf)
 
-    def observe(self, ep, path, accept=None):
-        """Starts an observation; returns (first response, list that fills with notifications, cancel)."""
+    def observe(self, ep, path, accept=None, composite=None, cf=None):
+        """Starts an observation (Observe-Composite when `composite` is a FETCH body);
+        returns (first response, list that fills with notifications, cancel)."""
         reg = self.registrations[ep]
-        msg = Message(code=Code.GET, observe=0)
+        if composite is not None:
+            msg = Message(code=Code.FETCH, observe=0, payload=composite, content_format=cf)
+        else:
+            msg = Message(code=Code.GET, observe=0)
         if accept is not None:
             msg.opt.accept = accept
         msg.remote = reg.remote

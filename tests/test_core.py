@@ -360,3 +360,16 @@ def test_create_write_read_observe_in_each_format(registered, fmt):
     assert b"return" in notes[0].payload
     cancel()
     assert srv.delete(EP, "/3303/5").code == Code.DELETED
+
+
+def test_observe_composite(registered):
+    a, srv, reg = registered
+    assert srv.write_attributes(EP, "/3/0/13", "pmin=1", "pmax=2").code == Code.CHANGED
+    body = json.dumps([{"n": "/3/0/13"}, {"n": "/1/0/1"}]).encode()
+    first, notes, cancel = srv.observe(EP, "/", composite=body, cf=SENML_JSON)
+    assert first.code == Code.CONTENT and first.opt.observe is not None
+    assert set(senml_json(first.payload)) == {"/3/0/13", "/1/0/1"}
+    srv.wait_for(lambda: len(notes) >= 1, 15, "a composite notification")
+    v = senml_json(notes[0].payload)
+    assert set(v) == {"/3/0/13", "/1/0/1"} and v["/1/0/1"] == 300
+    cancel()

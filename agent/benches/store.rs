@@ -224,6 +224,7 @@ fn replay() {
         ssid: 101,
         token: vec![0xAB; 8],
         path: Path::new(&[3, 0, 13]),
+        composite: Vec::new(),
         format: 112,
         accept: Some(112),
         seq: 1,

@@ -537,6 +537,7 @@ impl Client {
                 ssid: o.ssid,
                 token: o.token,
                 path: o.path,
+                composite: o.composite,
                 accept: o.accept,
                 format: Format::from_number(o.format).unwrap_or(Format::Text),
                 seq: o.seq,
@@ -1010,9 +1011,27 @@ impl Client {
         let servers = self.sessions.len();
         let default_format = self.format_for(version);
         let observe_target = match (&op, observe_flag) {
-            (Op::Read { path, accept }, Some(0)) => Some((path.clone(), *accept)),
+            (Op::Read { path, accept }, Some(0)) => Some((path.clone(), *accept, Vec::new())),
+            // Observe-Composite: the observed paths are the FETCH body.
+            (
+                Op::ReadComposite {
+                    format: Some(f),
+                    accept,
+                    payload,
+                },
+                Some(0),
+            ) => {
+                let paths = Format::from_number(*f)
+                    .and_then(|f| crate::codec::decode_paths(f, payload).ok())
+                    .unwrap_or_default();
+                Some((Path::root(), *accept, paths))
+            }
             _ => None,
         };
+        if let (Op::ReadComposite { .. }, Some(1)) = (&op, observe_flag) {
+            let token = req.get_token().to_vec();
+            self.cancel_observations(idx, |o| o.token == token);
+        }
         if let (Op::Read { path, .. }, Some(1)) = (&op, observe_flag) {
             let token = req.get_token().to_vec();
             let path = path.clone();
@@ -1044,12 +1063,12 @@ impl Client {
         }
         let effects = reply.effects.clone();
         let mut resp = self.reply_packet(idx, req, &key, reply, block2, now);
-        if let Some((path, accept)) = observe_target {
+        if let Some((path, accept, composite)) = observe_target {
             if codes::is_success(message::code_byte(&resp))
                 && message::block(&resp, CoapOption::Block2).is_none()
             {
                 let token = req.get_token().to_vec();
-                let values = self.read_for(&path).unwrap_or_default();
+                let values = self.read_paths(&path, &composite).unwrap_or_default();
                 self.observations
                     .retain(|o| !(o.ssid == ssid && o.token == token));
                 let format = message::content_format(&resp)
@@ -1063,6 +1082,7 @@ impl Client {
                         ssid,
                         token: token.clone(),
                         path: path.clone(),
+                        composite: composite.clone(),
                         format: format.number(),
                         accept,
                         seq,
@@ -1071,6 +1091,7 @@ impl Client {
                     ssid,
                     token,
                     path,
+                    composite,
                     accept,
                     format,
                     seq,

@@ -11,6 +11,8 @@ pub struct Observation {
     pub ssid: u16,
     pub token: Vec<u8>,
     pub path: Path,
+    /// Observe-Composite: the observed paths (then `path` is the root). Empty otherwise.
+    pub composite: Vec<Path>,
     pub accept: Option<u16>,
     pub format: Format,
     /// Observe option value of the last message (24-bit, RFC 7641 4.4).
@@ -114,6 +116,7 @@ mod tests {
             ssid: 1,
             token: vec![1],
             path: Path::new(&[3303, 0, 5700]),
+            composite: Vec::new(),
             accept: None,
             format: Format::Text,
             seq: 0,

@@ -26,6 +26,8 @@ pub struct StoredObservation {
     pub ssid: u16,
     pub token: Vec<u8>,
     pub path: Path,
+    /// Observe-Composite paths; empty for a plain observation.
+    pub composite: Vec<Path>,
     pub format: u16,
     pub accept: Option<u16>,
     pub seq: u32,

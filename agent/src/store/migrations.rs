@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE observation (
         ssid INTEGER NOT NULL, token BLOB NOT NULL, path TEXT NOT NULL,
         format INTEGER NOT NULL, accept INTEGER, seq INTEGER NOT NULL,
+        composite TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (ssid, token)) STRICT;
      CREATE TABLE attribute (
         ssid INTEGER NOT NULL, path TEXT NOT NULL, value TEXT NOT NULL,

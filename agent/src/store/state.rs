@@ -32,7 +32,7 @@ impl Store {
             )?;
             let mut dequeue = tx.prepare_cached("DELETE FROM queue WHERE id = ?1")?;
             let mut observation = tx.prepare_cached(
-                "INSERT OR REPLACE INTO observation (ssid, token, path, format, accept, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO observation (ssid, token, path, format, accept, seq, composite) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for op in ops {
                 match op {
@@ -52,13 +52,16 @@ impl Store {
                         }
                     }
                     Persist::Observation(o) => {
+                        let composite: Vec<String> =
+                            o.composite.iter().map(Path::to_string).collect();
                         observation.execute(params![
                             o.ssid,
                             o.token,
                             o.path.to_string(),
                             o.format,
                             o.accept,
-                            o.seq
+                            o.seq,
+                            composite.join(" ")
                         ])?;
                     }
                     Persist::ForgetObservation { ssid, token } => {
@@ -158,9 +161,10 @@ impl Store {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT ssid, token, path, format, accept, seq FROM observation")?;
+            .prepare("SELECT ssid, token, path, format, accept, seq, composite FROM observation")?;
         let rows = stmt.query_map([], |row| {
             let p: String = row.get(2)?;
+            let c: String = row.get(6)?;
             Ok((
                 p,
                 row.get(0)?,
@@ -168,20 +172,25 @@ impl Store {
                 row.get(3)?,
                 row.get(4)?,
                 row.get(5)?,
+                c,
             ))
         })?;
         for row in rows {
-            let (p, ssid, token, format, accept, seq) = row?;
-            match Path::parse(&p) {
-                Ok(path) => r.observations.push(StoredObservation {
+            let (p, ssid, token, format, accept, seq, c) = row?;
+            let composite: Result<Vec<Path>, _> = c.split_whitespace().map(Path::parse).collect();
+            match (Path::parse(&p), composite) {
+                (Ok(path), Ok(composite)) => r.observations.push(StoredObservation {
                     ssid,
                     token,
                     path,
+                    composite,
                     format,
                     accept,
                     seq,
                 }),
-                Err(e) => tracing::warn!("stored observation of {p:?} skipped: {e}"),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!("stored observation of {p:?} skipped: {e}")
+                }
             }
         }
         let mut stmt = self
@@ -287,6 +296,7 @@ mod tests {
                     ssid: 101,
                     token: vec![1, 2],
                     path: Path::new(&[3, 0, 13]),
+                    composite: vec![Path::new(&[3, 0, 13]), Path::new(&[1, 0, 1])],
                     format: 110,
                     accept: Some(110),
                     seq: 41,

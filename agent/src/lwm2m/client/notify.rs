@@ -21,6 +21,18 @@ impl Client {
         tree.read(&self.reg, path, false).ok()
     }
 
+    /// What an observation sees: its path, or all its composite paths.
+    pub(super) fn read_paths(&self, path: &Path, composite: &[Path]) -> Option<Vec<Record>> {
+        if composite.is_empty() {
+            return self.read_for(path);
+        }
+        let mut out = Vec::new();
+        for p in composite {
+            out.extend(self.read_for(p).unwrap_or_default());
+        }
+        Some(out)
+    }
+
     pub(super) fn effective_attrs(&self, o: &Observation) -> crate::lwm2m::attrs::Attributes {
         let inst = self
             .sessions
@@ -184,13 +196,14 @@ impl Client {
                 continue;
             };
             let a = self.effective_attrs(o);
-            let Some(current) = self.read_for(&o.path) else {
+            let Some(current) = self.read_paths(&o.path, &o.composite) else {
                 continue;
             };
             if !observe::should_notify(o, &a, now, &current) {
                 continue;
             }
             let (ssid, token, path, format) = (o.ssid, o.token.clone(), o.path.clone(), o.format);
+            let composite = !o.composite.is_empty();
             let o = &mut self.observations[n];
             o.last_sent_at = now;
             o.last_values = current.clone();
@@ -218,7 +231,13 @@ impl Client {
                     .unwrap_or(storing);
                 let con = want_con
                     || now.saturating_duration_since(self.observations[n].last_con_at) >= CON_EVERY;
-                let body = match codec::encode_at(format, &path, &current, self.wall) {
+                let encoded = if composite {
+                    let times = vec![self.wall; current.len()];
+                    codec::encode_absolute(format, &current, Some(&times))
+                } else {
+                    codec::encode_at(format, &path, &current, self.wall)
+                };
+                let body = match encoded {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(%path, "cannot encode notification: {e}");
@@ -263,6 +282,7 @@ impl Client {
             ssid: o.ssid,
             token: o.token.clone(),
             path: o.path.clone(),
+            composite: o.composite.clone(),
             format: o.format.number(),
             accept: o.accept,
             seq: o.seq,
