@@ -435,41 +435,21 @@ impl Client {
             };
             let format = self.observations[n].format;
             let path = self.observations[n].path.clone();
-            let reg = &self.reg;
-            let types = |p: &Path| crate::lwm2m::dm::type_of(reg, p);
-            // Consecutive notes of the same observation, as many as fit one pack.
-            let mut ids = Vec::new();
-            let mut records: Vec<Record> = Vec::new();
-            let mut times: Vec<f64> = Vec::new();
-            let mut body = Vec::new();
-            for note in self.sessions[idx].queue.iter() {
-                if note.token != token {
-                    break;
-                }
+            let (ids, body) = if matches!(format, Format::SenmlJson | Format::SenmlCbor) {
+                // Consecutive notes of the same observation, as many as fit one pack.
+                self.build_pack(idx, format, |n| n.token == token)
+            } else {
+                // No times in this format: one stored notification per message.
+                let note = &self.sessions[idx].queue[0];
+                let reg = &self.reg;
+                let types = |p: &Path| crate::lwm2m::dm::type_of(reg, p);
                 let recs = codec::decode_composite(Format::SenmlCbor, &note.values, &types)
                     .unwrap_or_default();
-                if !matches!(format, Format::SenmlJson | Format::SenmlCbor) {
-                    // No times in this format: one stored notification per message.
-                    body = codec::encode(format, &path, &recs).unwrap_or_default();
-                    ids.push(note.id);
-                    break;
-                }
-                let mut try_records = records.clone();
-                let mut try_times = times.clone();
-                for r in recs {
-                    try_records.push(r);
-                    try_times.push(note.time);
-                }
-                let encoded = codec::encode_absolute(format, &try_records, Some(&try_times))
-                    .unwrap_or_default();
-                if encoded.len() > PACK_BYTES && !ids.is_empty() {
-                    break;
-                }
-                records = try_records;
-                times = try_times;
-                body = encoded;
-                ids.push(note.id);
-            }
+                (
+                    vec![note.id],
+                    codec::encode(format, &path, &recs).unwrap_or_default(),
+                )
+            };
             tracing::debug!(
                 ssid = self.sessions[idx].ssid,
                 "replaying {} stored notification(s)",
@@ -481,42 +461,49 @@ impl Client {
         }
     }
 
-    /// Stored notifications whose observation is gone, as one Send pack (oldest first).
-    fn replay_with_send(&mut self, now: Instant, idx: usize) {
+    /// A SenML pack of the stored notes at the head of the queue for which `take`
+    /// holds, each record with its time, as many as fit PACK_BYTES (at least one).
+    fn build_pack(
+        &self,
+        idx: usize,
+        format: Format,
+        take: impl Fn(&QueuedNote) -> bool,
+    ) -> (Vec<u64>, Vec<u8>) {
         let reg = &self.reg;
         let types = |p: &Path| crate::lwm2m::dm::type_of(reg, p);
+        let mut ids = Vec::new();
+        let mut records: Vec<Record> = Vec::new();
+        let mut times: Vec<f64> = Vec::new();
+        let mut body = Vec::new();
+        for note in self.sessions[idx].queue.iter().take_while(|n| take(n)) {
+            let recs = codec::decode_composite(Format::SenmlCbor, &note.values, &types)
+                .unwrap_or_default();
+            let before = records.len();
+            times.extend(std::iter::repeat_n(note.time, recs.len()));
+            records.extend(recs);
+            let encoded =
+                codec::encode_absolute(format, &records, Some(&times)).unwrap_or_default();
+            if encoded.len() > PACK_BYTES && !ids.is_empty() {
+                records.truncate(before);
+                times.truncate(before);
+                break;
+            }
+            body = encoded;
+            ids.push(note.id);
+        }
+        (ids, body)
+    }
+
+    /// Stored notifications whose observation is gone, as one Send pack (oldest first).
+    fn replay_with_send(&mut self, now: Instant, idx: usize) {
         let live: Vec<Vec<u8>> = self
             .observations
             .iter()
             .filter(|o| o.ssid == self.sessions[idx].ssid)
             .map(|o| o.token.clone())
             .collect();
-        let mut ids = Vec::new();
-        let mut records: Vec<Record> = Vec::new();
-        let mut times: Vec<f64> = Vec::new();
-        let mut body = Vec::new();
-        for note in self.sessions[idx].queue.iter() {
-            if live.contains(&note.token) {
-                break; // its observation exists: it goes out as a notification
-            }
-            let recs = codec::decode_composite(Format::SenmlCbor, &note.values, &types)
-                .unwrap_or_default();
-            let mut try_records = records.clone();
-            let mut try_times = times.clone();
-            for r in recs {
-                try_records.push(r);
-                try_times.push(note.time);
-            }
-            let encoded = codec::encode_absolute(Format::SenmlCbor, &try_records, Some(&try_times))
-                .unwrap_or_default();
-            if encoded.len() > PACK_BYTES && !ids.is_empty() {
-                break;
-            }
-            records = try_records;
-            times = try_times;
-            body = encoded;
-            ids.push(note.id);
-        }
+        // Up to the first note whose observation exists: that one goes as a notification.
+        let (ids, body) = self.build_pack(idx, Format::SenmlCbor, |n| !live.contains(&n.token));
         let mut req = message::request(coap_lite::RequestType::Post, &["dp"], &[]);
         message::set_content_format(&mut req, Format::SenmlCbor.number());
         req.payload = body;
