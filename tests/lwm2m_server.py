@@ -54,6 +54,7 @@ class TestServer:
         self.events: list = []
         self.register_code = register_code  # e.g. Code.PRECONDITION_FAILED to refuse
         self.refused: list = []
+        self.sent: list = []
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -102,6 +103,12 @@ class TestServer:
                 self.events.append(("register", reg.ep))
                 self._cond.notify_all()
                 return Message(code=Code.CREATED, location_path=loc.split("/"))
+            if request.code == Code.POST and path == ["dp"]:
+                # Send (1.1): keep what came, with its content format.
+                self.sent.append((request.opt.content_format, request.payload))
+                self.events.append(("send", len(request.payload)))
+                self._cond.notify_all()
+                return Message(code=Code.CHANGED)
             for reg in self.registrations.values():
                 if path == reg.location.split("/"):
                     if request.code == Code.POST:

@@ -373,3 +373,21 @@ def test_observe_composite(registered):
     v = senml_json(notes[0].payload)
     assert set(v) == {"/3/0/13", "/1/0/1"} and v["/1/0/1"] == 300
     cancel()
+
+
+def test_send_from_the_command_line_and_mute_send(registered):
+    a, srv, reg = registered
+    r = a.cli("send", "--config", str(a.config), "/3/0/13", "/1/0/1", check=False)
+    assert r.returncode == 0 and r.stdout.strip() == "sent", r.stderr
+    srv.wait_for(lambda: len(srv.sent) == 1, 10, "a Send")
+    cf, payload = srv.sent[0]
+    assert cf == SENML_CBOR
+    values = senml_cbor(payload)
+    assert values["/1/0/1"] == 300 and abs(values["/3/0/13"] - time.time()) < 30
+    assert cbor2.loads(payload)[0][-3] > 1_700_000_000, "base time is the sampling time"
+    # Mute Send (/1/0/23) set by the server: refused, with a reason.
+    assert srv.write(EP, "/1/0/23", b"1", TEXT).code == Code.CHANGED
+    r = a.cli("send", "--config", str(a.config), "/3/0/13", check=False)
+    assert r.returncode == 1 and "muted" in r.stderr
+    r = a.cli("send", "--config", str(a.config), "/3/x", check=False)
+    assert r.returncode == 1

@@ -49,6 +49,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send (LwM2M 1.1) the current values of resources to a server, e.g.
+    /// `lwgate send /3/0/13 /4/0/4`. The server must allow it (Mute Send off).
+    Send {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Short Server ID; default: the first server.
+        #[arg(long, default_value_t = 0)]
+        server: u16,
+        /// Paths such as /3/0/13.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Print the version.
     Version,
 }
@@ -77,6 +89,11 @@ pub fn main() -> ExitCode {
             socket,
             json,
         } => status(&config.config, socket, json),
+        Command::Send {
+            config,
+            server,
+            paths,
+        } => send(&config.config, server, &paths),
         Command::Version => {
             println!("lwgate {}", crate::VERSION);
             ExitCode::SUCCESS
@@ -168,6 +185,40 @@ fn socket_path(path: &Path, socket: Option<PathBuf>) -> PathBuf {
     {
         Some(c) => c.control.socket,
         None => config::Config::default().control.socket,
+    }
+}
+
+fn send(path: &Path, ssid: u16, paths: &[String]) -> ExitCode {
+    let sock = socket_path(path, None);
+    let request = format!("send {ssid} {}", paths.join(" "));
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(crate::control::request(&sock, &request))
+                .map_err(|e| e.to_string())
+        });
+    match answer.map(|l| serde_json::from_str::<serde_json::Value>(&l)) {
+        Ok(Ok(v)) if v["ok"] == true => {
+            println!("sent");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(v)) => {
+            eprintln!(
+                "lwgate: send failed: {}",
+                v["error"].as_str().unwrap_or("unknown error")
+            );
+            ExitCode::from(1)
+        }
+        Ok(Err(e)) => {
+            eprintln!("lwgate: unreadable answer: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("lwgate: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

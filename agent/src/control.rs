@@ -30,6 +30,17 @@ pub enum ControlError {
 
 pub type SharedStatus = Arc<RwLock<Status>>;
 
+/// Requests that need the daemon's main loop, with the channel for its answer.
+#[derive(Debug)]
+pub enum Command {
+    /// Send (LwM2M 1.1) the current values of `paths` to server `ssid` (0: the first).
+    Send {
+        ssid: u16,
+        paths: Vec<String>,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+}
+
 /// Binds the socket, replacing a stale one left by a crash but never a live one.
 pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     if path.exists() {
@@ -61,13 +72,18 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 }
 
 /// Serves requests until the task is dropped.
-pub async fn serve(listener: UnixListener, status: SharedStatus) {
+pub async fn serve(
+    listener: UnixListener,
+    status: SharedStatus,
+    commands: tokio::sync::mpsc::Sender<Command>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let status = status.clone();
+                let commands = commands.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle(stream, status).await {
+                    if let Err(e) = handle(stream, status, commands).await {
                         tracing::debug!("control connection: {e}");
                     }
                 });
@@ -80,7 +96,11 @@ pub async fn serve(listener: UnixListener, status: SharedStatus) {
     }
 }
 
-async fn handle(stream: UnixStream, status: SharedStatus) -> std::io::Result<()> {
+async fn handle(
+    stream: UnixStream,
+    status: SharedStatus,
+    commands: tokio::sync::mpsc::Sender<Command>,
+) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     // A client that never sends a line must not hold a task forever.
@@ -99,11 +119,37 @@ async fn handle(stream: UnixStream, status: SharedStatus) -> std::io::Result<()>
             };
             serde_json::to_string(&snapshot).unwrap_or_else(|e| error_json(&e.to_string()))
         }
+        (_, line) if line.starts_with("send ") => send(line, &commands).await,
         (_, other) => error_json(&format!("unknown request {other:?}; try \"status\"")),
     };
     w.write_all(reply.as_bytes()).await?;
     w.write_all(b"\n").await?;
     w.shutdown().await
+}
+
+/// `send SSID PATH...`
+async fn send(line: &str, commands: &tokio::sync::mpsc::Sender<Command>) -> String {
+    let mut words = line.split_whitespace().skip(1);
+    let Some(ssid) = words.next().and_then(|w| w.parse::<u16>().ok()) else {
+        return error_json("usage: send SSID PATH...");
+    };
+    let paths: Vec<String> = words.map(str::to_string).collect();
+    if paths.is_empty() {
+        return error_json("usage: send SSID PATH...");
+    }
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if commands
+        .send(Command::Send { ssid, paths, reply })
+        .await
+        .is_err()
+    {
+        return error_json("the daemon is stopping");
+    }
+    match tokio::time::timeout(Duration::from_secs(5), answer).await {
+        Ok(Ok(Ok(()))) => serde_json::json!({ "ok": true }).to_string(),
+        Ok(Ok(Err(e))) => error_json(&e),
+        _ => error_json("the daemon did not answer"),
+    }
 }
 
 fn error_json(msg: &str) -> String {

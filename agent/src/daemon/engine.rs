@@ -261,6 +261,26 @@ impl Engine {
         self.client.values_changed(now);
     }
 
+    /// A request from the control socket.
+    pub fn command(&mut self, now: Instant, cmd: crate::control::Command) {
+        match cmd {
+            crate::control::Command::Send { ssid, paths, reply } => {
+                let parsed: Result<Vec<crate::model::Path>, String> = paths
+                    .iter()
+                    .map(|p| crate::model::Path::parse(p).map_err(|e| format!("{p}: {e}")))
+                    .collect();
+                let ssid = if ssid == 0 {
+                    self.client.servers().first().map(|s| s.0).unwrap_or(0)
+                } else {
+                    ssid
+                };
+                self.client.set_wall_clock(unix_now());
+                let result = parsed.and_then(|p| self.client.send(now, ssid, &p));
+                let _ = reply.send(result);
+            }
+        }
+    }
+
     pub fn shutdown(&mut self, now: Instant) {
         self.client.shutdown(now);
     }

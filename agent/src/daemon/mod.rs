@@ -118,7 +118,8 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
 
     let socket_path = loaded.config.control.socket.clone();
     let listener = control::bind(&socket_path).await?;
-    let control_task = tokio::spawn(control::serve(listener, status.clone()));
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel(16);
+    let control_task = tokio::spawn(control::serve(listener, status.clone(), cmd_tx));
 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -167,6 +168,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
             }
             _ = sighup.recv() => reload_devices(&loaded, &status),
             Some((ssid, bytes)) = engine.rx.recv() => engine.datagram(Instant::now(), ssid, &bytes),
+            Some(cmd) = cmd_rx.recv() => engine.command(Instant::now(), cmd),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => engine.timeout(Instant::now()),
             _ = tick.tick() => {
                 if let Ok(mut s) = status.write() {
