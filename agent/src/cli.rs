@@ -61,6 +61,11 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// Smartcard (UICC) tools.
+    Smartcard {
+        #[command(subcommand)]
+        command: SmartcardCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -74,6 +79,28 @@ fn default_sigpipe() {
     unsafe {
         let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SmartcardCommand {
+    /// Print what the card holds for LwM2M (applications, files, objects, resources;
+    /// secrets masked). Reader and PIN default to [bootstrap.smartcard] in the config.
+    Dump {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Reader name; default: the first reader holding a card.
+        #[arg(long)]
+        reader: Option<String>,
+        /// PIN for a protected bootstrap file (tried once; a wrong PIN is not retried).
+        #[arg(long, conflicts_with = "pin_file")]
+        pin: Option<String>,
+        /// File holding the PIN, e.g. a systemd credential.
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+        /// Also print the APDU exchange.
+        #[arg(long)]
+        trace: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -94,6 +121,16 @@ pub fn main() -> ExitCode {
             server,
             paths,
         } => send(&config.config, server, &paths),
+        Command::Smartcard {
+            command:
+                SmartcardCommand::Dump {
+                    config,
+                    reader,
+                    pin,
+                    pin_file,
+                    trace,
+                },
+        } => smartcard_dump(&config.config, reader, pin, pin_file, trace),
         Command::Version => {
             println!("lwgate {}", crate::VERSION);
             ExitCode::SUCCESS
@@ -217,6 +254,54 @@ fn send(path: &Path, ssid: u16, paths: &[String]) -> ExitCode {
         }
         Err(e) => {
             eprintln!("lwgate: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn smartcard_dump(
+    path: &Path,
+    reader: Option<String>,
+    pin: Option<String>,
+    pin_file: Option<PathBuf>,
+    trace: bool,
+) -> ExitCode {
+    // Defaults from the config when it parses; the tool must work without one too.
+    let sc = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| config::parse(path, &t).ok())
+        .and_then(|c| c.bootstrap)
+        .and_then(|b| b.smartcard);
+    let reader = reader.or_else(|| sc.as_ref().and_then(|s| s.reader.clone()));
+    let pin_file = pin_file.or_else(|| sc.as_ref().and_then(|s| s.pin_file.clone()));
+    let pin = match (
+        pin.or_else(|| sc.as_ref().and_then(|s| s.pin.clone())),
+        pin_file,
+    ) {
+        (Some(p), _) => Some(p),
+        (None, Some(f)) => match std::fs::read_to_string(&f) {
+            Ok(p) => Some(p.trim().to_string()),
+            Err(e) => {
+                eprintln!("lwgate: {}: cannot read the PIN file: {e}", f.display());
+                return ExitCode::from(1);
+            }
+        },
+        (None, None) => None,
+    };
+    let reg = crate::daemon::registry(&[]);
+    let (result, log) = crate::smartcard::reader::read(reader.as_deref(), pin.as_deref());
+    if trace {
+        for l in &log {
+            println!("{l}");
+        }
+    }
+    match result {
+        Ok((name, data)) => {
+            print!("{}", crate::smartcard::dump::render(&name, &data, &reg));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lwgate: smartcard: {e}");
             ExitCode::from(1)
         }
     }

@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod logging;
 pub mod lwm2m;
 pub mod model;
+pub mod smartcard;
 pub mod status;
 pub mod store;
 

@@ -1,0 +1,118 @@
+"""`lwgate smartcard dump` on the real PC/SC stack: pcscd + vpcd + the virtual UICC
+of tests/fixtures/uicc (LwM2M 1.0 Appendix G), as a field engineer would use it."""
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+UICC = ROOT / "tests" / "fixtures" / "uicc"
+
+
+class Lab:
+    def __init__(self, tmp):
+        self.dir = tmp / "uicc"
+        self.env = {**os.environ, "LAB": str(self.dir)}
+
+    def start(self, *args):
+        self.stop()
+        r = subprocess.run(["sh", str(UICC / "start.sh"), *args], env=self.env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return self
+
+    def stop(self):
+        subprocess.run(["sh", str(UICC / "stop.sh")], env=self.env, capture_output=True, timeout=30)
+        # pcscd's socket is fixed: wait until the old daemon is gone before a new one.
+        for _ in range(100):
+            if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode != 0:
+                break
+            time.sleep(0.05)
+
+    def remove_card(self):
+        pid = int((self.dir / "card.pid").read_text())
+        os.kill(pid, 15)
+        time.sleep(0.8)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    for tool in ("/usr/sbin/pcscd", "/usr/bin/opensc-tool"):
+        if not Path(tool).exists():
+            pytest.fail(f"{tool} missing: scripts/setup installs the PC/SC stack")
+    if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0 and not os.environ.get("CI"):
+        pytest.skip("a pcscd is already running here (only one per machine); CI starts its own")
+    lab = Lab(tmp_path)
+    yield lab
+    lab.stop()
+
+
+def dump(lwgate, *args):
+    return subprocess.run(
+        [str(lwgate), "smartcard", "dump", "--config", "/nonexistent/lwgate.toml", *args],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_dump_shows_the_bootstrap_data(lwgate, lab):
+    lab.start()
+    r = dump(lwgate)
+    assert r.returncode == 0, r.stderr
+    assert "reader:      Virtual PCD 00 00" in r.stdout
+    assert "ICCID:       8988211000000012345" in r.stdout
+    assert "(opaqueDO)" in r.stdout
+    assert "/0/0/0       LwM2M Server URI             coap://127.0.0.1:5683" in r.stdout
+    assert "/1/0/1       Lifetime                     300" in r.stdout
+
+
+def test_both_dodf_forms(lwgate, lab):
+    lab.start("--dodf", "oid", "--lifetime", "77")
+    r = dump(lwgate)
+    assert r.returncode == 0, r.stderr
+    assert "(oidDO)" in r.stdout and "Lifetime                     77" in r.stdout
+
+
+def test_large_file_read_in_chunks(lwgate, lab):
+    lab.start("--big", "3000")
+    r = dump(lwgate, "--trace")
+    assert r.returncode == 0, r.stderr
+    reads = [l for l in r.stdout.splitlines() if "READ BINARY EF LwM2M_Bootstrap" in l]
+    assert len(reads) >= 12, f"{len(reads)} chunks for a ~3 KB file"
+    # ">> CLA B0 P1 P2 Le": offsets advance by at most 256 bytes per READ BINARY.
+    offsets = [int(l.split()[3] + l.split()[4], 16) for l in reads]
+    assert offsets == sorted(offsets) and all(0 < b - a <= 256 for a, b in zip(offsets, offsets[1:])), offsets
+    assert "(3000 chars)" in r.stdout and "object /3 Device v1.1" in r.stdout
+
+
+def test_pin_protected_file(lwgate, lab):
+    lab.start("--pin", "1234")
+    r = dump(lwgate)
+    assert r.returncode == 1 and "PIN-protected and no PIN is configured" in r.stderr
+    r = dump(lwgate, "--pin", "0000")
+    assert r.returncode == 1 and "2 tries left; not retried" in r.stderr, r.stderr
+    r = dump(lwgate, "--pin", "1234", "--trace")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("VERIFY PIN") == 1, "one VERIFY, no retry"
+    assert "PIN-protected" in r.stdout
+
+
+def test_pin_from_a_file(lwgate, lab, tmp_path):
+    lab.start("--pin", "4321")
+    f = tmp_path / "uicc-pin"
+    f.write_text("4321\n")
+    r = dump(lwgate, "--pin-file", str(f))
+    assert r.returncode == 0, r.stderr
+
+
+def test_no_card_and_no_pcscd_are_clear_errors(lwgate, lab):
+    lab.start()
+    lab.remove_card()
+    r = dump(lwgate)
+    assert r.returncode == 1 and "no card in Virtual PCD" in r.stderr, r.stderr
+    lab.stop()
+    r = dump(lwgate)
+    assert r.returncode == 1 and "is pcscd running" in r.stderr, r.stderr
