@@ -116,3 +116,87 @@ def test_no_card_and_no_pcscd_are_clear_errors(lwgate, lab):
     lab.stop()
     r = dump(lwgate)
     assert r.returncode == 1 and "is pcscd running" in r.stderr, r.stderr
+
+
+# ---- bootstrap from the card, as the daemon does it -------------------------------
+
+from lwm2m_server import TestServer  # noqa: E402
+
+CARD_EP = "test-gw"
+
+
+def card_agent(agent, factory_uri, extra=""):
+    return agent(
+        extra=f"[bootstrap.smartcard]\nenabled = true\n{extra}",
+        servers=f'[[server]]\nuri = "{factory_uri}"\nssid = 9\nlifetime = 300\n',
+    )
+
+
+def test_bootstrap_from_the_card_and_card_removal(agent, lab):
+    srv, unused = TestServer(), TestServer()
+    try:
+        lab.start("--uri", srv.uri, "--ssid", "202", "--lifetime", "20")
+        a = card_agent(agent, unused.uri).start()
+        reg = srv.wait_registered(CARD_EP)
+        assert reg.query["lt"] == "20", "lifetime from the card"
+        st = a.status_json()
+        assert st["bootstrap"].startswith("smartcard (Virtual PCD 00 00"), st["bootstrap"]
+        assert [s["ssid"] for s in st["servers"]] == [202]
+        assert not unused.registrations, "the factory table is not used"
+        # The card goes; at the next Update (20 s lifetime: within ~10 s) the account goes too.
+        lab.remove_card()
+        srv.wait_for(lambda: reg.deregistered, 25, "de-registration after card removal")
+        st = a.status_json()
+        assert st["bootstrap"] == "smartcard removed: no server account"
+        assert st["servers"][0]["state"] == "stopped"
+        assert a.proc.poll() is None, "still running"
+        assert a.stop() == 0
+    finally:
+        srv.close()
+        unused.close()
+
+
+def test_card_content_changed_in_place_is_applied_at_the_next_update(agent, lab):
+    srv, unused = TestServer(), TestServer()
+    try:
+        lab.start("--uri", srv.uri, "--ssid", "202", "--lifetime", "20", "--dodf", "oid")
+        a = card_agent(agent, unused.uri).start()
+        reg = srv.wait_registered(CARD_EP)
+        assert reg.query["lt"] == "20"
+        os.kill(int((lab.dir / "card.pid").read_text()), 10)  # SIGUSR1: lifetime + 1, no PC/SC event
+        srv.wait_for(lambda: srv.registrations[CARD_EP].query.get("lt") == "21", 30, "re-registration with lt=21")
+        assert ("deregister", CARD_EP) in srv.events, "the old account de-registered first"
+        assert a.stop() == 0
+    finally:
+        srv.close()
+        unused.close()
+
+
+def test_pin_protected_card_bootstraps_with_the_configured_pin(agent, lab):
+    srv, unused = TestServer(), TestServer()
+    try:
+        lab.start("--uri", srv.uri, "--pin", "2468")
+        a = card_agent(agent, unused.uri, extra='pin = "2468"\n').start()
+        srv.wait_registered(CARD_EP)
+        assert a.stop() == 0
+    finally:
+        srv.close()
+        unused.close()
+
+
+def test_wrong_pin_or_no_pcscd_falls_back_to_the_factory_accounts(agent, lab):
+    factory = TestServer()
+    try:
+        lab.start("--pin", "2468")
+        a = card_agent(agent, factory.uri, extra='pin = "1111"\n').start()
+        factory.wait_registered(CARD_EP)
+        st = a.status_json()
+        assert st["bootstrap"].startswith("factory") and "tries left" in st["smartcard_error"], st
+        assert a.stop() == 0
+        lab.stop()
+        a.start()
+        factory.wait_for(lambda: factory.registrations[CARD_EP].query and a.status_json()["smartcard_error"], 20, "fallback")
+        assert "pcscd" in a.status_json()["smartcard_error"]
+        assert a.stop() == 0
+    finally:
+        factory.close()

@@ -20,6 +20,12 @@ pub struct Status {
     /// Active observations across all servers.
     #[serde(default)]
     pub observations: usize,
+    /// Where the server accounts came from: smartcard or factory.
+    #[serde(default)]
+    pub bootstrap: String,
+    /// Why the smartcard was not used (no pcscd, no card, wrong PIN, …).
+    #[serde(default)]
+    pub smartcard_error: Option<String>,
     pub devices: Vec<DeviceStatus>,
     pub warnings: Vec<String>,
 }
@@ -94,6 +100,12 @@ impl Status {
             "store:    {} (schema {})",
             self.store.path, self.store.schema_version
         );
+        if !self.bootstrap.is_empty() {
+            let _ = writeln!(o, "accounts: {}", self.bootstrap);
+        }
+        if let Some(e) = &self.smartcard_error {
+            let _ = writeln!(o, "smartcard: {e}");
+        }
         let _ = writeln!(o, "servers:  {}", self.servers.len());
         for s in &self.servers {
             let _ = write!(
@@ -175,6 +187,8 @@ mod tests {
                 last_delivery: None,
             }],
             observations: 0,
+            bootstrap: String::new(),
+            smartcard_error: None,
             devices: vec![],
             warnings: vec!["w".into()],
         };

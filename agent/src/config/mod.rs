@@ -294,13 +294,15 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
             path.display()
         ));
     }
-    if let Some(b) = &config.bootstrap {
-        if b.smartcard.as_ref().is_some_and(|s| s.enabled) || b.server.is_some() {
-            warnings.push(format!(
-                "{}: bootstrap: smartcard and bootstrap-server bootstrap are not implemented in this version; only [[server]] tables are used",
-                path.display()
-            ));
-        }
+    if config
+        .bootstrap
+        .as_ref()
+        .is_some_and(|b| b.server.is_some())
+    {
+        warnings.push(format!(
+            "{}: bootstrap.server: client-initiated bootstrap is not implemented in this version; the account is ignored",
+            path.display()
+        ));
     }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));

@@ -1,11 +1,13 @@
 //! The tokio side of the LwM2M client: one UDP socket per server, timers, system
 //! sampling and the actions the core asks for.
 
+use super::bootstrap::{self, CardIdentity};
 use super::system;
 use crate::coap::TxParams;
 use crate::codec::Format;
 use crate::config::{self, Loaded, PayloadFormat};
-use crate::lwm2m::factory::{self, Account};
+use crate::lwm2m::factory::DeviceInfo;
+use crate::lwm2m::Trees;
 use crate::lwm2m::{Action, Client, ClientConfig, SessionStatus, Version};
 use crate::model::{ddf, Registry};
 use crate::store::batch::Batcher;
@@ -36,6 +38,17 @@ pub struct Engine {
     system: config::SystemSection,
     store: Store,
     batch: Batcher,
+    client_cfg: ClientConfig,
+    reg: Registry,
+    info: DeviceInfo,
+    smartcard: Option<config::SmartcardSection>,
+    /// The card the accounts came from, and the accounts it provisioned.
+    card: Option<(CardIdentity, Vec<u16>)>,
+    /// New card content waiting for the old accounts to de-register.
+    reprovision: Option<(Trees, CardIdentity, Vec<u16>)>,
+    /// Where the server accounts came from, for `lwgate status`.
+    pub bootstrap: String,
+    pub card_error: Option<String>,
 }
 
 fn format_of(f: PayloadFormat) -> Format {
@@ -78,19 +91,10 @@ pub fn registry(dirs: &[PathBuf]) -> Registry {
 impl Engine {
     pub fn new(loaded: &Loaded, now: Instant, store: Store) -> Self {
         let cfg = &loaded.config;
-        let accounts: Vec<Account> = cfg
-            .servers
-            .iter()
-            .map(|s| Account {
-                uri: s.uri.clone(),
-                ssid: s.ssid,
-                lifetime: s.lifetime.0,
-                binding: s.binding.clone(),
-                notification_storing: s.notification_storing,
-            })
-            .collect();
         let info = system::device_info(&cfg.device, &loaded.endpoint);
-        let mut trees = factory::trees(&accounts, &info);
+        let reg = registry(&cfg.lwm2m.object_dirs);
+        let prov = bootstrap::provision(loaded, &reg, &info);
+        let mut trees = prov.trees;
         let storage_dir = cfg
             .store
             .path
@@ -137,13 +141,7 @@ impl Engine {
                 .filter_map(|s| s.confirmable_notifications.map(|c| (s.ssid, c)))
                 .collect(),
         };
-        let mut client = Client::new(
-            client_cfg,
-            registry(&cfg.lwm2m.object_dirs),
-            trees,
-            now,
-            seed(),
-        );
+        let mut client = Client::new(client_cfg.clone(), reg.clone(), trees, now, seed());
         client.set_wall_clock(unix_now());
         match store.load() {
             Ok(r) => {
@@ -185,7 +183,113 @@ impl Engine {
             system: cfg.system.clone(),
             store,
             batch: Batcher::default(),
+            client_cfg,
+            reg,
+            info,
+            smartcard: cfg
+                .bootstrap
+                .as_ref()
+                .and_then(|b| b.smartcard.clone())
+                .filter(|s| s.enabled),
+            bootstrap: match &prov.card {
+                Some(c) => format!("smartcard ({}, ICCID {})", c.reader, c.iccid),
+                None => "factory ([[server]] tables)".to_string(),
+            },
+            card: prov.card.map(|c| (c, prov.card_ssids)),
+            reprovision: None,
+            card_error: prov.card_error,
         }
+    }
+
+    /// At every Register and Update towards a server the card provisioned, the card
+    /// is read again: removed → its accounts go; changed → the new content replaces
+    /// them once the old registrations are gone (LwM2M 1.0 TS 5.2.3.2).
+    fn check_card(&mut self, now: Instant) {
+        let activity = self.client.take_registration_activity();
+        let Some((identity, ssids)) = self.card.clone() else {
+            return;
+        };
+        if !activity.iter().any(|s| ssids.contains(s)) {
+            return;
+        }
+        let Some(sc) = self.smartcard.clone() else {
+            return;
+        };
+        match bootstrap::read_card(&sc, &self.reg, &self.info) {
+            Ok((_, id, _)) if id.iccid == identity.iccid && id.hash == identity.hash => {}
+            Ok((trees, id, new_ssids)) => {
+                tracing::warn!(iccid = %id.iccid, "smartcard content changed: replacing its server accounts");
+                self.client.retire(now, &ssids);
+                self.reprovision = Some((trees, id, new_ssids));
+                self.card = None;
+            }
+            Err(f) if f.absent => {
+                tracing::warn!(
+                    "smartcard removed: deleting its server accounts and de-registering"
+                );
+                self.client.retire(now, &ssids);
+                self.card = None;
+                self.bootstrap = "smartcard removed: no server account".into();
+                self.card_error = Some(f.message);
+            }
+            Err(f) => {
+                tracing::warn!(
+                    "smartcard check failed, keeping the current accounts: {}",
+                    f.message
+                );
+                self.card_error = Some(f.message);
+            }
+        }
+    }
+
+    /// Applies new card content once the old accounts have de-registered.
+    fn finish_reprovision(&mut self, now: Instant) {
+        if self.reprovision.is_none() || !self.client.is_stopped() {
+            return;
+        }
+        let Some((mut trees, id, ssids)) = self.reprovision.take() else {
+            return;
+        };
+        // Keep what the old client has not yet made durable.
+        let ops: Vec<_> = std::iter::from_fn(|| self.client.poll_persist()).collect();
+        self.batch.push(ops, now);
+        if let Some(ops) = self.batch.take() {
+            self.commit(&ops);
+        }
+        system::apply(&mut trees.gateway, &system::sample(&self.storage_dir));
+        self.client = Client::new(
+            self.client_cfg.clone(),
+            self.reg.clone(),
+            trees,
+            now,
+            seed(),
+        );
+        self.client.set_wall_clock(unix_now());
+        for p in self.peers.values() {
+            if let Some(r) = &p.reader {
+                r.abort();
+            }
+        }
+        self.peers = self
+            .client
+            .servers()
+            .into_iter()
+            .map(|(ssid, uri)| {
+                (
+                    ssid,
+                    Peer {
+                        uri,
+                        socket: None,
+                        reader: None,
+                        last_resolve: None,
+                        error: None,
+                    },
+                )
+            })
+            .collect();
+        tracing::info!(iccid = %id.iccid, "bootstrapped from the changed smartcard: {} server account(s)", ssids.len());
+        self.bootstrap = format!("smartcard ({}, ICCID {})", id.reader, id.iccid);
+        self.card = Some((id, ssids));
     }
 
     /// Resolves and connects servers that have no socket yet (DNS may be down at boot).
@@ -293,6 +397,9 @@ impl Engine {
     /// event), then sends what it queued and carries out its actions. Durable first:
     /// a notification is never sent before the record that replaces it is stored.
     pub fn flush(&mut self) {
+        let now = Instant::now();
+        self.check_card(now);
+        self.finish_reprovision(now);
         let ops: Vec<_> = std::iter::from_fn(|| self.client.poll_persist()).collect();
         if let Some(batch) = self.batch.push(ops, Instant::now()) {
             self.commit(&batch);

@@ -1,6 +1,7 @@
 //! `lwgate run`: the tokio driver that owns the sockets, the store, the timers and
 //! the systemd integration.
 
+mod bootstrap;
 mod engine;
 pub mod system;
 mod systemd;
@@ -50,19 +51,27 @@ fn update_servers(status: &SharedStatus, engine: &engine::Engine, now: std::time
     let Ok(mut st) = status.write() else {
         return;
     };
-    for (s, net_error) in engine.status(now) {
-        if let Some(row) = st.servers.iter_mut().find(|r| r.ssid == s.ssid) {
-            row.state = s.state;
-            row.last_error = net_error.or(s.last_error);
-            row.location = s.location;
-            row.lwm2m_version = Some(s.version.to_string());
-            row.lifetime_s = s.lifetime;
-            row.queued = s.queued;
-            row.dropped = s.dropped;
-            row.last_delivery = s.last_delivery;
-        }
-    }
+    // The accounts may come from a smartcard, not the config: the rows follow the client.
+    st.servers = engine
+        .status(now)
+        .into_iter()
+        .map(|(s, net_error)| ServerStatus {
+            ssid: s.ssid,
+            uri: s.uri,
+            binding: s.binding,
+            lifetime_s: s.lifetime,
+            state: s.state,
+            last_error: net_error.or(s.last_error),
+            location: s.location,
+            lwm2m_version: Some(s.version.to_string()),
+            queued: s.queued,
+            dropped: s.dropped,
+            last_delivery: s.last_delivery,
+        })
+        .collect();
     st.observations = engine.observation_count();
+    st.bootstrap = engine.bootstrap.clone();
+    st.smartcard_error = engine.card_error.clone();
 }
 
 fn device_rows(devices: &[config::LoadedDevice]) -> Vec<DeviceStatus> {
@@ -109,6 +118,8 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         },
         servers: server_rows(&loaded),
         observations: 0,
+        bootstrap: String::new(),
+        smartcard_error: None,
         devices: device_rows(&loaded.devices),
         warnings: loaded.warnings.clone(),
     }));

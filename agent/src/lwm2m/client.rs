@@ -107,6 +107,7 @@ pub struct SessionStatus {
     pub location: Option<String>,
     pub version: &'static str,
     pub lifetime: u32,
+    pub binding: String,
     pub last_error: Option<String>,
     pub failures: u32,
     /// Notifications stored for this server, waiting for it to be reachable.
@@ -185,6 +186,8 @@ pub struct Client {
     epoch: Instant,
     /// The latest time given by the driver.
     now: Instant,
+    /// Servers a Register or Update was sent to since the driver last asked.
+    reg_activity: Vec<u16>,
     /// Factory content of each gateway instance (SenML CBOR), to tell server changes
     /// from operator changes at restore.
     factory: std::collections::BTreeMap<(u16, u16), Vec<u8>>,
@@ -219,6 +222,7 @@ impl Client {
             next_note_id: 1,
             epoch: now,
             now,
+            reg_activity: Vec::new(),
             factory: Default::default(),
         };
         let objs: Vec<u16> = c.trees.gateway.objects.keys().copied().collect();
@@ -309,6 +313,7 @@ impl Client {
                 location: (!s.location.is_empty()).then(|| format!("/{}", s.location.join("/"))),
                 version: s.version.as_str(),
                 lifetime: self.lifetime(s.server_inst),
+                binding: self.binding(s.server_inst),
                 last_error: s.last_error.clone(),
                 failures: s.failures,
                 queued: s.queue.len(),
@@ -690,7 +695,61 @@ impl Client {
         self.sessions.iter().all(|s| s.state == RegState::Stopped)
     }
 
+    /// Servers a Register or Update went to since the last call: a smartcard-provisioned
+    /// account must have its card checked at each (LwM2M 1.0 TS 5.2.3.2).
+    pub fn take_registration_activity(&mut self) -> Vec<u16> {
+        std::mem::take(&mut self.reg_activity)
+    }
+
+    /// These accounts are gone (their smartcard was removed or replaced): de-register,
+    /// drop what was kept for them, and delete their Security and Server instances.
+    pub fn retire(&mut self, now: Instant, ssids: &[u16]) {
+        for idx in 0..self.sessions.len() {
+            let ssid = self.sessions[idx].ssid;
+            if !ssids.contains(&ssid) {
+                continue;
+            }
+            self.forget_observations(idx, "the server account was removed");
+            let ids: Vec<u64> = self.sessions[idx].queue.drain(..).map(|n| n.id).collect();
+            if !ids.is_empty() {
+                self.persist.push_back(Persist::Dequeue { ids });
+            }
+            let s = &mut self.sessions[idx];
+            if let Some((h, _)) = s.pending.take() {
+                s.coap.cancel(h);
+            }
+            if matches!(s.state, RegState::Registered | RegState::Updating)
+                && !s.location.is_empty()
+            {
+                self.deregister(now, idx, false);
+            } else {
+                s.state = RegState::Stopped;
+                self.persist.push_back(Persist::ForgetRegistration { ssid });
+            }
+            let inst = self.sessions[idx].server_inst;
+            let _ = self.trees.gateway.delete_instance(1, inst);
+            self.persist.push_back(Persist::Instance {
+                obj: 1,
+                inst,
+                data: None,
+                factory: Vec::new(),
+            });
+            let sec: Vec<u16> = self
+                .trees
+                .gateway
+                .instance_ids(0)
+                .into_iter()
+                .filter(|i| self.trees.gateway.get_i64(0, *i, 10) == Some(i64::from(ssid)))
+                .collect();
+            for i in sec {
+                let _ = self.trees.gateway.delete_instance(0, i);
+            }
+            tracing::warn!(ssid, "server account removed");
+        }
+    }
+
     fn register(&mut self, now: Instant, idx: usize) {
+        self.reg_activity.push(self.sessions[idx].ssid);
         self.sessions[idx].asleep = false;
         // A new registration is a new session for the server: its observations, and
         // the notifications stored for them, are gone.
@@ -723,6 +782,7 @@ impl Client {
     }
 
     fn update(&mut self, now: Instant, idx: usize) {
+        self.reg_activity.push(self.sessions[idx].ssid);
         self.sessions[idx].asleep = false;
         let params = self.params(idx);
         let objects = self.objects(params.version);

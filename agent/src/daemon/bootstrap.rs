@@ -1,0 +1,177 @@
+//! The bootstrap sequence as far as this version goes (LwM2M 1.0 TS 5.2.4): the
+//! smartcard when enabled, else the factory `[[server]]` tables. The card is
+//! re-checked at every Register and Update towards a server it provisioned.
+
+use crate::config::{Loaded, SmartcardSection};
+use crate::lwm2m::factory::{self, Account, DeviceInfo};
+use crate::lwm2m::tree::WriteMode;
+use crate::lwm2m::Trees;
+use crate::model::{Path, Registry};
+use crate::smartcard::{bootfile, reader, SmartcardError};
+use sha2::{Digest, Sha256};
+
+/// What the card gave, and how to recognise it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardIdentity {
+    pub reader: String,
+    pub iccid: String,
+    pub hash: [u8; 32],
+}
+
+pub struct Provisioned {
+    pub trees: Trees,
+    /// Some when the accounts came from a smartcard.
+    pub card: Option<CardIdentity>,
+    /// Short Server IDs of the accounts provisioned by the card.
+    pub card_ssids: Vec<u16>,
+    /// Why the card was not used, for `lwgate status` and the journal.
+    pub card_error: Option<String>,
+}
+
+pub fn factory_accounts(loaded: &Loaded) -> Vec<Account> {
+    loaded
+        .config
+        .servers
+        .iter()
+        .map(|s| Account {
+            uri: s.uri.clone(),
+            ssid: s.ssid,
+            lifetime: s.lifetime.0,
+            binding: s.binding.clone(),
+            notification_storing: s.notification_storing,
+        })
+        .collect()
+}
+
+pub fn pin(sc: &SmartcardSection) -> Result<Option<String>, String> {
+    match (&sc.pin, &sc.pin_file) {
+        (Some(p), _) => Ok(Some(p.clone())),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map(|p| Some(p.trim().to_string()))
+            .map_err(|e| format!("{}: cannot read the PIN file: {e}", f.display())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Reads the card; the accounts it holds as object instances, and its identity.
+/// Why a card could not be used: `absent` when there is no card (removed).
+#[derive(Debug, Clone)]
+pub struct CardFailure {
+    pub absent: bool,
+    pub message: String,
+}
+
+impl From<String> for CardFailure {
+    fn from(message: String) -> Self {
+        Self {
+            absent: false,
+            message,
+        }
+    }
+}
+
+pub fn read_card(
+    sc: &SmartcardSection,
+    reg: &Registry,
+    info: &DeviceInfo,
+) -> Result<(Trees, CardIdentity, Vec<u16>), CardFailure> {
+    let pin = pin(sc)?;
+    let (result, _log) = reader::read(sc.reader.as_deref(), pin.as_deref());
+    let (reader_name, data) = result.map_err(|e: SmartcardError| CardFailure {
+        absent: matches!(e, SmartcardError::NoCard(_) | SmartcardError::Removed),
+        message: e.to_string(),
+    })?;
+    let objects = bootfile::parse(&data.file).map_err(|e| e.to_string())?;
+    let records = bootfile::records(&objects, reg).map_err(|e| e.to_string())?;
+    // Start from the device identity alone, then write what the card provisions.
+    let mut trees = factory::trees(&[], info);
+    let mut instances: std::collections::BTreeSet<(u16, u16)> = Default::default();
+    for (p, _) in &records {
+        if let (Some(o), Some(i)) = (p.object(), p.instance()) {
+            instances.insert((o, i));
+        }
+    }
+    for (o, i) in &instances {
+        let recs: Vec<_> = records
+            .iter()
+            .filter(|(p, _)| p.object() == Some(*o) && p.instance() == Some(*i))
+            .cloned()
+            .collect();
+        trees
+            .gateway
+            .objects
+            .entry(*o)
+            .or_default()
+            .insert(*i, Default::default());
+        trees
+            .gateway
+            .write(reg, &Path::new(&[*o, *i]), &recs, WriteMode::Provision)
+            .map_err(|e| format!("/{o}/{i} from the card: {e}"))?;
+    }
+    let ssids: Vec<u16> = trees
+        .gateway
+        .instance_ids(1)
+        .into_iter()
+        .filter_map(|i| {
+            trees
+                .gateway
+                .get_i64(1, i, 0)
+                .and_then(|v| u16::try_from(v).ok())
+        })
+        .collect();
+    if ssids.is_empty() {
+        return Err(String::from("the card's bootstrap file holds no LwM2M server account").into());
+    }
+    let hash: [u8; 32] = Sha256::digest(&data.file).into();
+    Ok((
+        trees,
+        CardIdentity {
+            reader: reader_name,
+            iccid: data.iccid,
+            hash,
+        },
+        ssids,
+    ))
+}
+
+/// Smartcard first when enabled, the factory tables otherwise or when it fails.
+pub fn provision(loaded: &Loaded, reg: &Registry, info: &DeviceInfo) -> Provisioned {
+    let sc = loaded
+        .config
+        .bootstrap
+        .as_ref()
+        .and_then(|b| b.smartcard.as_ref())
+        .filter(|s| s.enabled);
+    let mut card_error = None;
+    if let Some(sc) = sc {
+        match read_card(sc, reg, info) {
+            Ok((trees, card, card_ssids)) => {
+                tracing::info!(
+                    reader = %card.reader,
+                    iccid = %card.iccid,
+                    "bootstrapped from the smartcard: {} server account(s)",
+                    card_ssids.len()
+                );
+                return Provisioned {
+                    trees,
+                    card: Some(card),
+                    card_ssids,
+                    card_error: None,
+                };
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "smartcard bootstrap failed, using the [[server]] tables: {}",
+                    e.message
+                );
+                card_error = Some(e.message);
+            }
+        }
+    }
+    Provisioned {
+        trees: factory::trees(&factory_accounts(loaded), info),
+        card: None,
+        card_ssids: Vec::new(),
+        card_error,
+    }
+}
