@@ -184,18 +184,26 @@ def test_pin_protected_card_bootstraps_with_the_configured_pin(agent, lab):
         unused.close()
 
 
-def test_wrong_pin_or_no_pcscd_falls_back_to_the_factory_accounts(agent, lab):
+def test_wrong_pin_or_no_pcscd_falls_back_to_the_factory_accounts(agent, lab, lwgate):
     factory = TestServer()
     try:
         lab.start("--pin", "2468")
         a = card_agent(agent, factory.uri, extra='pin = "1111"\n').start()
         factory.wait_registered(CARD_EP)
         st = a.status_json()
-        assert st["bootstrap"].startswith("factory") and "tries left" in st["smartcard_error"], st
+        assert st["bootstrap"].startswith("factory") and "2 tries left" in st["smartcard_error"], st
         assert a.stop() == 0
+        # Restarted with the same wrong PIN: not presented again (a reboot loop must
+        # not block the SIM).
+        a.start()
+        assert "rejected the configured PIN before" in a.status_json()["smartcard_error"]
+        assert a.stop() == 0
+        r = dump(lwgate, "--pin", "0000")
+        assert "1 tries left" in r.stderr, "lwgate used one try in all: " + r.stderr
+        assert dump(lwgate, "--pin", "2468").returncode == 0, "the right PIN still works"
         lab.stop()
         a.start()
-        factory.wait_for(lambda: factory.registrations[CARD_EP].query and a.status_json()["smartcard_error"], 20, "fallback")
+        factory.wait_for(lambda: a.status_json()["smartcard_error"], 20, "fallback")
         assert "pcscd" in a.status_json()["smartcard_error"]
         assert a.stop() == 0
     finally:

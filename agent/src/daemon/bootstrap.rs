@@ -54,11 +54,13 @@ pub fn pin(sc: &SmartcardSection) -> Result<Option<String>, String> {
 }
 
 /// Reads the card; the accounts it holds as object instances, and its identity.
-/// Why a card could not be used: `absent` when there is no card (removed).
+/// Why a card could not be used: `absent` when there is no card (removed);
+/// `rejected_pin` (a key for `pin_key`) when the card refused the configured PIN.
 #[derive(Debug, Clone)]
 pub struct CardFailure {
     pub absent: bool,
     pub message: String,
+    pub rejected_pin: Option<String>,
 }
 
 impl From<String> for CardFailure {
@@ -66,19 +68,44 @@ impl From<String> for CardFailure {
         Self {
             absent: false,
             message,
+            rejected_pin: None,
         }
     }
 }
+
+/// The store's record of a PIN a card rejected: a hash of card and PIN, never the PIN.
+pub fn pin_key(iccid: &str, pin: &str) -> String {
+    hex::encode(
+        Sha256::new()
+            .chain_update(iccid)
+            .chain_update([0u8])
+            .chain_update(pin)
+            .finalize(),
+    )
+}
+
+pub const REJECTED_PIN_META: &str = "smartcard.rejected_pin";
 
 pub fn read_card(
     sc: &SmartcardSection,
     reg: &Registry,
     info: &DeviceInfo,
+    rejected_before: Option<&str>,
 ) -> Result<(Trees, CardIdentity, Vec<u16>), CardFailure> {
     let pin = pin(sc)?;
-    let (result, _log) = reader::read(sc.reader.as_deref(), pin.as_deref());
+    let may_verify = |iccid: &str, pin: &str| rejected_before != Some(pin_key(iccid, pin).as_str());
+    let iccid_seen = std::cell::RefCell::new(String::new());
+    let record = |iccid: &str, pin: &str| {
+        *iccid_seen.borrow_mut() = iccid.to_string();
+        may_verify(iccid, pin)
+    };
+    let (result, _log) = reader::read_checked(sc.reader.as_deref(), pin.as_deref(), &record);
     let (reader_name, data) = result.map_err(|e: SmartcardError| CardFailure {
         absent: matches!(e, SmartcardError::NoCard(_) | SmartcardError::Removed),
+        rejected_pin: match (&e, &pin) {
+            (SmartcardError::WrongPin { .. }, Some(p)) => Some(pin_key(&iccid_seen.borrow(), p)),
+            _ => None,
+        },
         message: e.to_string(),
     })?;
     let objects = bootfile::parse(&data.file).map_err(|e| e.to_string())?;
@@ -135,7 +162,13 @@ pub fn read_card(
 }
 
 /// Smartcard first when enabled, the factory tables otherwise or when it fails.
-pub fn provision(loaded: &Loaded, reg: &Registry, info: &DeviceInfo) -> Provisioned {
+pub fn provision(
+    loaded: &Loaded,
+    reg: &Registry,
+    info: &DeviceInfo,
+    store: &crate::store::Store,
+) -> Provisioned {
+    let rejected = store.get_meta(REJECTED_PIN_META).ok().flatten();
     let sc = loaded
         .config
         .bootstrap
@@ -144,7 +177,7 @@ pub fn provision(loaded: &Loaded, reg: &Registry, info: &DeviceInfo) -> Provisio
         .filter(|s| s.enabled);
     let mut card_error = None;
     if let Some(sc) = sc {
-        match read_card(sc, reg, info) {
+        match read_card(sc, reg, info, rejected.as_deref()) {
             Ok((trees, card, card_ssids)) => {
                 tracing::info!(
                     reader = %card.reader,
@@ -164,6 +197,11 @@ pub fn provision(loaded: &Loaded, reg: &Registry, info: &DeviceInfo) -> Provisio
                     "smartcard bootstrap failed, using the [[server]] tables: {}",
                     e.message
                 );
+                if let Some(key) = &e.rejected_pin {
+                    if let Err(err) = store.set_meta(REJECTED_PIN_META, key) {
+                        tracing::error!("cannot remember the rejected PIN: {err}");
+                    }
+                }
                 card_error = Some(e.message);
             }
         }

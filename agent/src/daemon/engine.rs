@@ -93,7 +93,7 @@ impl Engine {
         let cfg = &loaded.config;
         let info = system::device_info(&cfg.device, &loaded.endpoint);
         let reg = registry(&cfg.lwm2m.object_dirs);
-        let prov = bootstrap::provision(loaded, &reg, &info);
+        let prov = bootstrap::provision(loaded, &reg, &info, &store);
         let mut trees = prov.trees;
         let storage_dir = cfg
             .store
@@ -215,7 +215,12 @@ impl Engine {
         let Some(sc) = self.smartcard.clone() else {
             return;
         };
-        match bootstrap::read_card(&sc, &self.reg, &self.info) {
+        let rejected = self
+            .store
+            .get_meta(bootstrap::REJECTED_PIN_META)
+            .ok()
+            .flatten();
+        match bootstrap::read_card(&sc, &self.reg, &self.info, rejected.as_deref()) {
             Ok((_, id, _)) if id.iccid == identity.iccid && id.hash == identity.hash => {}
             Ok((trees, id, new_ssids)) => {
                 tracing::warn!(iccid = %id.iccid, "smartcard content changed: replacing its server accounts");

@@ -62,14 +62,24 @@ pub fn read(
     reader: Option<&str>,
     pin: Option<&str>,
 ) -> (Result<(String, CardData), SmartcardError>, Vec<String>) {
+    read_checked(reader, pin, &|_, _| true)
+}
+
+/// Like `read`, asking `may_verify(iccid, pin)` before presenting the PIN.
+pub fn read_checked(
+    reader: Option<&str>,
+    pin: Option<&str>,
+    may_verify: &dyn Fn(&str, &str) -> bool,
+) -> (Result<(String, CardData), SmartcardError>, Vec<String>) {
     let mut log = Vec::new();
-    let r = read_logged(reader, pin, &mut log);
+    let r = read_logged(reader, pin, may_verify, &mut log);
     (r, log)
 }
 
 fn read_logged(
     reader: Option<&str>,
     pin: Option<&str>,
+    may_verify: &dyn Fn(&str, &str) -> bool,
     log: &mut Vec<String>,
 ) -> Result<(String, CardData), SmartcardError> {
     let all = readers()?;
@@ -99,9 +109,12 @@ fn read_logged(
         .connect(&cname, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
         .map_err(map)?;
     let mut t = PcscCard(card);
-    let mut walk = Walk::new(&mut t);
-    let result = walk.read(pin);
-    *log = std::mem::take(&mut walk.log);
+    let result = {
+        let mut walk = Walk::new(&mut t).with_pin_check(may_verify);
+        let r = walk.read(pin);
+        *log = std::mem::take(&mut walk.log);
+        r
+    };
     // Leave the card powered: the modem or another agent may share the reader.
     let _ = t.0.disconnect(pcsc::Disposition::LeaveCard);
     result.map(|d| (name, d))

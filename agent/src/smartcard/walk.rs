@@ -37,6 +37,8 @@ pub enum SmartcardError {
     WrongPin { tries_left: u8 },
     #[error("the PIN is blocked on this card; it needs the PUK")]
     PinBlocked,
+    #[error("this card rejected the configured PIN before; it is not tried again until the PIN in the configuration changes")]
+    PinRejectedBefore,
 }
 
 /// What the card holds for LwM2M.
@@ -48,8 +50,16 @@ pub struct CardData {
     pub file: Vec<u8>,
 }
 
+/// Decides whether a PIN may be presented to the card with this ICCID.
+pub type PinCheck<'a> = Box<dyn Fn(&str, &str) -> bool + 'a>;
+
 pub struct Walk<'a, T: Transport> {
     card: &'a mut T,
+    /// ICCID of the card being read (known after the first step).
+    iccid: String,
+    /// Whether this PIN may be presented to the card with this ICCID: a PIN the card
+    /// rejected once must not cost another try at every restart.
+    may_verify: PinCheck<'a>,
     /// Human-readable APDU transcript (for `lwgate smartcard dump --trace`).
     pub log: Vec<String>,
 }
@@ -93,8 +103,16 @@ impl<'a, T: Transport> Walk<'a, T> {
     pub fn new(card: &'a mut T) -> Self {
         Self {
             card,
+            iccid: String::new(),
+            may_verify: Box::new(|_, _| true),
             log: Vec::new(),
         }
+    }
+
+    /// Refuses VERIFY when `check(iccid, pin)` says no.
+    pub fn with_pin_check(mut self, check: impl Fn(&str, &str) -> bool + 'a) -> Self {
+        self.may_verify = Box::new(check);
+        self
     }
 
     /// One command with the T=0 follow-ups; returns (data, SW).
@@ -223,6 +241,9 @@ impl<'a, T: Transport> Walk<'a, T> {
                 }
                 0x6982 if !verified => {
                     let pin = pin.ok_or(SmartcardError::PinRequired)?;
+                    if !(self.may_verify)(&self.iccid, pin) {
+                        return Err(SmartcardError::PinRejectedBefore);
+                    }
                     self.verify(cla, pin)?;
                     verified = true;
                 }
@@ -261,6 +282,7 @@ impl<'a, T: Transport> Walk<'a, T> {
     /// Reads everything; the logical channel is closed whatever happens.
     pub fn read(&mut self, pin: Option<&str>) -> Result<CardData, SmartcardError> {
         let iccid = self.read_iccid().unwrap_or_default();
+        self.iccid = iccid.clone();
         let application = self.find_application()?;
         let ch = self.ok(vec![0x00, 0x70, 0x00, 0x00, 0x01], "MANAGE CHANNEL open")?;
         let channel = *ch.first().ok_or(SmartcardError::Malformed(

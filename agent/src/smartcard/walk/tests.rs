@@ -50,6 +50,7 @@ fn t0_get_response_and_wrong_le_are_followed() {
         w.cmd(vec![0x00, 0xB0, 0x00, 0x00, 0x00], "y").unwrap(),
         (vec![9; 5], 0x0909)
     );
+    drop(w);
     assert_eq!(
         s.1[1],
         vec![0x01, 0xC0, 0x00, 0x00, 0x03],
