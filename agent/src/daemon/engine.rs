@@ -158,22 +158,7 @@ impl Engine {
             Err(e) => tracing::error!("cannot load the stored state, starting afresh: {e}"),
         }
         let (tx, rx) = mpsc::channel(256);
-        let peers = client
-            .servers()
-            .into_iter()
-            .map(|(ssid, uri)| {
-                (
-                    ssid,
-                    Peer {
-                        uri,
-                        socket: None,
-                        reader: None,
-                        last_resolve: None,
-                        error: None,
-                    },
-                )
-            })
-            .collect();
+        let peers = peers_for(&client);
         Self {
             client,
             peers,
@@ -275,23 +260,7 @@ impl Engine {
                 r.abort();
             }
         }
-        self.peers = self
-            .client
-            .servers()
-            .into_iter()
-            .map(|(ssid, uri)| {
-                (
-                    ssid,
-                    Peer {
-                        uri,
-                        socket: None,
-                        reader: None,
-                        last_resolve: None,
-                        error: None,
-                    },
-                )
-            })
-            .collect();
+        self.peers = peers_for(&self.client);
         tracing::info!(iccid = %id.iccid, "bootstrapped from the changed smartcard: {} server account(s)", ssids.len());
         self.bootstrap = format!("smartcard ({}, ICCID {})", id.reader, id.iccid);
         self.card = Some((id, ssids));
@@ -477,6 +446,26 @@ impl Drop for Engine {
             }
         }
     }
+}
+
+/// One (not yet connected) peer per server account.
+fn peers_for(client: &Client) -> HashMap<u16, Peer> {
+    client
+        .servers()
+        .into_iter()
+        .map(|(ssid, uri)| {
+            (
+                ssid,
+                Peer {
+                    uri,
+                    socket: None,
+                    reader: None,
+                    last_resolve: None,
+                    error: None,
+                },
+            )
+        })
+        .collect()
 }
 
 fn unix_now() -> f64 {
