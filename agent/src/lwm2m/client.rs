@@ -1191,15 +1191,17 @@ impl Client {
             .map(|b| b.szx)
             .unwrap_or_else(|| BlockOpt::szx_for(self.cfg.block_size));
         let size = 1usize << (szx + 4);
-        if reply.payload.len() > size
-            || block2.is_some_and(|b| b.num == 0 && reply.payload.len() > size)
-        {
+        if reply.payload.len() > size && codes::is_success(reply.code) {
+            // The block asked for (a follow-up whose cached body expired is served
+            // from the freshly built one), or the first.
             let first = BlockOpt {
-                num: 0,
+                num: block2.map(|b| b.num).unwrap_or(0),
                 more: true,
                 szx,
             };
-            let (chunk, more) = block::slice(&reply.payload, first).unwrap_or((&[], false));
+            let Some((chunk, more)) = block::slice(&reply.payload, first) else {
+                return error_packet(req, &OpError::BadOption(23));
+            };
             r.payload = chunk.to_vec();
             message::set_block(&mut r, CoapOption::Block2, BlockOpt { more, ..first });
             let format = reply.format.unwrap_or(Format::Opaque);
