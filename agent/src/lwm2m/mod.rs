@@ -2,6 +2,7 @@
 
 pub mod acl;
 pub mod attrs;
+pub mod bootstrap;
 pub mod client;
 pub mod dm;
 pub mod error;
