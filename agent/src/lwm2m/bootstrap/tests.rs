@@ -1,5 +1,5 @@
 use super::*;
-use crate::lwm2m::factory::{self, Account, DeviceInfo};
+use crate::lwm2m::factory::{self, DeviceInfo};
 use coap_lite::MessageType;
 use std::time::Duration;
 
