@@ -55,6 +55,8 @@ class TestServer:
         self.register_code = register_code  # e.g. Code.PRECONDITION_FAILED to refuse
         self.refused: list = []
         self.sent: list = []
+        self.bs_clients: dict = {}
+        self.bs_queries: list = []
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -103,6 +105,13 @@ class TestServer:
                 self.events.append(("register", reg.ep))
                 self._cond.notify_all()
                 return Message(code=Code.CREATED, location_path=loc.split("/"))
+            if request.code == Code.POST and path == ["bs"]:
+                # Bootstrap-Request: this server then drives the client (tests call bs_*).
+                self.bs_clients[query.get("ep", "")] = request.remote
+                self.bs_queries.append(dict(query))
+                self.events.append(("bootstrap-request", query.get("ep", "")))
+                self._cond.notify_all()
+                return Message(code=Code.CHANGED)
             if request.code == Code.POST and path == ["dp"]:
                 # Send (1.1): keep what came, with its content format.
                 self.sent.append((request.opt.content_format, request.payload))
@@ -143,11 +152,10 @@ class TestServer:
 
     # ---- requests to the client ------------------------------------------
 
-    def request(self, ep, code, path, payload=b"", timeout=60, **opts):
+    def request(self, ep, code, path, payload=b"", timeout=60, remote=None, **opts):
         """Sends a request to the registered client; returns the aiocoap response."""
-        reg = self.registrations[ep]
         msg = Message(code=code, payload=payload, **opts)
-        msg.remote = reg.remote
+        msg.remote = remote or self.registrations[ep].remote
         msg.opt.uri_path = [s for s in path.split("/") if s]
         return self.send(msg, timeout)
 
@@ -158,6 +166,10 @@ class TestServer:
             return await self.ctx.request(msg).response
 
         return self._call(go(), timeout)
+
+    def bs(self, ep, code, path, payload=b"", **opts):
+        """A bootstrap-interface request to a client that sent a Bootstrap-Request."""
+        return self.request(ep, code, path, payload, remote=self.bs_clients[ep], **opts)
 
     def read(self, ep, path, accept=None, **kw):
         if accept is not None:

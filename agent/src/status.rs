@@ -26,6 +26,9 @@ pub struct Status {
     /// Why the smartcard was not used (no pcscd, no card, wrong PIN, …).
     #[serde(default)]
     pub smartcard_error: Option<String>,
+    /// Why the last client-initiated bootstrap failed.
+    #[serde(default)]
+    pub bootstrap_error: Option<String>,
     pub devices: Vec<DeviceStatus>,
     pub warnings: Vec<String>,
 }
@@ -105,6 +108,9 @@ impl Status {
         }
         if let Some(e) = &self.smartcard_error {
             let _ = writeln!(o, "smartcard: {e}");
+        }
+        if let Some(e) = &self.bootstrap_error {
+            let _ = writeln!(o, "bootstrap: {e}");
         }
         let _ = writeln!(o, "servers:  {}", self.servers.len());
         for s in &self.servers {
@@ -189,6 +195,7 @@ mod tests {
             observations: 0,
             bootstrap: String::new(),
             smartcard_error: None,
+            bootstrap_error: None,
             devices: vec![],
             warnings: vec!["w".into()],
         };

@@ -288,22 +288,13 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
             Vec::new()
         }
     };
-    if config.servers.is_empty() {
+    if config.servers.is_empty() && config.bootstrap.as_ref().is_none_or(|b| b.server.is_none()) {
         warnings.push(format!(
             "{}: no [[server]] table: the agent will run but register with no LwM2M server",
             path.display()
         ));
     }
-    if config
-        .bootstrap
-        .as_ref()
-        .is_some_and(|b| b.server.is_some())
-    {
-        warnings.push(format!(
-            "{}: bootstrap.server: client-initiated bootstrap is not implemented in this version; the account is ignored",
-            path.display()
-        ));
-    }
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }

@@ -26,6 +26,107 @@ pub struct Provisioned {
     pub card_ssids: Vec<u16>,
     /// Why the card was not used, for `lwgate status` and the journal.
     pub card_error: Option<String>,
+    /// Where the accounts came from, for `lwgate status`.
+    pub source: String,
+}
+
+/// The store's copy of what a bootstrap server provisioned (SenML CBOR).
+pub const SERVER_CONFIG_META: &str = "bootstrap.server_config";
+
+/// Objects a bootstrap server's configuration is made of and kept with.
+fn provisioned_object(obj: u16) -> bool {
+    !matches!(obj, 3 | 4)
+}
+
+/// Serialises what a bootstrap server provisioned, for the store.
+pub fn encode_config(t: &crate::lwm2m::Tree, reg: &Registry) -> Vec<u8> {
+    let mut recs = Vec::new();
+    for (obj, insts) in &t.objects {
+        if !provisioned_object(*obj) {
+            continue;
+        }
+        for inst in insts.keys() {
+            recs.extend(
+                t.read(reg, &Path::new(&[*obj, *inst]), true)
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    crate::codec::encode_absolute(crate::codec::Format::SenmlCbor, &recs, None).unwrap_or_default()
+}
+
+/// Rebuilds trees from a stored bootstrap-server configuration, if it is still usable.
+pub fn decode_config(bytes: &[u8], reg: &Registry, info: &DeviceInfo) -> Option<Trees> {
+    let types = |p: &Path| crate::lwm2m::dm::type_of(reg, p);
+    let recs =
+        crate::codec::decode_composite(crate::codec::Format::SenmlCbor, bytes, &types).ok()?;
+    let mut trees = factory::trees(&[], info);
+    let mut instances: std::collections::BTreeSet<(u16, u16)> = Default::default();
+    for (p, _) in &recs {
+        if let (Some(o), Some(i)) = (p.object(), p.instance()) {
+            instances.insert((o, i));
+        }
+    }
+    for (o, i) in instances {
+        let r: Vec<_> = recs
+            .iter()
+            .filter(|(p, _)| p.object() == Some(o) && p.instance() == Some(i))
+            .cloned()
+            .collect();
+        trees
+            .gateway
+            .objects
+            .entry(o)
+            .or_default()
+            .insert(i, Default::default());
+        trees
+            .gateway
+            .write(reg, &Path::new(&[o, i]), &r, WriteMode::Provision)
+            .ok()?;
+    }
+    crate::lwm2m::bootstrap::check(&trees.gateway).ok()?;
+    Some(trees)
+}
+
+/// Adds the `[bootstrap.server]` account (a Security instance with Bootstrap-Server
+/// true) unless the configuration already holds one.
+pub fn add_bootstrap_account(trees: &mut Trees, loaded: &Loaded) {
+    let Some(bs) = loaded
+        .config
+        .bootstrap
+        .as_ref()
+        .and_then(|b| b.server.as_ref())
+    else {
+        return;
+    };
+    let g = &mut trees.gateway;
+    if g.instance_ids(0)
+        .into_iter()
+        .any(|i| matches!(g.get(0, i, 1), Some(crate::model::Value::Boolean(true))))
+    {
+        return;
+    }
+    let Some(i) = g.free_instance_id(0) else {
+        return;
+    };
+    use crate::model::Value;
+    g.set(0, i, 0, Value::String(bs.uri.clone()));
+    g.set(0, i, 1, Value::Boolean(true));
+    g.set(0, i, 2, Value::Integer(3));
+    g.set(0, i, 3, Value::Opaque(Vec::new()));
+    g.set(0, i, 4, Value::Opaque(Vec::new()));
+    g.set(0, i, 5, Value::Opaque(Vec::new()));
+}
+
+/// The bootstrap-server URI of a configuration, if it has that account.
+pub fn bootstrap_uri(t: &crate::lwm2m::Tree) -> Option<String> {
+    use crate::model::Value;
+    t.instance_ids(0)
+        .into_iter()
+        .find_map(|i| match (t.get(0, i, 1), t.get(0, i, 0)) {
+            (Some(Value::Boolean(true)), Some(Value::String(u))) => Some(u.clone()),
+            _ => None,
+        })
 }
 
 pub fn factory_accounts(loaded: &Loaded) -> Vec<Account> {
@@ -185,11 +286,13 @@ pub fn provision(
                     "bootstrapped from the smartcard: {} server account(s)",
                     card_ssids.len()
                 );
+                let source = format!("smartcard ({}, ICCID {})", card.reader, card.iccid);
                 return Provisioned {
                     trees,
                     card: Some(card),
                     card_ssids,
                     card_error: None,
+                    source,
                 };
             }
             Err(e) => {
@@ -206,10 +309,26 @@ pub fn provision(
             }
         }
     }
+    // What a bootstrap server provisioned earlier beats the factory tables.
+    let stored = store
+        .get_meta(SERVER_CONFIG_META)
+        .ok()
+        .flatten()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| decode_config(&b, reg, info));
+    let (mut trees, source) = match stored {
+        Some(t) => (t, "bootstrap server (stored configuration)".to_string()),
+        None => (
+            factory::trees(&factory_accounts(loaded), info),
+            "factory ([[server]] tables)".to_string(),
+        ),
+    };
+    add_bootstrap_account(&mut trees, loaded);
     Provisioned {
-        trees: factory::trees(&factory_accounts(loaded), info),
+        trees,
         card: None,
         card_ssids: Vec::new(),
         card_error,
+        source,
     }
 }

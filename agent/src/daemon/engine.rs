@@ -44,8 +44,14 @@ pub struct Engine {
     smartcard: Option<config::SmartcardSection>,
     /// The card the accounts came from, and the accounts it provisioned.
     card: Option<(CardIdentity, Vec<u16>)>,
-    /// New card content waiting for the old accounts to de-register.
-    reprovision: Option<(Trees, CardIdentity, Vec<u16>)>,
+    /// New accounts (from a changed card or a bootstrap server) waiting for the old
+    /// ones to de-register.
+    reprovision: Option<Reprovision>,
+    /// Client-initiated bootstrap in progress (its peer is key 0 in `peers`).
+    bs: Option<crate::lwm2m::bootstrap::Bootstrapper>,
+    bs_failures: u32,
+    bs_not_before: Option<Instant>,
+    pub bs_error: Option<String>,
     /// Where the server accounts came from, for `lwgate status`.
     pub bootstrap: String,
     pub card_error: Option<String>,
@@ -176,12 +182,13 @@ impl Engine {
                 .as_ref()
                 .and_then(|b| b.smartcard.clone())
                 .filter(|s| s.enabled),
-            bootstrap: match &prov.card {
-                Some(c) => format!("smartcard ({}, ICCID {})", c.reader, c.iccid),
-                None => "factory ([[server]] tables)".to_string(),
-            },
+            bootstrap: prov.source,
             card: prov.card.map(|c| (c, prov.card_ssids)),
             reprovision: None,
+            bs: None,
+            bs_failures: 0,
+            bs_not_before: None,
+            bs_error: None,
             card_error: prov.card_error,
         }
     }
@@ -210,7 +217,8 @@ impl Engine {
             Ok((trees, id, new_ssids)) => {
                 tracing::warn!(iccid = %id.iccid, "smartcard content changed: replacing its server accounts");
                 self.client.retire(now, &ssids);
-                self.reprovision = Some((trees, id, new_ssids));
+                let label = format!("smartcard ({}, ICCID {})", id.reader, id.iccid);
+                self.reprovision = Some((trees, Some((id, new_ssids)), label));
                 self.card = None;
             }
             Err(f) if f.absent => {
@@ -237,7 +245,7 @@ impl Engine {
         if self.reprovision.is_none() || !self.client.is_stopped() {
             return;
         }
-        let Some((mut trees, id, ssids)) = self.reprovision.take() else {
+        let Some((mut trees, card, label)) = self.reprovision.take() else {
             return;
         };
         // Keep what the old client has not yet made durable.
@@ -261,9 +269,9 @@ impl Engine {
             }
         }
         self.peers = peers_for(&self.client);
-        tracing::info!(iccid = %id.iccid, "bootstrapped from the changed smartcard: {} server account(s)", ssids.len());
-        self.bootstrap = format!("smartcard ({}, ICCID {})", id.reader, id.iccid);
-        self.card = Some((id, ssids));
+        tracing::info!("new server accounts in force: {label}");
+        self.bootstrap = label;
+        self.card = card;
     }
 
     /// Resolves and connects servers that have no socket yet (DNS may be down at boot).
@@ -313,13 +321,24 @@ impl Engine {
     }
 
     pub fn deadline(&self) -> Option<Instant> {
-        match (self.client.poll_timeout(), self.batch.deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.client.poll_timeout(),
+            self.batch.deadline(),
+            self.bs.as_ref().and_then(|b| b.poll_timeout()),
+            self.bs_not_before.filter(|_| self.bs.is_none()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn datagram(&mut self, now: Instant, ssid: u16, bytes: &[u8]) {
+        if ssid == BS_PEER {
+            if let Some(b) = self.bs.as_mut() {
+                b.handle_datagram(now, bytes);
+            }
+            return;
+        }
         self.client.set_wall_clock(unix_now());
         self.client.handle_datagram(now, ssid, bytes);
     }
@@ -327,6 +346,100 @@ impl Engine {
     pub fn timeout(&mut self, now: Instant) {
         self.client.set_wall_clock(unix_now());
         self.client.handle_timeout(now);
+        if let Some(b) = self.bs.as_mut() {
+            b.handle_timeout(now);
+        }
+    }
+
+    /// Client-initiated bootstrap (5.2.4): when a bootstrap-server account exists and
+    /// no server account does, or every registration failed a whole retry sequence,
+    /// or a server executed Bootstrap-Request Trigger (/1/x/9).
+    fn maybe_bootstrap(&mut self, now: Instant, triggered: bool) {
+        if self.bs.is_some() || self.reprovision.is_some() {
+            return;
+        }
+        let Some(uri) = bootstrap::bootstrap_uri(&self.client.trees.gateway) else {
+            return;
+        };
+        let sessions = self.client.status(now);
+        let hopeless = sessions
+            .iter()
+            .all(|s| s.state == "stopped" || s.failures >= 5);
+        if !triggered && !hopeless {
+            return;
+        }
+        if !triggered && self.bs_not_before.is_some_and(|t| now < t) {
+            return;
+        }
+        // The bootstrap server gets its peer on demand; the next tick connects it.
+        let peer = self.peers.entry(BS_PEER).or_insert_with(|| Peer {
+            uri: uri.clone(),
+            socket: None,
+            reader: None,
+            last_resolve: None,
+            error: None,
+        });
+        if peer.socket.is_none() {
+            return;
+        }
+        tracing::info!(server = %uri, "starting client-initiated bootstrap");
+        let version = self.client_cfg.version;
+        self.bs = Some(crate::lwm2m::bootstrap::Bootstrapper::start(
+            now,
+            TxParams::default(),
+            seed(),
+            &self.client_cfg.endpoint,
+            version,
+            self.reg.clone(),
+            self.client.trees.gateway.clone(),
+        ));
+    }
+
+    /// A finished or failed bootstrap: new accounts in force, or a later retry.
+    fn after_bootstrap(&mut self, now: Instant) {
+        use crate::lwm2m::bootstrap::Outcome;
+        let Some(outcome) = self.bs.as_ref().and_then(|b| b.outcome()).cloned() else {
+            return;
+        };
+        self.bs = None;
+        match outcome {
+            Outcome::Done(tree) => {
+                // Committed atomically at Finish: one meta row with the whole configuration.
+                let bytes = bootstrap::encode_config(&tree, &self.reg);
+                if let Err(e) = self
+                    .store
+                    .set_meta(bootstrap::SERVER_CONFIG_META, &hex::encode(bytes))
+                {
+                    tracing::error!("bootstrap configuration not saved: {e}");
+                }
+                let mut trees = Trees {
+                    gateway: tree,
+                    devices: Default::default(),
+                };
+                // Device identity and system values are ours, not the bootstrap server's.
+                let fresh = crate::lwm2m::factory::trees(&[], &self.info);
+                if let Some(dev) = fresh.gateway.objects.get(&3) {
+                    trees.gateway.objects.insert(3, dev.clone());
+                }
+                let ssids: Vec<u16> = self.client.servers().into_iter().map(|s| s.0).collect();
+                self.client.retire(now, &ssids);
+                self.bs_failures = 0;
+                self.bs_error = None;
+                self.card = None;
+                self.reprovision = Some((trees, None, "bootstrap server".to_string()));
+            }
+            Outcome::Failed(why) => {
+                self.bs_failures += 1;
+                let delay = Duration::from_secs(10u64 << self.bs_failures.min(5))
+                    .min(Duration::from_secs(300));
+                tracing::warn!(
+                    "bootstrap failed ({why}); next attempt in {}s",
+                    delay.as_secs()
+                );
+                self.bs_error = Some(why);
+                self.bs_not_before = Some(now + delay);
+            }
+        }
     }
 
     /// Re-samples the system; observers of changed values get notified.
@@ -373,6 +486,17 @@ impl Engine {
     pub fn flush(&mut self) {
         let now = Instant::now();
         self.check_card(now);
+        // The bootstrap server's datagrams (the Finish response among them) go out
+        // before a finished bootstrap is taken down.
+        if let Some(b) = self.bs.as_mut() {
+            while let Some(bytes) = b.poll_transmit() {
+                if let Some(sock) = self.peers.get(&BS_PEER).and_then(|p| p.socket.as_ref()) {
+                    let _ = sock.try_send(&bytes);
+                }
+            }
+        }
+        self.after_bootstrap(now);
+        self.maybe_bootstrap(now, false);
         self.finish_reprovision(now);
         let ops: Vec<_> = std::iter::from_fn(|| self.client.poll_persist()).collect();
         if let Some(batch) = self.batch.push(ops, Instant::now()) {
@@ -405,6 +529,14 @@ impl Engine {
         match action {
             Action::Reboot => run_later("reboot", &self.system.reboot_command),
             Action::FactoryReset => run_later("factory reset", &self.system.factory_reset_command),
+            Action::Execute { path, .. }
+                if path.prefix.is_none()
+                    && path.object() == Some(1)
+                    && path.resource() == Some(9) =>
+            {
+                tracing::info!("Bootstrap-Request Trigger executed by a server");
+                self.maybe_bootstrap(Instant::now(), true);
+            }
             Action::Execute { path, .. } => {
                 tracing::warn!(%path, "Execute on {path}: nothing handles it in this version")
             }
@@ -447,6 +579,12 @@ impl Drop for Engine {
         }
     }
 }
+
+/// New accounts: the trees, the card they came from (and its accounts), a label for status.
+type Reprovision = (Trees, Option<(CardIdentity, Vec<u16>)>, String);
+
+/// Key of the bootstrap server in `peers` (0 is not a valid Short Server ID).
+const BS_PEER: u16 = 0;
 
 /// One (not yet connected) peer per server account.
 fn peers_for(client: &Client) -> HashMap<u16, Peer> {

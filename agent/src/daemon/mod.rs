@@ -72,6 +72,7 @@ fn update_servers(status: &SharedStatus, engine: &engine::Engine, now: std::time
     st.observations = engine.observation_count();
     st.bootstrap = engine.bootstrap.clone();
     st.smartcard_error = engine.card_error.clone();
+    st.bootstrap_error = engine.bs_error.clone();
 }
 
 fn device_rows(devices: &[config::LoadedDevice]) -> Vec<DeviceStatus> {
@@ -120,6 +121,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         observations: 0,
         bootstrap: String::new(),
         smartcard_error: None,
+        bootstrap_error: None,
         devices: device_rows(&loaded.devices),
         warnings: loaded.warnings.clone(),
     }));

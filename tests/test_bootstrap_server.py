@@ -1,0 +1,118 @@
+"""Client-initiated bootstrap against a bootstrap server on aiocoap: Delete "/",
+Bootstrap-Write in each format, Discover, Read, Finish; an inconsistent
+configuration refused with 4.06; a bootstrap that never finishes times out."""
+
+import json
+
+import cbor2
+import pytest
+from aiocoap import Code
+
+from lwm2m_formats import links, tlv_encode
+from lwm2m_server import LINK, LWM2M_JSON, SENML_CBOR, SENML_JSON, TLV, TestServer
+
+EP = "test-gw"
+
+
+def _int(v):
+    return v.to_bytes(1 if v < 128 else 2, "big")
+
+
+def security_payload(fmt, uri, ssid, inst=1):
+    if fmt == TLV:
+        body = (tlv_encode(3, 0, uri.encode()) + tlv_encode(3, 1, b"\x00") + tlv_encode(3, 2, b"\x03")
+                + tlv_encode(3, 10, _int(ssid)))
+        return tlv_encode(0, inst, body)
+    recs = [("0", "vs", uri), ("1", "vb", False), ("2", "v", 3), ("10", "v", ssid)]
+    if fmt == SENML_JSON:
+        return json.dumps([{"bn": f"/0/{inst}/", "n": n, k: v} if i == 0 else {"n": n, k: v}
+                           for i, (n, k, v) in enumerate(recs)]).encode()
+    if fmt == SENML_CBOR:
+        keys = {"vs": 3, "vb": 4, "v": 2}
+        return cbor2.dumps([{**({-2: f"/0/{inst}/"} if i == 0 else {}), 0: n, keys[k]: v} for i, (n, k, v) in enumerate(recs)])
+    jk = {"vs": "sv", "vb": "bv", "v": "v"}
+    return json.dumps({"bn": f"/0/{inst}/", "e": [{"n": n, jk[k]: v} for n, k, v in recs]}).encode()
+
+
+def server_payload(fmt, ssid, lifetime, inst=0):
+    if fmt == TLV:
+        body = tlv_encode(3, 0, _int(ssid)) + tlv_encode(3, 1, _int(lifetime)) + tlv_encode(3, 6, b"\x01") + tlv_encode(3, 7, b"U")
+        return tlv_encode(0, inst, body)
+    recs = [("0", "v", ssid), ("1", "v", lifetime), ("6", "vb", True), ("7", "vs", "U")]
+    if fmt == SENML_JSON:
+        return json.dumps([{"bn": f"/1/{inst}/", "n": n, k: v} if i == 0 else {"n": n, k: v}
+                           for i, (n, k, v) in enumerate(recs)]).encode()
+    if fmt == SENML_CBOR:
+        keys = {"vs": 3, "vb": 4, "v": 2}
+        return cbor2.dumps([{**({-2: f"/1/{inst}/"} if i == 0 else {}), 0: n, keys[k]: v} for i, (n, k, v) in enumerate(recs)])
+    jk = {"vs": "sv", "vb": "bv", "v": "v"}
+    return json.dumps({"bn": f"/1/{inst}/", "e": [{"n": n, jk[k]: v} for n, k, v in recs]}).encode()
+
+
+@pytest.fixture
+def servers():
+    bs, dm = TestServer(), TestServer()
+    yield bs, dm
+    bs.close()
+    dm.close()
+
+
+def bs_agent(agent, bs):
+    # No [[server]] table: the agent has only the bootstrap-server account.
+    return agent(extra=f'[bootstrap.server]\nuri = "{bs.uri}"\n', servers="")
+
+
+@pytest.mark.parametrize("fmt", [TLV, SENML_JSON, SENML_CBOR, LWM2M_JSON])
+def test_bootstrap_then_register(agent, servers, fmt):
+    bs, dm = servers
+    a = bs_agent(agent, bs).start()
+    bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
+    assert bs.bs_queries[0]["ep"] == EP and bs.bs_queries[0].get("pct") == "112"
+    assert bs.bs(EP, Code.DELETE, "/").code == Code.DELETED
+    r = bs.bs(EP, Code.PUT, "/0", security_payload(fmt, dm.uri, 123), content_format=fmt)
+    assert r.code == Code.CHANGED, r.payload
+    r = bs.bs(EP, Code.PUT, "/1", server_payload(fmt, 123, 45), content_format=fmt)
+    assert r.code == Code.CHANGED, r.payload
+    d = bs.bs(EP, Code.GET, "/", accept=LINK)
+    found = dict(links(d.payload.decode()))
+    assert found["/0/1"]["ssid"] == "123" and found["/1/0"]["ssid"] == "123"
+    assert any(k.startswith("/0/") and "ssid" not in v for k, v in found.items()), "the bootstrap account is kept"
+    r = bs.bs(EP, Code.GET, "/1/0", accept=SENML_JSON)
+    assert r.code == Code.CONTENT
+    assert bs.bs(EP, Code.POST, "/bs").code == Code.CHANGED
+    reg = dm.wait_registered(EP, 30)
+    assert reg.query["lt"] == "45"
+    st = a.status_json()
+    assert st["bootstrap"] == "bootstrap server" and st["servers"][0]["ssid"] == 123
+    # The configuration survives a restart without bootstrapping again.
+    assert a.stop() == 0
+    a.start()
+    dm.wait_for(lambda: len(reg.updates) + [e for e in dm.events].count(("register", EP)) >= 2, 30, "resumed")
+    assert a.status_json()["bootstrap"].startswith("bootstrap server (stored")
+    assert a.stop() == 0
+
+
+def test_inconsistent_configuration_is_refused(agent, servers):
+    bs, dm = servers
+    a = bs_agent(agent, bs).start()
+    bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
+    bs.bs(EP, Code.DELETE, "/")
+    bs.bs(EP, Code.PUT, "/1", server_payload(TLV, 123, 45), content_format=TLV)
+    r = bs.bs(EP, Code.POST, "/bs")
+    assert r.code == Code.NOT_ACCEPTABLE and b"no Security instance" in r.payload
+    bs.bs(EP, Code.PUT, "/0", security_payload(TLV, dm.uri, 123), content_format=TLV)
+    assert bs.bs(EP, Code.POST, "/bs").code == Code.CHANGED
+    dm.wait_registered(EP, 30)
+    assert a.stop() == 0
+
+
+def test_bad_bootstrap_writes_get_4xx(agent, servers):
+    bs, dm = servers
+    a = bs_agent(agent, bs).start()
+    bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
+    assert bs.bs(EP, Code.PUT, "/1/0", b"\xc8\x01\x40", content_format=TLV).code == Code.BAD_REQUEST
+    assert bs.bs(EP, Code.PUT, "/77/0", b"1", content_format=0).code == Code.NOT_FOUND
+    assert bs.bs(EP, Code.PUT, "/1/0/1", b"1", content_format=4242).code == Code.UNSUPPORTED_CONTENT_FORMAT
+    assert bs.bs(EP, Code.GET, "/3/0").code == Code.METHOD_NOT_ALLOWED
+    assert a.proc.poll() is None
+    assert a.stop() == 0
