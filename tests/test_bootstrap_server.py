@@ -116,3 +116,13 @@ def test_bad_bootstrap_writes_get_4xx(agent, servers):
     assert bs.bs(EP, Code.GET, "/3/0").code == Code.METHOD_NOT_ALLOWED
     assert a.proc.poll() is None
     assert a.stop() == 0
+
+
+def test_client_hold_off_time(agent, servers):
+    import time
+    bs, dm = servers
+    t0 = time.monotonic()
+    a = agent(extra=f'[bootstrap.server]\nuri = "{bs.uri}"\nhold_off = 3\n', servers="").start()
+    bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
+    assert time.monotonic() - t0 >= 3, "waited the Client Hold Off Time"
+    assert a.stop() == 0

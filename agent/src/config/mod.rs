@@ -248,6 +248,9 @@ pub struct SmartcardSection {
 #[serde(deny_unknown_fields)]
 pub struct BootstrapServerSection {
     pub uri: String,
+    /// Client Hold Off Time (/0/x/11): seconds to wait before bootstrapping.
+    #[serde(default)]
+    pub hold_off: Option<u32>,
 }
 
 /// A parsed and validated configuration with the paths it was read from.

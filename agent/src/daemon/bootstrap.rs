@@ -116,6 +116,20 @@ pub fn add_bootstrap_account(trees: &mut Trees, loaded: &Loaded) {
     g.set(0, i, 3, Value::Opaque(Vec::new()));
     g.set(0, i, 4, Value::Opaque(Vec::new()));
     g.set(0, i, 5, Value::Opaque(Vec::new()));
+    if let Some(h) = bs.hold_off {
+        g.set(0, i, 11, Value::Integer(i64::from(h)));
+    }
+}
+
+/// Client Hold Off Time of the bootstrap-server account (/0/x/11), seconds.
+pub fn hold_off(t: &crate::lwm2m::Tree) -> u64 {
+    use crate::model::Value;
+    t.instance_ids(0)
+        .into_iter()
+        .find(|i| matches!(t.get(0, *i, 1), Some(Value::Boolean(true))))
+        .and_then(|i| t.get_i64(0, i, 11))
+        .and_then(|v| u64::try_from(v).ok())
+        .unwrap_or(0)
 }
 
 /// The bootstrap-server URI of a configuration, if it has that account.

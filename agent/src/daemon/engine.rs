@@ -362,14 +362,36 @@ impl Engine {
             return;
         };
         let sessions = self.client.status(now);
-        let hopeless = sessions
-            .iter()
-            .all(|s| s.state == "stopped" || s.failures >= 5);
+        // Bootstrap on Registration Failure (/1/x/16, default true) lets a server opt out.
+        let allowed = self.client.servers().iter().all(|(ssid, _)| {
+            let g = &self.client.trees.gateway;
+            let inst = g
+                .instance_ids(1)
+                .into_iter()
+                .find(|i| g.get_i64(1, *i, 0) == Some(i64::from(*ssid)));
+            !matches!(
+                inst.and_then(|i| g.get(1, i, 16)),
+                Some(crate::model::Value::Boolean(false))
+            )
+        });
+        let hopeless = allowed
+            && sessions
+                .iter()
+                .all(|s| s.state == "stopped" || s.failures >= 5);
         if !triggered && !hopeless {
             return;
         }
         if !triggered && self.bs_not_before.is_some_and(|t| now < t) {
             return;
+        }
+        if !triggered && self.bs_not_before.is_none() && self.bs_failures == 0 {
+            // Client Hold Off Time (/0/x/11) before the first attempt.
+            let hold = Duration::from_secs(bootstrap::hold_off(&self.client.trees.gateway));
+            if !hold.is_zero() {
+                tracing::info!("bootstrap in {}s (Client Hold Off Time)", hold.as_secs());
+                self.bs_not_before = Some(now + hold);
+                return;
+            }
         }
         // The bootstrap server gets its peer on demand; the next tick connects it.
         let peer = self.peers.entry(BS_PEER).or_insert_with(|| Peer {
