@@ -126,3 +126,22 @@ def test_client_hold_off_time(agent, servers):
     bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
     assert time.monotonic() - t0 >= 3, "waited the Client Hold Off Time"
     assert a.stop() == 0
+
+
+def test_bootstrap_server_account_timeout(agent, servers):
+    bs, dm = servers
+    a = bs_agent(agent, bs).start()
+    bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
+    bs.bs(EP, Code.DELETE, "/")
+    bs.bs(EP, Code.PUT, "/0", security_payload(TLV, dm.uri, 123), content_format=TLV)
+    bs.bs(EP, Code.PUT, "/1", server_payload(TLV, 123, 45), content_format=TLV)
+    # Bootstrap-Server Account Timeout 2 s on the bootstrap account (instance 0 here).
+    d = dict(links(bs.bs(EP, Code.GET, "/0", accept=LINK).payload.decode()))
+    bs_inst = next(k for k, v in d.items() if k.startswith("/0/") and "ssid" not in v)
+    assert bs.bs(EP, Code.PUT, bs_inst + "/12", b"2", content_format=0).code == Code.CHANGED
+    assert bs.bs(EP, Code.POST, "/bs").code == Code.CHANGED
+    dm.wait_registered(EP, 30)
+    import time
+    time.sleep(3.5)
+    assert "purged" in a.log.read_text()
+    assert a.stop() == 0

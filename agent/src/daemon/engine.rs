@@ -52,6 +52,8 @@ pub struct Engine {
     bs_failures: u32,
     bs_not_before: Option<Instant>,
     pub bs_error: Option<String>,
+    /// Bootstrap-Server Account Timeout (/0/x/12): when to purge that account.
+    bs_purge_at: Option<Instant>,
     /// Where the server accounts came from, for `lwgate status`.
     pub bootstrap: String,
     pub card_error: Option<String>,
@@ -189,6 +191,7 @@ impl Engine {
             bs_failures: 0,
             bs_not_before: None,
             bs_error: None,
+            bs_purge_at: None,
             card_error: prov.card_error,
         }
     }
@@ -326,6 +329,7 @@ impl Engine {
             self.batch.deadline(),
             self.bs.as_ref().and_then(|b| b.poll_timeout()),
             self.bs_not_before.filter(|_| self.bs.is_none()),
+            self.bs_purge_at,
         ]
         .into_iter()
         .flatten()
@@ -417,6 +421,32 @@ impl Engine {
         ));
     }
 
+    /// Bootstrap-Server Account Timeout: the account is purged, here and in the store.
+    fn purge_bootstrap_account(&mut self, now: Instant) {
+        if self.bs_purge_at.is_none_or(|t| now < t) || self.reprovision.is_some() {
+            return;
+        }
+        self.bs_purge_at = None;
+        let g = &mut self.client.trees.gateway;
+        let accounts: Vec<u16> = g
+            .instance_ids(0)
+            .into_iter()
+            .filter(|i| matches!(g.get(0, *i, 1), Some(crate::model::Value::Boolean(true))))
+            .collect();
+        for i in accounts {
+            let _ = g.delete_instance(0, i);
+        }
+        let bytes = bootstrap::encode_config(&self.client.trees.gateway, &self.reg);
+        if let Err(e) = self
+            .store
+            .set_meta(bootstrap::SERVER_CONFIG_META, &hex::encode(bytes))
+        {
+            tracing::error!("bootstrap configuration not saved: {e}");
+        }
+        self.peers.remove(&BS_PEER);
+        tracing::info!("bootstrap-server account purged (Bootstrap-Server Account Timeout)");
+    }
+
     /// A finished or failed bootstrap: new accounts in force, or a later retry.
     fn after_bootstrap(&mut self, now: Instant) {
         use crate::lwm2m::bootstrap::Outcome;
@@ -443,6 +473,17 @@ impl Engine {
                 if let Some(dev) = fresh.gateway.objects.get(&3) {
                     trees.gateway.objects.insert(3, dev.clone());
                 }
+                let timeout = trees.gateway.instance_ids(0).into_iter().find_map(|i| {
+                    let bs = matches!(
+                        trees.gateway.get(0, i, 1),
+                        Some(crate::model::Value::Boolean(true))
+                    );
+                    bs.then(|| trees.gateway.get_i64(0, i, 12)).flatten()
+                });
+                self.bs_purge_at = timeout
+                    .and_then(|t| u64::try_from(t).ok())
+                    .filter(|t| *t > 0)
+                    .map(|t| now + Duration::from_secs(t));
                 let ssids: Vec<u16> = self.client.servers().into_iter().map(|s| s.0).collect();
                 self.client.retire(now, &ssids);
                 self.bs_failures = 0;
@@ -518,6 +559,7 @@ impl Engine {
             }
         }
         self.after_bootstrap(now);
+        self.purge_bootstrap_account(now);
         self.maybe_bootstrap(now, false);
         self.finish_reprovision(now);
         let ops: Vec<_> = std::iter::from_fn(|| self.client.poll_persist()).collect();
