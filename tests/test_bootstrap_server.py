@@ -145,3 +145,15 @@ def test_bootstrap_server_account_timeout(agent, servers):
     time.sleep(3.5)
     assert "purged" in a.log.read_text()
     assert a.stop() == 0
+
+
+def test_missing_finish_times_out_and_is_retried(agent, servers):
+    bs, dm = servers
+    a = agent(extra=f'[bootstrap.server]\nuri = "{bs.uri}"\nfinish_timeout = 2\n', servers="").start()
+    bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
+    bs.bs(EP, Code.DELETE, "/")  # ... and never a Finish
+    bs.wait_for(lambda: (a.status_json().get("bootstrap_error") or "").startswith("no Bootstrap-Finish"), 15, "timeout")
+    assert a.status_json()["servers"] == []
+    # Retried with back-off (20 s after the first failure).
+    bs.wait_for(lambda: len(bs.bs_queries) >= 2, 30, "a second Bootstrap-Request")
+    assert a.stop() == 0

@@ -251,6 +251,10 @@ pub struct BootstrapServerSection {
     /// Client Hold Off Time (/0/x/11): seconds to wait before bootstrapping.
     #[serde(default)]
     pub hold_off: Option<u32>,
+    /// Seconds the bootstrap server may stay silent before Bootstrap-Finish;
+    /// default EXCHANGE_LIFETIME (247 s).
+    #[serde(default)]
+    pub finish_timeout: Option<Seconds>,
 }
 
 /// A parsed and validated configuration with the paths it was read from.

@@ -42,6 +42,7 @@ pub struct Engine {
     reg: Registry,
     info: DeviceInfo,
     smartcard: Option<config::SmartcardSection>,
+    bs_finish_timeout: Option<Duration>,
     /// The card the accounts came from, and the accounts it provisioned.
     card: Option<(CardIdentity, Vec<u16>)>,
     /// New accounts (from a changed card or a bootstrap server) waiting for the old
@@ -192,6 +193,12 @@ impl Engine {
             bs_not_before: None,
             bs_error: None,
             bs_purge_at: None,
+            bs_finish_timeout: cfg
+                .bootstrap
+                .as_ref()
+                .and_then(|b| b.server.as_ref())
+                .and_then(|s| s.finish_timeout)
+                .map(|t| t.as_duration()),
             card_error: prov.card_error,
         }
     }
@@ -410,7 +417,7 @@ impl Engine {
         }
         tracing::info!(server = %uri, "starting client-initiated bootstrap");
         let version = self.client_cfg.version;
-        self.bs = Some(crate::lwm2m::bootstrap::Bootstrapper::start(
+        let mut b = crate::lwm2m::bootstrap::Bootstrapper::start(
             now,
             TxParams::default(),
             seed(),
@@ -418,7 +425,11 @@ impl Engine {
             version,
             self.reg.clone(),
             self.client.trees.gateway.clone(),
-        ));
+        );
+        if let Some(t) = self.bs_finish_timeout {
+            b = b.with_finish_timeout(t);
+        }
+        self.bs = Some(b);
     }
 
     /// Bootstrap-Server Account Timeout: the account is purged, here and in the store.

@@ -34,6 +34,8 @@ pub struct Bootstrapper {
     staged: Tree,
     state: State,
     last_activity: Instant,
+    /// How long the server may stay silent before Finish (EXCHANGE_LIFETIME by default).
+    finish_timeout: std::time::Duration,
     outcome: Option<Outcome>,
 }
 
@@ -64,6 +66,7 @@ impl Bootstrapper {
             true,
         );
         tracing::info!("client-initiated bootstrap: Bootstrap-Request sent");
+        let finish_timeout = coap.params().exchange_lifetime();
         Self {
             coap,
             reg,
@@ -71,8 +74,15 @@ impl Bootstrapper {
             staged: current,
             state: State::Requesting(h),
             last_activity: now,
+            finish_timeout,
             outcome: None,
         }
+    }
+
+    /// Overrides how long the bootstrap server may stay silent before Finish.
+    pub fn with_finish_timeout(mut self, t: std::time::Duration) -> Self {
+        self.finish_timeout = t;
+        self
     }
 
     pub fn outcome(&self) -> Option<&Outcome> {
@@ -85,8 +95,7 @@ impl Bootstrapper {
 
     /// The bootstrap server has EXCHANGE_LIFETIME after its last message to finish.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let idle = (self.state != State::Over)
-            .then(|| self.last_activity + self.coap.params().exchange_lifetime());
+        let idle = (self.state != State::Over).then(|| self.last_activity + self.finish_timeout);
         match (self.coap.poll_timeout(), idle) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -102,9 +111,7 @@ impl Bootstrapper {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.coap.handle_timeout(now);
         self.drain(now);
-        if self.state != State::Over
-            && now >= self.last_activity + self.coap.params().exchange_lifetime()
-        {
+        if self.state != State::Over && now >= self.last_activity + self.finish_timeout {
             self.fail("no Bootstrap-Finish from the bootstrap server in time".into());
         }
     }
