@@ -55,20 +55,20 @@ pub fn encode_config(t: &crate::lwm2m::Tree, reg: &Registry) -> Vec<u8> {
     crate::codec::encode_absolute(crate::codec::Format::SenmlCbor, &recs, None).unwrap_or_default()
 }
 
-/// Rebuilds trees from a stored bootstrap-server configuration, if it is still usable.
-pub fn decode_config(bytes: &[u8], reg: &Registry, info: &DeviceInfo) -> Option<Trees> {
-    let types = |p: &Path| crate::lwm2m::dm::type_of(reg, p);
-    let recs =
-        crate::codec::decode_composite(crate::codec::Format::SenmlCbor, bytes, &types).ok()?;
+/// The device identity plus every instance the records name (bootstrap writes:
+/// no operation checks), each written whole.
+fn provisioned_trees(
+    records: &[crate::codec::Record],
+    reg: &Registry,
+    info: &DeviceInfo,
+) -> Result<Trees, String> {
     let mut trees = factory::trees(&[], info);
-    let mut instances: std::collections::BTreeSet<(u16, u16)> = Default::default();
-    for (p, _) in &recs {
-        if let (Some(o), Some(i)) = (p.object(), p.instance()) {
-            instances.insert((o, i));
-        }
-    }
+    let instances: std::collections::BTreeSet<(u16, u16)> = records
+        .iter()
+        .filter_map(|(p, _)| Some((p.object()?, p.instance()?)))
+        .collect();
     for (o, i) in instances {
-        let r: Vec<_> = recs
+        let recs: Vec<_> = records
             .iter()
             .filter(|(p, _)| p.object() == Some(o) && p.instance() == Some(i))
             .cloned()
@@ -81,9 +81,18 @@ pub fn decode_config(bytes: &[u8], reg: &Registry, info: &DeviceInfo) -> Option<
             .insert(i, Default::default());
         trees
             .gateway
-            .write(reg, &Path::new(&[o, i]), &r, WriteMode::Provision)
-            .ok()?;
+            .write(reg, &Path::new(&[o, i]), &recs, WriteMode::Provision)
+            .map_err(|e| format!("/{o}/{i}: {e}"))?;
     }
+    Ok(trees)
+}
+
+/// Rebuilds trees from a stored bootstrap-server configuration, if it is still usable.
+pub fn decode_config(bytes: &[u8], reg: &Registry, info: &DeviceInfo) -> Option<Trees> {
+    let types = |p: &Path| crate::lwm2m::dm::type_of(reg, p);
+    let recs =
+        crate::codec::decode_composite(crate::codec::Format::SenmlCbor, bytes, &types).ok()?;
+    let trees = provisioned_trees(&recs, reg, info).ok()?;
     crate::lwm2m::bootstrap::check(&trees.gateway).ok()?;
     Some(trees)
 }
@@ -226,30 +235,8 @@ pub fn read_card(
     let objects = bootfile::parse(&data.file).map_err(|e| e.to_string())?;
     let records = bootfile::records(&objects, reg).map_err(|e| e.to_string())?;
     // Start from the device identity alone, then write what the card provisions.
-    let mut trees = factory::trees(&[], info);
-    let mut instances: std::collections::BTreeSet<(u16, u16)> = Default::default();
-    for (p, _) in &records {
-        if let (Some(o), Some(i)) = (p.object(), p.instance()) {
-            instances.insert((o, i));
-        }
-    }
-    for (o, i) in &instances {
-        let recs: Vec<_> = records
-            .iter()
-            .filter(|(p, _)| p.object() == Some(*o) && p.instance() == Some(*i))
-            .cloned()
-            .collect();
-        trees
-            .gateway
-            .objects
-            .entry(*o)
-            .or_default()
-            .insert(*i, Default::default());
-        trees
-            .gateway
-            .write(reg, &Path::new(&[*o, *i]), &recs, WriteMode::Provision)
-            .map_err(|e| format!("/{o}/{i} from the card: {e}"))?;
-    }
+    let trees =
+        provisioned_trees(&records, reg, info).map_err(|e| format!("from the card: {e}"))?;
     let ssids: Vec<u16> = trees
         .gateway
         .instance_ids(1)
