@@ -157,3 +157,29 @@ def test_missing_finish_times_out_and_is_retried(agent, servers):
     # Retried with back-off (20 s after the first failure).
     bs.wait_for(lambda: len(bs.bs_queries) >= 2, 30, "a second Bootstrap-Request")
     assert a.stop() == 0
+
+
+def test_server_initiated_bootstrap_after_a_client_initiated_one(agent, servers):
+    bs, dm = servers
+    dm2 = TestServer()
+    try:
+        a = bs_agent(agent, bs).start()
+        bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
+        bs.bs(EP, Code.DELETE, "/")
+        bs.bs(EP, Code.PUT, "/0", security_payload(TLV, dm.uri, 123), content_format=TLV)
+        bs.bs(EP, Code.PUT, "/1", server_payload(TLV, 123, 45), content_format=TLV)
+        assert bs.bs(EP, Code.POST, "/bs").code == Code.CHANGED
+        reg = dm.wait_registered(EP, 30)
+        # Later the bootstrap server moves the gateway to another server, unasked.
+        requests_before = len(bs.bs_queries)
+        bs.bs(EP, Code.DELETE, "/0/1")
+        bs.bs(EP, Code.DELETE, "/1/0")
+        bs.bs(EP, Code.PUT, "/0", security_payload(TLV, dm2.uri, 124, inst=2), content_format=TLV)
+        bs.bs(EP, Code.PUT, "/1", server_payload(TLV, 124, 60, inst=1), content_format=TLV)
+        assert bs.bs(EP, Code.POST, "/bs").code == Code.CHANGED
+        dm2.wait_registered(EP, 30)
+        assert reg.deregistered, "the old account de-registered"
+        assert len(bs.bs_queries) == requests_before, "no Bootstrap-Request: server-initiated"
+        assert a.stop() == 0
+    finally:
+        dm2.close()

@@ -43,6 +43,7 @@ pub struct Engine {
     info: DeviceInfo,
     smartcard: Option<config::SmartcardSection>,
     bs_finish_timeout: Option<Duration>,
+    keep_bs_peer: bool,
     /// The card the accounts came from, and the accounts it provisioned.
     card: Option<(CardIdentity, Vec<u16>)>,
     /// New accounts (from a changed card or a bootstrap server) waiting for the old
@@ -193,6 +194,7 @@ impl Engine {
             bs_not_before: None,
             bs_error: None,
             bs_purge_at: None,
+            keep_bs_peer: false,
             bs_finish_timeout: cfg
                 .bootstrap
                 .as_ref()
@@ -273,12 +275,22 @@ impl Engine {
             seed(),
         );
         self.client.set_wall_clock(unix_now());
+        // The bootstrap server's socket stays (it may bootstrap us again on it).
+        let mut bs_peer = self.peers.remove(&BS_PEER);
+        if !self.keep_bs_peer {
+            if let Some(r) = bs_peer.take().and_then(|p| p.reader) {
+                r.abort();
+            }
+        }
         for p in self.peers.values() {
             if let Some(r) = &p.reader {
                 r.abort();
             }
         }
         self.peers = peers_for(&self.client);
+        if let Some(p) = bs_peer {
+            self.peers.insert(BS_PEER, p);
+        }
         tracing::info!("new server accounts in force: {label}");
         self.bootstrap = label;
         self.card = card;
@@ -345,6 +357,21 @@ impl Engine {
 
     pub fn datagram(&mut self, now: Instant, ssid: u16, bytes: &[u8]) {
         if ssid == BS_PEER {
+            if self.bs.is_none() && self.reprovision.is_none() {
+                // Server-initiated bootstrap: smartcard and factory were tried at start.
+                let mut b = crate::lwm2m::bootstrap::Bootstrapper::server_initiated(
+                    now,
+                    TxParams::default(),
+                    seed(),
+                    self.client_cfg.version,
+                    self.reg.clone(),
+                    self.client.trees.gateway.clone(),
+                );
+                if let Some(t) = self.bs_finish_timeout {
+                    b = b.with_finish_timeout(t);
+                }
+                self.bs = Some(b);
+            }
             if let Some(b) = self.bs.as_mut() {
                 b.handle_datagram(now, bytes);
             }
@@ -454,7 +481,10 @@ impl Engine {
         {
             tracing::error!("bootstrap configuration not saved: {e}");
         }
-        self.peers.remove(&BS_PEER);
+        if let Some(r) = self.peers.remove(&BS_PEER).and_then(|p| p.reader) {
+            r.abort();
+        }
+        self.keep_bs_peer = false;
         tracing::info!("bootstrap-server account purged (Bootstrap-Server Account Timeout)");
     }
 
@@ -501,6 +531,9 @@ impl Engine {
                 self.bs_error = None;
                 self.card = None;
                 self.reprovision = Some((trees, None, "bootstrap server".to_string()));
+                // Keep listening to the bootstrap server (server-initiated bootstrap)
+                // for as long as its account exists.
+                self.keep_bs_peer = true;
             }
             Outcome::Failed(why) => {
                 self.bs_failures += 1;

@@ -79,6 +79,30 @@ impl Bootstrapper {
         }
     }
 
+    /// Server-initiated bootstrap: the bootstrap server writes without being asked.
+    pub fn server_initiated(
+        now: Instant,
+        tx: TxParams,
+        seed: u64,
+        version: Version,
+        reg: Registry,
+        current: Tree,
+    ) -> Self {
+        let coap = Endpoint::new(tx, seed);
+        let finish_timeout = coap.params().exchange_lifetime();
+        tracing::info!("server-initiated bootstrap");
+        Self {
+            coap,
+            reg,
+            version,
+            staged: current,
+            state: State::Serving,
+            last_activity: now,
+            finish_timeout,
+            outcome: None,
+        }
+    }
+
     /// Overrides how long the bootstrap server may stay silent before Finish.
     pub fn with_finish_timeout(mut self, t: std::time::Duration) -> Self {
         self.finish_timeout = t;
