@@ -208,3 +208,17 @@ def test_wrong_pin_or_no_pcscd_falls_back_to_the_factory_accounts(agent, lab, lw
         assert a.stop() == 0
     finally:
         factory.close()
+
+
+def test_no_card_at_start_falls_back_to_the_factory_accounts(agent, lab):
+    factory = TestServer()
+    try:
+        lab.start()
+        lab.remove_card()
+        a = card_agent(agent, factory.uri).start()
+        factory.wait_registered(CARD_EP)
+        st = a.status_json()
+        assert st["bootstrap"].startswith("factory") and "no card in" in st["smartcard_error"], st
+        assert a.stop() == 0
+    finally:
+        factory.close()

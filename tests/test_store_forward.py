@@ -57,11 +57,17 @@ def records(notes):
 
 
 def wait_drained(a, srv, notes, after, timeout=60):
-    srv.wait_for(
-        lambda: any(t > after for t, _ in records(notes)) and a.status_json()["servers"][0]["queued"] == 0,
-        timeout,
-        "stored notifications replayed and live ones flowing again",
-    )
+    try:
+        srv.wait_for(
+            lambda: any(t > after for t, _ in records(notes)) and a.status_json()["servers"][0]["queued"] == 0,
+            timeout,
+            "stored notifications replayed and live ones flowing again",
+        )
+    except AssertionError as e:
+        raise AssertionError(
+            f"{e}\nstatus: {a.status_json()['servers']}\nlast records: {records(notes)[-5:]}"
+            f"\nnotes: {len(notes)}\nlog:\n{a.log.read_text()[-4000:]}"
+        ) from None
 
 
 def test_outage_and_kill_9_lose_nothing(setup):
