@@ -49,7 +49,7 @@ class TestServer:
 
     def __init__(self, host="127.0.0.1", port=0, register_code=None):
         self.host = host
-        self.port = port or _free_udp_port()
+        self.port = port
         self.registrations: dict[str, Registration] = {}
         self.events: list = []
         self.register_code = register_code  # e.g. Code.PRECONDITION_FAILED to refuse
@@ -62,9 +62,14 @@ class TestServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
+        # Port 0: the kernel picks a free port at bind time, so parallel test runs
+        # cannot race for it; UDP only, so there is one port to read back.
         self.ctx = self._call(
-            aiocoap.Context.create_server_context(_RD(self), bind=(self.host, self.port))
+            aiocoap.Context.create_server_context(_RD(self), bind=(self.host, self.port), transports=["udp6"])
         )
+        if not self.port:
+            transport = self.ctx.request_interfaces[0].token_interface.message_interface.transport
+            self.port = transport.get_extra_info("socket").getsockname()[1]
 
     @property
     def uri(self):
