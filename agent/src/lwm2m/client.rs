@@ -26,6 +26,9 @@ const MAX_BLOCK1_BODY: usize = 1 << 20;
 const BLOCK2_CACHE: Duration = Duration::from_secs(60);
 /// Notifications go confirmable at least this often (RFC 7641 4.5).
 const CON_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// How far a restored observation's sequence number jumps (more than the ops one
+/// group commit can leave unsaved).
+const SEQ_RESTART_JUMP: u32 = 1 << 16;
 /// Default Disable Timeout (/1/x/5) when the resource is absent.
 const DEFAULT_DISABLE: Duration = Duration::from_secs(86_400);
 
@@ -545,7 +548,11 @@ impl Client {
                 composite: o.composite,
                 accept: o.accept,
                 format: Format::from_number(o.format).unwrap_or(Format::Text),
-                seq: o.seq,
+                // Sequence numbers are committed lazily (within 100 ms), so the last
+                // ones sent before a crash may not be on disk. Jumping ahead keeps every
+                // new notification "fresher" for the observer (RFC 7641 3.4: any step
+                // below 2^23 is newer) instead of being dropped as reordered.
+                seq: (o.seq + SEQ_RESTART_JUMP) & 0xFF_FFFF,
                 last_sent_at: self.epoch,
                 last_values: Vec::new(),
                 last_con_at: self.epoch,
