@@ -18,6 +18,9 @@ class Relay:
         self.drop = False
         self.dropped = 0
         self.forwarded = 0
+        # (observe number, payload) of every 2.05 with Observe that went through to
+        # the server: what reached it on the wire, whatever its CoAP stack then does.
+        self.notifications = []
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -41,9 +44,20 @@ class Relay:
                     continue
                 self.forwarded += 1
                 if sock is self.down:
+                    self._record(data)
                     self.up.sendto(data, self.upstream)
                 elif self.client is not None:
                     self.down.sendto(data, self.client)
+
+    def _record(self, data):
+        try:
+            from aiocoap import Code, Message
+
+            m = Message.decode(data)
+        except Exception:  # noqa: BLE001 - not ours to judge here
+            return
+        if m.code == Code.CONTENT and m.opt.observe is not None:
+            self.notifications.append((m.opt.observe, m.payload))
 
     def close(self):
         self._stop = True
