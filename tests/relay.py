@@ -4,6 +4,7 @@ make a server unreachable without stopping it."""
 import select
 import socket
 import threading
+import time
 
 
 class Relay:
@@ -21,6 +22,9 @@ class Relay:
         # (observe number, payload) of every 2.05 with Observe that went through to
         # the server: what reached it on the wire, whatever its CoAP stack then does.
         self.notifications = []
+        # (time, direction, client address, summary) of every datagram: printed
+        # when a test fails, to tell where a message went.
+        self.trace = []
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -39,6 +43,7 @@ class Relay:
                     continue
                 if sock is self.down:
                     self.client = addr
+                self.trace.append((time.time(), "c>s" if sock is self.down else "s>c", self.client, self.drop, _summary(data)))
                 if self.drop:
                     self.dropped += 1
                     continue
@@ -59,8 +64,25 @@ class Relay:
         if m.code == Code.CONTENT and m.opt.observe is not None:
             self.notifications.append((m.opt.observe, m.payload))
 
+    def dump(self, since=0.0):
+        return "\n".join(
+            f"{t:.3f} {d} {c[1] if c else None} {'DROP ' if dr else ''}{s}" for t, d, c, dr, s in self.trace if t >= since
+        )
+
     def close(self):
         self._stop = True
         self._thread.join(2)
         self.down.close()
         self.up.close()
+
+
+def _summary(data):
+    try:
+        from aiocoap import Message
+
+        m = Message.decode(data)
+    except Exception:  # noqa: BLE001
+        return f"undecodable {data[:8].hex()}"
+    obs = f" obs={m.opt.observe}" if m.opt.observe is not None else ""
+    path = "/".join(m.opt.uri_path)
+    return f"{m.mtype} {m.code} mid={m.mid} tok={m.token.hex()}{obs} /{path} {len(m.payload)}B"

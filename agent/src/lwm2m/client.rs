@@ -113,7 +113,8 @@ pub struct SessionStatus {
     pub binding: String,
     pub last_error: Option<String>,
     pub failures: u32,
-    /// Notifications stored for this server, waiting for it to be reachable.
+    /// Notifications not yet acknowledged by this server: stored while it was
+    /// unreachable, or sent and waiting for the ACK.
     pub queued: usize,
     /// Notifications dropped (cap exceeded, storing off, observation gone).
     pub dropped: u64,
@@ -319,7 +320,7 @@ impl Client {
                 binding: self.binding(s.server_inst),
                 last_error: s.last_error.clone(),
                 failures: s.failures,
-                queued: s.queue.len(),
+                queued: s.queue.len() + s.live.len(),
                 dropped: s.dropped,
                 last_delivery: s.last_delivery,
             })

@@ -244,6 +244,12 @@ impl Client {
                         continue;
                     }
                 };
+                if con && storing {
+                    // Written ahead: the datagram goes out only after this commits
+                    // (the driver commits before it transmits), so a crash while it
+                    // is unacknowledged cannot lose it. The ACK deletes it.
+                    self.persist.push_back(Persist::Enqueue(note.clone()));
+                }
                 let h = self.send_notification(now, idx, n, body, con);
                 if con {
                     self.observations[n].last_con_at = now;
@@ -296,7 +302,9 @@ impl Client {
     }
 
     pub(super) fn notification_delivered(&mut self, now: Instant, idx: usize, handle: Handle) {
-        if self.sessions[idx].live.remove(&handle).is_some() {
+        if let Some(note) = self.sessions[idx].live.remove(&handle) {
+            self.persist
+                .push_back(Persist::Dequeue { ids: vec![note.id] });
             self.delivered_now(idx);
             return;
         }
@@ -324,7 +332,10 @@ impl Client {
         let ssid = self.sessions[idx].ssid;
         if reason == Failure::Reset {
             // A Reset cancels the observation (RFC 7641 3.6); what it carried is unwanted.
-            self.sessions[idx].live.remove(&handle);
+            if let Some(note) = self.sessions[idx].live.remove(&handle) {
+                self.persist
+                    .push_back(Persist::Dequeue { ids: vec![note.id] });
+            }
             let was_replay = self.sessions[idx]
                 .replay
                 .as_ref()
@@ -383,12 +394,17 @@ impl Client {
         }
         moved.sort_by_key(|n| n.id);
         if self.storing(idx) {
+            // Usually on disk already (written ahead when sent); rewriting is
+            // idempotent and covers storing switched on since.
             for note in moved.into_iter().rev() {
                 self.persist.push_back(Persist::Enqueue(note.clone()));
                 self.sessions[idx].queue.push_front(note);
             }
         } else {
-            let n = moved.len() as u64;
+            // Storing was switched off since they were written ahead.
+            let ids: Vec<u64> = moved.iter().map(|n| n.id).collect();
+            let n = ids.len() as u64;
+            self.persist.push_back(Persist::Dequeue { ids });
             self.count_dropped(idx, n);
         }
     }

@@ -710,10 +710,21 @@ fn unreachable_server_gets_notifications_stored_then_replayed_in_order_with_time
         sent_while_down < 30,
         "retransmissions and Update attempts only, got {sent_while_down}"
     );
-    let stored: Vec<_> = persisted(&mut h)
+    // What the store holds: written ahead (or stored) and not deleted by an ACK.
+    let ops = persisted(&mut h);
+    let acked: Vec<u64> = ops
+        .iter()
+        .flat_map(|p| match p {
+            crate::lwm2m::persist::Persist::Dequeue { ids } => ids.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let stored: Vec<_> = ops
         .into_iter()
         .filter_map(|p| match p {
-            crate::lwm2m::persist::Persist::Enqueue(n) => Some(n.time as i64),
+            crate::lwm2m::persist::Persist::Enqueue(n) if !acked.contains(&n.id) => {
+                Some(n.time as i64)
+            }
             _ => None,
         })
         .collect();
@@ -864,6 +875,46 @@ fn restart_resumes_with_an_update_and_carries_on_notifying() {
         "sequence jumps ahead: {seq_before} -> {seq}"
     );
     assert!(seq - seq_before < 1 << 23, "still 'newer' for RFC 7641");
+}
+
+#[test]
+fn confirmable_notifications_are_written_ahead_and_survive_a_crash_before_their_ack() {
+    use crate::lwm2m::persist::Persist as P;
+    let mut h = H::new(&[account(101, 3000)]);
+    h.c.set_wall_clock(7000.0);
+    h.register_all();
+    let token = observe_time(&mut h);
+    persisted(&mut h);
+    // Acknowledged: written ahead, then deleted.
+    tick(&mut h, 7001);
+    let (_, n) = h
+        .take()
+        .into_iter()
+        .find(|(_, p)| p.get_token() == token)
+        .unwrap();
+    let ops = persisted(&mut h);
+    let id = ops
+        .iter()
+        .find_map(|p| match p {
+            P::Enqueue(q) if q.time == 7001.0 => Some(q.id),
+            _ => None,
+        })
+        .expect("written ahead before the ACK");
+    ack(&mut h, 101, &n);
+    assert!(persisted(&mut h)
+        .iter()
+        .any(|p| matches!(p, P::Dequeue { ids } if ids == &[id])));
+    // Not acknowledged, then kill -9: the record is what the store gives back.
+    tick(&mut h, 7002);
+    assert!(h.take().iter().any(|(_, p)| p.get_token() == token));
+    let mut restored = crate::lwm2m::persist::Restored::default();
+    for p in persisted(&mut h) {
+        if let P::Enqueue(q) = p {
+            restored.queue.push(q);
+        }
+    }
+    assert_eq!(restored.queue.len(), 1);
+    assert_eq!(restored.queue[0].time, 7002.0);
 }
 
 #[test]
