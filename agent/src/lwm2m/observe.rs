@@ -22,6 +22,10 @@ pub struct Observation {
     pub last_con_at: Instant,
     /// Handle of the notification in flight, to match a Reset.
     pub handle: Option<u64>,
+    /// The last reading and when it was taken: epmin/epmax bound how often the
+    /// observed values are sampled, independently of how often they are sent.
+    pub sampled_at: Instant,
+    pub sample: Vec<Record>,
 }
 
 /// Attributes in force for an observation: the most specific level wins per
@@ -90,9 +94,24 @@ pub fn should_notify(obs: &Observation, a: &Attributes, now: Instant, current: &
     }
 }
 
-/// When the observation next needs a look even without a value change: pmax, or
-/// the end of pmin when a change is being held back.
+/// epmax in force: ignored unless greater than epmin (spec 5.1.1, like pmax < pmin).
+fn epmax(a: &Attributes) -> Option<u32> {
+    a.epmax.filter(|e| *e > 0 && a.epmin.is_none_or(|m| *e > m))
+}
+
+/// Whether the observed values are to be read now, or the last sample still stands
+/// (taken less than epmin ago). Nothing sampled yet: read.
+pub fn sample_due(obs: &Observation, a: &Attributes, now: Instant) -> bool {
+    obs.sample.is_empty()
+        || a.epmin.is_none_or(|m| {
+            now.saturating_duration_since(obs.sampled_at) >= Duration::from_secs(u64::from(m))
+        })
+}
+
+/// When the observation next needs a look even without a value change: pmax, the
+/// end of pmin when a change is being held back, or the next sample due by epmax.
 pub fn deadline(obs: &Observation, a: &Attributes) -> Option<Instant> {
+    let sample = epmax(a).map(|e| obs.sampled_at + Duration::from_secs(u64::from(e)));
     let pmax = a
         .pmax
         .filter(|p| *p > 0 && a.pmin.is_none_or(|m| *p >= m))
@@ -100,10 +119,7 @@ pub fn deadline(obs: &Observation, a: &Attributes) -> Option<Instant> {
     let pmin = a
         .pmin
         .map(|p| obs.last_sent_at + Duration::from_secs(u64::from(p)));
-    match (pmin, pmax) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    [pmin, pmax, sample].into_iter().flatten().min()
 }
 
 #[cfg(test)]
@@ -124,6 +140,8 @@ mod tests {
             last_values: vec![(Path::new(&[3303, 0, 5700]), Value::Float(v))],
             last_con_at: now,
             handle: None,
+            sampled_at: now,
+            sample: vec![(Path::new(&[3303, 0, 5700]), Value::Float(v))],
         }
     }
 
@@ -163,6 +181,34 @@ mod tests {
         assert_eq!((a.pmin, a.pmax), (Some(5), Some(100)));
         let a = effective(&store, 1, &Path::new(&[3]), Some(7), None);
         assert_eq!((a.pmin, a.pmax), (Some(7), None));
+    }
+
+    #[test]
+    fn epmin_holds_the_sample_epmax_schedules_the_next() {
+        let t0 = Instant::now();
+        let o = obs(t0, 20.0);
+        let a = Attributes {
+            epmin: Some(10),
+            epmax: Some(30),
+            ..Default::default()
+        };
+        assert!(!sample_due(&o, &a, t0 + Duration::from_secs(9)));
+        assert!(sample_due(&o, &a, t0 + Duration::from_secs(10)));
+        assert_eq!(deadline(&o, &a), Some(t0 + Duration::from_secs(30)));
+        // Nothing sampled yet (a restored observation): read whatever epmin says.
+        let fresh = Observation {
+            sample: Vec::new(),
+            ..o.clone()
+        };
+        assert!(sample_due(&fresh, &a, t0));
+        // epmax not above epmin is ignored; no epmin: every look samples.
+        let bad = Attributes {
+            epmin: Some(30),
+            epmax: Some(30),
+            ..Default::default()
+        };
+        assert_eq!(deadline(&o, &bad), None);
+        assert!(sample_due(&o, &Attributes::default(), t0));
     }
 
     #[test]

@@ -196,9 +196,18 @@ impl Client {
                 continue;
             };
             let a = self.effective_attrs(o);
-            let Some(current) = self.read_paths(&o.path, &o.composite) else {
-                continue;
+            let current = if observe::sample_due(o, &a, now) {
+                let Some(current) = self.read_paths(&o.path, &o.composite) else {
+                    continue;
+                };
+                let o = &mut self.observations[n];
+                o.sampled_at = now;
+                o.sample = current.clone();
+                current
+            } else {
+                o.sample.clone()
             };
+            let o = &self.observations[n];
             if !observe::should_notify(o, &a, now, &current) {
                 continue;
             }

@@ -166,9 +166,11 @@ impl Client {
                     format,
                     seq,
                     last_sent_at: now,
-                    last_values: values,
+                    last_values: values.clone(),
                     last_con_at: now,
                     handle: None,
+                    sampled_at: now,
+                    sample: values,
                 });
             }
         }

@@ -137,6 +137,8 @@ impl Client {
                 last_values: Vec::new(),
                 last_con_at: self.epoch,
                 handle: None,
+                sampled_at: self.epoch,
+                sample: Vec::new(),
             });
         }
         for (ssid, path, attrs) in r.attributes {

@@ -878,6 +878,38 @@ fn restart_resumes_with_an_update_and_carries_on_notifying() {
 }
 
 #[test]
+fn epmin_limits_how_often_the_observed_value_is_sampled() {
+    let mut h = H::new(&[account(101, 3000)]);
+    h.c.set_wall_clock(100.0);
+    h.register_all();
+    let token = observe_time(&mut h);
+    // pmin=1 from observe_time; sampling no more often than every 5 s.
+    let r = h.req(101, RequestType::Put, "/3/0/13", |p| {
+        p.add_option(CoapOption::UriQuery, b"epmin=5".to_vec());
+        p.add_option(CoapOption::UriQuery, b"epmax=20".to_vec());
+    });
+    assert_eq!(code(&r), codes::CHANGED);
+    let mut values = Vec::new();
+    for t in 101..=120 {
+        tick(&mut h, t);
+        for (ssid, p) in h.take() {
+            if p.get_token() == token {
+                let j: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+                values.push(j[0]["v"].as_i64().unwrap());
+                ack(&mut h, ssid, &p);
+            }
+        }
+    }
+    // The clock changes every second and pmax=1 sends every second, but a new
+    // reading is taken only every 5 s: the value sent steps by 5.
+    // (The first is the reading taken when the observation started.)
+    values.dedup();
+    let steps: Vec<i64> = values[1..].windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(values.len() >= 3, "{values:?}");
+    assert!(steps.iter().all(|s| *s == 5), "{values:?}");
+}
+
+#[test]
 fn confirmable_notifications_are_written_ahead_and_survive_a_crash_before_their_ack() {
     use crate::lwm2m::persist::Persist as P;
     let mut h = H::new(&[account(101, 3000)]);
