@@ -1,0 +1,259 @@
+//! Where the server accounts come from while running: the smartcard (re-checked at
+//! every Register/Update, re-provisioned when removed or changed) and the bootstrap
+//! server (client-initiated when needed or triggered, server-initiated on the kept
+//! socket, the result applied after Finish, the account purged after its timeout).
+
+use super::*;
+
+impl Engine {
+    /// At every Register and Update towards a server the card provisioned, the card
+    /// is read again: removed → its accounts go; changed → the new content replaces
+    /// them once the old registrations are gone (LwM2M 1.0 TS 5.2.3.2).
+    pub(super) fn check_card(&mut self, now: Instant) {
+        let activity = self.client.take_registration_activity();
+        let Some((identity, ssids)) = self.card.clone() else {
+            return;
+        };
+        if !activity.iter().any(|s| ssids.contains(s)) {
+            return;
+        }
+        let Some(sc) = self.smartcard.clone() else {
+            return;
+        };
+        let rejected = self
+            .store
+            .get_meta(bootstrap::REJECTED_PIN_META)
+            .ok()
+            .flatten();
+        match bootstrap::read_card(&sc, &self.reg, &self.info, rejected.as_deref()) {
+            Ok((_, id, _)) if id.iccid == identity.iccid && id.hash == identity.hash => {}
+            Ok((trees, id, new_ssids)) => {
+                tracing::warn!(iccid = %id.iccid, "smartcard content changed: replacing its server accounts");
+                self.client.retire(now, &ssids);
+                let label = format!("smartcard ({}, ICCID {})", id.reader, id.iccid);
+                self.reprovision = Some((trees, Some((id, new_ssids)), label));
+                self.card = None;
+            }
+            Err(f) if f.absent => {
+                tracing::warn!(
+                    "smartcard removed: deleting its server accounts and de-registering"
+                );
+                self.client.retire(now, &ssids);
+                self.card = None;
+                self.bootstrap = "smartcard removed: no server account".into();
+                self.card_error = Some(f.message);
+            }
+            Err(f) => {
+                tracing::warn!(
+                    "smartcard check failed, keeping the current accounts: {}",
+                    f.message
+                );
+                self.card_error = Some(f.message);
+            }
+        }
+    }
+
+    /// Applies new card content once the old accounts have de-registered.
+    pub(super) fn finish_reprovision(&mut self, now: Instant) {
+        if self.reprovision.is_none() || !self.client.is_stopped() {
+            return;
+        }
+        let Some((mut trees, card, label)) = self.reprovision.take() else {
+            return;
+        };
+        // Keep what the old client has not yet made durable.
+        let ops: Vec<_> = std::iter::from_fn(|| self.client.poll_persist()).collect();
+        self.batch.push(ops, now);
+        if let Some(ops) = self.batch.take() {
+            self.commit(&ops);
+        }
+        system::apply(&mut trees.gateway, &system::sample(&self.storage_dir));
+        self.client = Client::new(
+            self.client_cfg.clone(),
+            self.reg.clone(),
+            trees,
+            now,
+            seed(),
+        );
+        self.client.set_wall_clock(unix_now());
+        // The bootstrap server's socket stays (it may bootstrap us again on it).
+        let mut bs_peer = self.peers.remove(&BS_PEER);
+        if !self.keep_bs_peer {
+            if let Some(r) = bs_peer.take().and_then(|p| p.reader) {
+                r.abort();
+            }
+        }
+        for p in self.peers.values() {
+            if let Some(r) = &p.reader {
+                r.abort();
+            }
+        }
+        self.peers = peers_for(&self.client);
+        if let Some(p) = bs_peer {
+            self.peers.insert(BS_PEER, p);
+        }
+        tracing::info!("new server accounts in force: {label}");
+        self.bootstrap = label;
+        self.card = card;
+    }
+
+    /// Client-initiated bootstrap (5.2.4): when a bootstrap-server account exists and
+    /// no server account does, or every registration failed a whole retry sequence,
+    /// or a server executed Bootstrap-Request Trigger (/1/x/9).
+    pub(super) fn maybe_bootstrap(&mut self, now: Instant, triggered: bool) {
+        if self.bs.is_some() || self.reprovision.is_some() {
+            return;
+        }
+        let Some(uri) = bootstrap::bootstrap_uri(&self.client.trees.gateway) else {
+            return;
+        };
+        let sessions = self.client.status(now);
+        // Bootstrap on Registration Failure (/1/x/16, default true) lets a server opt out.
+        let allowed = self.client.servers().iter().all(|(ssid, _)| {
+            let g = &self.client.trees.gateway;
+            let inst = g
+                .instance_ids(1)
+                .into_iter()
+                .find(|i| g.get_i64(1, *i, 0) == Some(i64::from(*ssid)));
+            !matches!(
+                inst.and_then(|i| g.get(1, i, 16)),
+                Some(crate::model::Value::Boolean(false))
+            )
+        });
+        let hopeless = allowed
+            && sessions
+                .iter()
+                .all(|s| s.state == "stopped" || s.failures >= 5);
+        if !triggered && !hopeless {
+            return;
+        }
+        if !triggered && self.bs_not_before.is_some_and(|t| now < t) {
+            return;
+        }
+        if !triggered && self.bs_not_before.is_none() && self.bs_failures == 0 {
+            // Client Hold Off Time (/0/x/11) before the first attempt.
+            let hold = Duration::from_secs(bootstrap::hold_off(&self.client.trees.gateway));
+            if !hold.is_zero() {
+                tracing::info!("bootstrap in {}s (Client Hold Off Time)", hold.as_secs());
+                self.bs_not_before = Some(now + hold);
+                return;
+            }
+        }
+        // The bootstrap server gets its peer on demand; the next tick connects it.
+        let peer = self.peers.entry(BS_PEER).or_insert_with(|| Peer {
+            uri: uri.clone(),
+            socket: None,
+            reader: None,
+            last_resolve: None,
+            error: None,
+        });
+        if peer.socket.is_none() {
+            return;
+        }
+        tracing::info!(server = %uri, "starting client-initiated bootstrap");
+        let version = self.client_cfg.version;
+        let mut b = crate::lwm2m::bootstrap::Bootstrapper::start(
+            now,
+            TxParams::default(),
+            seed(),
+            &self.client_cfg.endpoint,
+            version,
+            self.reg.clone(),
+            self.client.trees.gateway.clone(),
+        );
+        if let Some(t) = self.bs_finish_timeout {
+            b = b.with_finish_timeout(t);
+        }
+        self.bs = Some(b);
+    }
+
+    /// Bootstrap-Server Account Timeout: the account is purged, here and in the store.
+    pub(super) fn purge_bootstrap_account(&mut self, now: Instant) {
+        if self.bs_purge_at.is_none_or(|t| now < t) || self.reprovision.is_some() {
+            return;
+        }
+        self.bs_purge_at = None;
+        let g = &mut self.client.trees.gateway;
+        let accounts: Vec<u16> = g
+            .instance_ids(0)
+            .into_iter()
+            .filter(|i| matches!(g.get(0, *i, 1), Some(crate::model::Value::Boolean(true))))
+            .collect();
+        for i in accounts {
+            let _ = g.delete_instance(0, i);
+        }
+        let bytes = bootstrap::encode_config(&self.client.trees.gateway, &self.reg);
+        if let Err(e) = self
+            .store
+            .set_meta(bootstrap::SERVER_CONFIG_META, &hex::encode(bytes))
+        {
+            tracing::error!("bootstrap configuration not saved: {e}");
+        }
+        if let Some(r) = self.peers.remove(&BS_PEER).and_then(|p| p.reader) {
+            r.abort();
+        }
+        self.keep_bs_peer = false;
+        tracing::info!("bootstrap-server account purged (Bootstrap-Server Account Timeout)");
+    }
+
+    /// A finished or failed bootstrap: new accounts in force, or a later retry.
+    pub(super) fn after_bootstrap(&mut self, now: Instant) {
+        use crate::lwm2m::bootstrap::Outcome;
+        let Some(outcome) = self.bs.as_ref().and_then(|b| b.outcome()).cloned() else {
+            return;
+        };
+        self.bs = None;
+        match outcome {
+            Outcome::Done(tree) => {
+                // Committed atomically at Finish: one meta row with the whole configuration.
+                let bytes = bootstrap::encode_config(&tree, &self.reg);
+                if let Err(e) = self
+                    .store
+                    .set_meta(bootstrap::SERVER_CONFIG_META, &hex::encode(bytes))
+                {
+                    tracing::error!("bootstrap configuration not saved: {e}");
+                }
+                let mut trees = Trees {
+                    gateway: tree,
+                    devices: Default::default(),
+                };
+                // Device identity and system values are ours, not the bootstrap server's.
+                let fresh = crate::lwm2m::factory::trees(&[], &self.info);
+                if let Some(dev) = fresh.gateway.objects.get(&3) {
+                    trees.gateway.objects.insert(3, dev.clone());
+                }
+                let timeout = trees.gateway.instance_ids(0).into_iter().find_map(|i| {
+                    let bs = matches!(
+                        trees.gateway.get(0, i, 1),
+                        Some(crate::model::Value::Boolean(true))
+                    );
+                    bs.then(|| trees.gateway.get_i64(0, i, 12)).flatten()
+                });
+                self.bs_purge_at = timeout
+                    .and_then(|t| u64::try_from(t).ok())
+                    .filter(|t| *t > 0)
+                    .map(|t| now + Duration::from_secs(t));
+                let ssids: Vec<u16> = self.client.servers().into_iter().map(|s| s.0).collect();
+                self.client.retire(now, &ssids);
+                self.bs_failures = 0;
+                self.bs_error = None;
+                self.card = None;
+                self.reprovision = Some((trees, None, "bootstrap server".to_string()));
+                // Keep listening to the bootstrap server (server-initiated bootstrap)
+                // for as long as its account exists.
+                self.keep_bs_peer = true;
+            }
+            Outcome::Failed(why) => {
+                self.bs_failures += 1;
+                let delay = Duration::from_secs(10u64 << self.bs_failures.min(5))
+                    .min(Duration::from_secs(300));
+                tracing::warn!(
+                    "bootstrap failed ({why}); next attempt in {}s",
+                    delay.as_secs()
+                );
+                self.bs_error = Some(why);
+                self.bs_not_before = Some(now + delay);
+            }
+        }
+    }
+}
