@@ -55,6 +55,7 @@ class TestServer:
         self.register_code = register_code  # e.g. Code.PRECONDITION_FAILED to refuse
         self.refused: list = []
         self.sent: list = []
+        self._observations: list = []
         self.bs_clients: dict = {}
         self.bs_queries: list = []
         self._ids = itertools.count(1)
@@ -241,6 +242,11 @@ class TestServer:
             return first, req, task
 
         first, req, task = self._call(start())
+        # aiocoap holds an observation only weakly, and asyncio its tasks: without
+        # this reference the garbage collector may end the observation whenever the
+        # caller drops the returned objects, and aiocoap then answers the next
+        # notification with a Reset (which lwgate rightly takes as a cancel).
+        self._observations.append((req, task))
 
         def cancel():
             async def c():
