@@ -190,6 +190,7 @@ impl Client {
     }
 
     pub(super) fn check_observations(&mut self, now: Instant) {
+        let mut gone = Vec::new();
         for n in 0..self.observations.len() {
             let o = &self.observations[n];
             let Some(idx) = self.sessions.iter().position(|s| s.ssid == o.ssid) else {
@@ -198,6 +199,7 @@ impl Client {
             let a = self.effective_attrs(o);
             let current = if observe::sample_due(o, &a, now) {
                 let Some(current) = self.read_paths(&o.path, &o.composite) else {
+                    gone.push(n);
                     continue;
                 };
                 let o = &mut self.observations[n];
@@ -274,6 +276,30 @@ impl Client {
                 self.count_dropped(idx, 1);
             }
         }
+        for n in gone.into_iter().rev() {
+            self.end_observation(now, n);
+        }
+    }
+
+    /// The observed path cannot be read any more (its instance was deleted, its end
+    /// device went away): a 4.04 ends the observation (RFC 7641 3.2, 4.2), rather
+    /// than it lingering with deadlines that can never be met.
+    fn end_observation(&mut self, now: Instant, n: usize) {
+        let (ssid, token, path) = {
+            let o = &self.observations[n];
+            (o.ssid, o.token.clone(), o.path.clone())
+        };
+        tracing::info!(ssid, %path, "observed path gone: ending the observation with 4.04");
+        let Some(idx) = self.sessions.iter().position(|s| s.ssid == ssid) else {
+            return;
+        };
+        if self.online(idx) {
+            let mut p = Packet::new();
+            p.header.code = message::code(codes::NOT_FOUND);
+            p.set_token(token.clone());
+            self.sessions[idx].coap.send_notification(now, p, false);
+        }
+        self.cancel_observations(idx, |o| o.token == token);
     }
 
     /// Sends one notification on observation `n` with the next sequence number.

@@ -910,6 +910,30 @@ fn epmin_limits_how_often_the_observed_value_is_sampled() {
 }
 
 #[test]
+fn an_observed_path_that_disappears_ends_the_observation_with_4_04() {
+    let mut h = H::new(&[account(101, 3000)]);
+    h.c.set_wall_clock(100.0);
+    h.register_all();
+    let token = observe_time(&mut h);
+    tick(&mut h, 101);
+    h.take();
+    // The instance goes away under the observation (an end device unplugged, say).
+    let _ = h.c.trees.gateway.delete_instance(3, 0);
+    h.advance(Duration::from_secs(1));
+    h.c.values_changed(h.now);
+    let sent = h.take();
+    let (_, end) = sent
+        .iter()
+        .find(|(_, p)| p.get_token() == token)
+        .expect("a last message on the observation");
+    assert_eq!(code(end), codes::NOT_FOUND);
+    assert_eq!(message::observe(end), None, "an error ends the observation");
+    assert_eq!(h.c.observation_count(), 0);
+    // Nothing left that would want the client woken in the past (no busy loop).
+    assert!(h.c.poll_timeout().is_none_or(|t| t > h.now));
+}
+
+#[test]
 fn confirmable_notifications_are_written_ahead_and_survive_a_crash_before_their_ack() {
     use crate::lwm2m::persist::Persist as P;
     let mut h = H::new(&[account(101, 3000)]);
