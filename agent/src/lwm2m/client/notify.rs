@@ -199,7 +199,16 @@ impl Client {
             let a = self.effective_attrs(o);
             let current = if observe::sample_due(o, &a, now) {
                 let Some(current) = self.read_paths(&o.path, &o.composite) else {
-                    gone.push(n);
+                    if self.instance_gone(&o.path) {
+                        gone.push(n);
+                    } else {
+                        // A resource without a value for now (a device not answering):
+                        // the observation stays, its periods restart, so the loop is
+                        // not woken again at once.
+                        let o = &mut self.observations[n];
+                        o.sampled_at = now;
+                        o.last_sent_at = now;
+                    }
                     continue;
                 };
                 let o = &mut self.observations[n];
@@ -281,15 +290,30 @@ impl Client {
         }
     }
 
-    /// The observed path cannot be read any more (its instance was deleted, its end
-    /// device went away): a 4.04 ends the observation (RFC 7641 3.2, 4.2), rather
-    /// than it lingering with deadlines that can never be met.
+    /// Whether the object instance (or the end device) an observed path lies in
+    /// no longer exists.
+    fn instance_gone(&self, path: &Path) -> bool {
+        let Ok(tree) = self.trees.get(path.prefix.as_deref()) else {
+            return true;
+        };
+        match (path.object(), path.instance()) {
+            (Some(obj), Some(inst)) => !tree
+                .objects
+                .get(&obj)
+                .is_some_and(|insts| insts.contains_key(&inst)),
+            _ => false,
+        }
+    }
+
+    /// The instance under an observation is gone (deleted, its end device removed):
+    /// a 4.04 ends the observation (RFC 7641 3.2, 4.2), rather than it lingering
+    /// with deadlines that can never be met.
     fn end_observation(&mut self, now: Instant, n: usize) {
         let (ssid, token, path) = {
             let o = &self.observations[n];
             (o.ssid, o.token.clone(), o.path.clone())
         };
-        tracing::info!(ssid, %path, "observed path gone: ending the observation with 4.04");
+        tracing::info!(ssid, %path, "observed instance gone: ending the observation with 4.04");
         let Some(idx) = self.sessions.iter().position(|s| s.ssid == ssid) else {
             return;
         };

@@ -916,7 +916,34 @@ fn an_observed_path_that_disappears_ends_the_observation_with_4_04() {
     h.register_all();
     let token = observe_time(&mut h);
     tick(&mut h, 101);
-    h.take();
+    for (ssid, p) in h.take() {
+        ack(&mut h, ssid, &p);
+    }
+    // A resource without a value for a while (a device not answering): the
+    // observation stays, quietly, and does not want the loop woken at once.
+    if let Some(inst) =
+        h.c.trees
+            .gateway
+            .objects
+            .get_mut(&3)
+            .and_then(|o| o.get_mut(&0))
+    {
+        inst.remove(&13);
+    }
+    h.advance(Duration::from_secs(1));
+    h.c.values_changed(h.now);
+    assert!(h.take().iter().all(|(_, p)| p.get_token() != token));
+    assert_eq!(h.c.observation_count(), 1);
+    assert!(h.c.poll_timeout().is_none_or(|t| t > h.now));
+    tick(&mut h, 103);
+    let back = h.take();
+    assert!(
+        back.iter().any(|(_, p)| p.get_token() == token),
+        "back with a value"
+    );
+    for (ssid, p) in back {
+        ack(&mut h, ssid, &p);
+    }
     // The instance goes away under the observation (an end device unplugged, say).
     let _ = h.c.trees.gateway.delete_instance(3, 0);
     h.advance(Duration::from_secs(1));
