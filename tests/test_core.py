@@ -170,6 +170,21 @@ def test_create_and_delete_with_registration_update(registered):
     assert srv.delete(EP, "/3/0").code == Code.METHOD_NOT_ALLOWED
 
 
+def test_deleting_an_observed_instance_ends_the_observation(registered):
+    a, srv, reg = registered
+    body = json.dumps([{"bn": "/3303/7/", "n": "5750", "vs": "probe"}]).encode()
+    assert srv.create(EP, "/3303", body, SENML_JSON).code == Code.CREATED
+    first, notes, cancel = srv.observe(EP, "/3303/7")
+    assert first.code == Code.CONTENT
+    assert a.status_json()["observations"] == 1
+    assert srv.delete(EP, "/3303/7").code == Code.DELETED
+    # lwgate ends it with a 4.04 (no Observe option); aiocoap then closes it.
+    srv.wait_for(
+        lambda: any(getattr(n, "code", None) == Code.NOT_FOUND for n in notes), 10, "a 4.04 ending the observation"
+    )
+    assert a.status_json()["observations"] == 0
+
+
 def test_block1_write_and_block2_read(registered):
     a, srv, reg = registered
     srv.create(EP, "/3341", tlv_encode(0, 0, tlv_encode(3, 5527, b"hi")), TLV)
