@@ -59,7 +59,14 @@ pub struct Engine {
     /// Where the server accounts came from, for `lwgate status`.
     pub bootstrap: String,
     pub card_error: Option<String>,
+    /// A card check is running on a blocking thread; its result comes on `card_rx`.
+    card_checking: bool,
+    card_tx: mpsc::Sender<CardRead>,
+    pub card_rx: mpsc::Receiver<CardRead>,
 }
+
+/// What a re-read of the card found.
+pub type CardRead = Result<(Trees, CardIdentity, Vec<u16>), bootstrap::CardFailure>;
 
 fn format_of(f: PayloadFormat) -> Format {
     match f {
@@ -168,6 +175,7 @@ impl Engine {
             Err(e) => tracing::error!("cannot load the stored state, starting afresh: {e}"),
         }
         let (tx, rx) = mpsc::channel(256);
+        let (card_tx, card_rx) = mpsc::channel(1);
         let peers = peers_for(&client);
         Self {
             client,
@@ -202,6 +210,9 @@ impl Engine {
                 .and_then(|s| s.finish_timeout)
                 .map(|t| t.as_duration()),
             card_error: prov.card_error,
+            card_checking: false,
+            card_tx,
+            card_rx,
         }
     }
 
@@ -341,7 +352,7 @@ impl Engine {
     /// a notification is never sent before the record that replaces it is stored.
     pub fn flush(&mut self) {
         let now = Instant::now();
-        self.check_card(now);
+        self.check_card();
         // The bootstrap server's datagrams (the Finish response among them) go out
         // before a finished bootstrap is taken down.
         if let Some(b) = self.bs.as_mut() {

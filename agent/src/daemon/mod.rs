@@ -22,7 +22,10 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(run_async(loaded))
+    let result = rt.block_on(run_async(loaded));
+    // A card read stuck in a wedged reader must not hold the exit up.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 fn server_rows(loaded: &Loaded) -> Vec<ServerStatus> {
@@ -182,6 +185,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
             _ = sighup.recv() => reload_devices(&loaded, &status),
             Some((ssid, bytes)) = engine.rx.recv() => engine.datagram(Instant::now(), ssid, &bytes),
             Some(cmd) = cmd_rx.recv() => engine.command(Instant::now(), cmd),
+            Some(read) = engine.card_rx.recv() => engine.card_checked(Instant::now(), read),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => engine.timeout(Instant::now()),
             _ = tick.tick() => {
                 if let Ok(mut s) = status.write() {

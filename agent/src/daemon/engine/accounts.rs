@@ -8,13 +8,15 @@ use super::*;
 impl Engine {
     /// At every Register and Update towards a server the card provisioned, the card
     /// is read again: removed → its accounts go; changed → the new content replaces
-    /// them once the old registrations are gone (LwM2M 1.0 TS 5.2.3.2).
-    pub(super) fn check_card(&mut self, now: Instant) {
+    /// them once the old registrations are gone (LwM2M 1.0 TS 5.2.3.2). The read
+    /// runs on a blocking thread (PC/SC calls can take hundreds of milliseconds, a
+    /// wedged reader much longer); `card_checked` takes the result.
+    pub(super) fn check_card(&mut self) {
         let activity = self.client.take_registration_activity();
-        let Some((identity, ssids)) = self.card.clone() else {
+        let Some((_, ssids)) = &self.card else {
             return;
         };
-        if !activity.iter().any(|s| ssids.contains(s)) {
+        if self.card_checking || !activity.iter().any(|s| ssids.contains(s)) {
             return;
         }
         let Some(sc) = self.smartcard.clone() else {
@@ -25,7 +27,21 @@ impl Engine {
             .get_meta(bootstrap::REJECTED_PIN_META)
             .ok()
             .flatten();
-        match bootstrap::read_card(&sc, &self.reg, &self.info, rejected.as_deref()) {
+        let (reg, info, tx) = (self.reg.clone(), self.info.clone(), self.card_tx.clone());
+        self.card_checking = true;
+        tokio::task::spawn_blocking(move || {
+            let read = bootstrap::read_card(&sc, &reg, &info, rejected.as_deref());
+            let _ = tx.blocking_send(read);
+        });
+    }
+
+    /// The result of a card check started by `check_card`.
+    pub fn card_checked(&mut self, now: Instant, read: CardRead) {
+        self.card_checking = false;
+        let Some((identity, ssids)) = self.card.clone() else {
+            return; // the accounts changed meanwhile; the next check will see
+        };
+        match read {
             Ok((_, id, _)) if id.iccid == identity.iccid && id.hash == identity.hash => {}
             Ok((trees, id, new_ssids)) => {
                 tracing::warn!(iccid = %id.iccid, "smartcard content changed: replacing its server accounts");
