@@ -128,6 +128,12 @@ impl Status {
             if s.queued > 0 || s.dropped > 0 {
                 let _ = write!(o, "; queued {} dropped {}", s.queued, s.dropped);
             }
+            if let Some(t) = s.last_delivery {
+                // "now" as of the last status update, so the view is self-consistent.
+                let now = self.started_at.saturating_add(self.uptime_s);
+                let age = now.saturating_sub(u64::try_from(t).unwrap_or(0));
+                let _ = write!(o, "; last delivery {} ago", human_duration(age));
+            }
             if let Some(e) = &s.last_error {
                 let _ = write!(o, " ({e})");
             }
@@ -199,9 +205,20 @@ mod tests {
             devices: vec![],
             warnings: vec!["w".into()],
         };
+        let mut s = s;
+        s.started_at = 1_000;
+        let mut delivering = s.servers[0].clone();
+        delivering.ssid = 102;
+        delivering.queued = 4;
+        delivering.last_delivery = Some(1_050);
+        s.servers.push(delivering);
         let r = s.render();
         assert!(
             r.contains("[101] coap://h binding=U lifetime=300s: failed (timeout)"),
+            "{r}"
+        );
+        assert!(
+            r.contains("queued 4 dropped 0; last delivery 11s ago"),
             "{r}"
         );
         assert!(r.contains("up 1m01s, start #3"), "{r}");
