@@ -37,6 +37,8 @@ pub struct Bootstrapper {
     /// How long the server may stay silent before Finish (EXCHANGE_LIFETIME by default).
     finish_timeout: std::time::Duration,
     outcome: Option<Outcome>,
+    /// For a repeated Bootstrap-Request as 1.0 (without `pct`).
+    endpoint: String,
 }
 
 fn is_bootstrap_account(t: &Tree, inst: u16) -> bool {
@@ -55,28 +57,39 @@ impl Bootstrapper {
         reg: Registry,
         current: Tree,
     ) -> Self {
-        let mut coap = Endpoint::new(tx, seed);
-        let mut query = vec![format!("ep={endpoint}")];
-        if version == Version::V1_1 {
-            query.push(format!("pct={}", Format::SenmlCbor.number()));
-        }
-        let h = coap.send_request(
-            now,
-            message::request(RequestType::Post, &["bs"], &query),
-            true,
-        );
-        tracing::info!("client-initiated bootstrap: Bootstrap-Request sent");
+        let coap = Endpoint::new(tx, seed);
         let finish_timeout = coap.params().exchange_lifetime();
-        Self {
+        let mut b = Self {
             coap,
             reg,
             version,
             staged: current,
-            state: State::Requesting(h),
+            state: State::Over,
             last_activity: now,
             finish_timeout,
             outcome: None,
+            endpoint: endpoint.to_string(),
+        };
+        b.request(now);
+        b
+    }
+
+    fn request(&mut self, now: Instant) {
+        let mut query = vec![format!("ep={}", self.endpoint)];
+        if self.version == Version::V1_1 {
+            query.push(format!("pct={}", Format::SenmlCbor.number()));
         }
+        let h = self.coap.send_request(
+            now,
+            message::request(RequestType::Post, &["bs"], &query),
+            true,
+        );
+        self.state = State::Requesting(h);
+        self.last_activity = now;
+        tracing::info!(
+            "client-initiated bootstrap: Bootstrap-Request sent (LwM2M {})",
+            self.version.as_str()
+        );
     }
 
     /// Server-initiated bootstrap: the bootstrap server writes without being asked.
@@ -100,6 +113,7 @@ impl Bootstrapper {
             last_activity: now,
             finish_timeout,
             outcome: None,
+            endpoint: String::new(),
         }
     }
 
@@ -153,6 +167,17 @@ impl Bootstrapper {
                     if codes::is_success(code) {
                         self.state = State::Serving;
                         self.last_activity = now;
+                    } else if self.version == Version::V1_1
+                        && matches!(code, codes::BAD_REQUEST | codes::PRECONDITION_FAILED)
+                    {
+                        // A 1.0 bootstrap server may refuse the 1.1 `pct` parameter:
+                        // ask again as 1.0 (once: the version is 1.0 from here on).
+                        tracing::info!(
+                            "bootstrap server answered {} to a 1.1 Bootstrap-Request; asking as 1.0",
+                            message::code_text(code)
+                        );
+                        self.version = Version::V1_0;
+                        self.request(now);
                     } else {
                         self.fail(format!(
                             "bootstrap server answered {} to Bootstrap-Request",

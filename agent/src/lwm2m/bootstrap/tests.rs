@@ -197,10 +197,34 @@ fn no_finish_in_time_fails() {
 #[test]
 fn refused_request_fails() {
     let mut h = H::new();
+    // Refused as 1.1, then as 1.0.
+    for _ in 0..2 {
+        let req = h.take().remove(0);
+        let mut r = message::response(&req, codes::BAD_REQUEST);
+        r.header.set_type(MessageType::Acknowledgement);
+        r.header.message_id = req.header.message_id;
+        h.b.handle_datagram(h.now, &r.to_bytes().unwrap());
+    }
+    assert!(matches!(h.b.outcome(), Some(Outcome::Failed(w)) if w.contains("4.00")));
+    assert!(h.take().is_empty());
+}
+
+#[test]
+fn a_1_0_bootstrap_server_refusing_pct_is_asked_again_as_1_0() {
+    let mut h = H::new();
     let req = h.take().remove(0);
-    let mut r = message::response(&req, codes::BAD_REQUEST);
+    assert_eq!(message::uri_query(&req).unwrap(), ["ep=gw", "pct=112"]);
+    let mut r = message::response(&req, codes::PRECONDITION_FAILED);
     r.header.set_type(MessageType::Acknowledgement);
     r.header.message_id = req.header.message_id;
     h.b.handle_datagram(h.now, &r.to_bytes().unwrap());
-    assert!(matches!(h.b.outcome(), Some(Outcome::Failed(w)) if w.contains("4.00")));
+    assert!(h.b.outcome().is_none(), "not a failure yet");
+    let again = h.take().remove(0);
+    assert_eq!(message::uri_query(&again).unwrap(), ["ep=gw"]);
+    // Refused again: now it is a failure (no third try).
+    let mut r = message::response(&again, codes::PRECONDITION_FAILED);
+    r.header.set_type(MessageType::Acknowledgement);
+    r.header.message_id = again.header.message_id;
+    h.b.handle_datagram(h.now, &r.to_bytes().unwrap());
+    assert!(matches!(h.b.outcome(), Some(Outcome::Failed(_))));
 }
