@@ -133,6 +133,8 @@ impl Client {
                 "Send is muted by the server (/1/x/23) or the server speaks LwM2M 1.0".into(),
             );
         }
+        // Queue mode: something to send is a reason to wake (Update first, then this).
+        self.wake(now, idx);
         if !self.online(idx) {
             return Err("the server is not registered".into());
         }

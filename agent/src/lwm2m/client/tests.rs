@@ -1203,4 +1203,13 @@ fn queue_mode_sleeps_stores_then_wakes_updates_and_flushes() {
     // And back to sleep after another idle period.
     h.advance(Duration::from_secs(94));
     assert!(h.c.is_asleep(101));
+    h.take();
+    // `lwgate send` while asleep wakes it too: the Update, then the Send.
+    assert!(h.c.send(h.now, 101, &[Path::new(&[3, 0, 0])]).is_ok());
+    let out = h.take();
+    assert_eq!(out.len(), 1, "the Update first (NSTART=1): {out:?}");
+    assert_eq!(message::uri_path(&out[0].1).unwrap(), ["rd", "q"]);
+    h.answer(101, &out[0].1, codes::CHANGED, &[]);
+    let out = h.take();
+    assert_eq!(message::uri_path(&out[0].1).unwrap(), ["dp"]);
 }
