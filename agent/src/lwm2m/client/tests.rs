@@ -32,20 +32,30 @@ fn info() -> DeviceInfo {
     }
 }
 
+fn config() -> ClientConfig {
+    ClientConfig {
+        endpoint: "gw-test".into(),
+        ..Default::default()
+    }
+}
+
 impl H {
     fn new(accounts: &[Account]) -> Self {
-        let now = Instant::now();
+        Self::start(accounts, config(), Instant::now(), 1234, |_| {})
+    }
+
+    /// A client started as the daemon starts one: `prepare` (wall clock, restored
+    /// state) runs before its first timeout.
+    fn start(
+        accounts: &[Account],
+        cfg: ClientConfig,
+        now: Instant,
+        seed: u64,
+        prepare: impl FnOnce(&mut Client),
+    ) -> Self {
         let trees = factory::trees(accounts, &info());
-        let c = Client::new(
-            ClientConfig {
-                endpoint: "gw-test".into(),
-                ..Default::default()
-            },
-            Registry::builtin(),
-            trees,
-            now,
-            1234,
-        );
+        let mut c = Client::new(cfg, Registry::builtin(), trees, now, seed);
+        prepare(&mut c);
         let mut h = Self {
             now,
             c,
@@ -769,20 +779,11 @@ fn unreachable_server_gets_notifications_stored_then_replayed_in_order_with_time
 
 #[test]
 fn cap_drops_oldest_and_counts() {
-    let now = Instant::now();
-    let trees = factory::trees(&[account(101, 3000)], &info());
     let cfg = ClientConfig {
-        endpoint: "gw-test".into(),
         queue_cap: 5,
-        ..Default::default()
+        ..config()
     };
-    let mut h = H {
-        now,
-        c: Client::new(cfg, Registry::builtin(), trees, now, 9),
-        mid: 100,
-        backlog: Vec::new(),
-    };
-    h.c.handle_timeout(now);
+    let mut h = H::start(&[account(101, 3000)], cfg, Instant::now(), 9, |_| {});
     h.register_all();
     observe_time(&mut h);
     tick(&mut h, 1);
@@ -834,27 +835,10 @@ fn restart_resumes_with_an_update_and_carries_on_notifying() {
         }
     }
     let seq_before = restored.observations[0].seq;
-    let now = h.now;
-    let trees = factory::trees(&[account(101, 3000)], &info());
-    let mut c = Client::new(
-        ClientConfig {
-            endpoint: "gw-test".into(),
-            ..Default::default()
-        },
-        Registry::builtin(),
-        trees,
-        now,
-        77,
-    );
-    c.set_wall_clock(5010.0);
-    c.restore(restored);
-    let mut h2 = H {
-        now,
-        c,
-        mid: 500,
-        backlog: Vec::new(),
-    };
-    h2.c.handle_timeout(now);
+    let mut h2 = H::start(&[account(101, 3000)], config(), h.now, 77, |c| {
+        c.set_wall_clock(5010.0);
+        c.restore(restored);
+    });
     let (_, upd) = h2.take().remove(0);
     assert_eq!(
         message::uri_path(&upd).unwrap(),
@@ -1012,29 +996,13 @@ fn restart_with_the_registration_gone_registers_again() {
             _ => None,
         })
         .unwrap();
-    let trees = factory::trees(&[account(101, 3000)], &info());
-    let mut c = Client::new(
-        ClientConfig {
-            endpoint: "gw-test".into(),
+    let mut h2 = H::start(&[account(101, 3000)], config(), h.now, 3, |c| {
+        c.set_wall_clock(100.0 + 4000.0); // past the lifetime
+        c.restore(crate::lwm2m::persist::Restored {
+            registrations: vec![reg],
             ..Default::default()
-        },
-        Registry::builtin(),
-        trees,
-        h.now,
-        3,
-    );
-    c.set_wall_clock(100.0 + 4000.0); // past the lifetime
-    c.restore(crate::lwm2m::persist::Restored {
-        registrations: vec![reg],
-        ..Default::default()
+        });
     });
-    let mut h2 = H {
-        now: h.now,
-        c,
-        mid: 1,
-        backlog: Vec::new(),
-    };
-    h2.c.handle_timeout(h2.now);
     let (_, p) = h2.take().remove(0);
     assert_eq!(
         message::uri_path(&p).unwrap(),
