@@ -57,21 +57,34 @@ impl Bootstrapper {
         reg: Registry,
         current: Tree,
     ) -> Self {
+        let mut b = Self::new(now, tx, seed, version, reg, current, State::Over);
+        b.endpoint = endpoint.to_string();
+        b.request(now);
+        b
+    }
+
+    fn new(
+        now: Instant,
+        tx: TxParams,
+        seed: u64,
+        version: Version,
+        reg: Registry,
+        current: Tree,
+        state: State,
+    ) -> Self {
         let coap = Endpoint::new(tx, seed);
         let finish_timeout = coap.params().exchange_lifetime();
-        let mut b = Self {
+        Self {
             coap,
             reg,
             version,
             staged: current,
-            state: State::Over,
+            state,
             last_activity: now,
             finish_timeout,
             outcome: None,
-            endpoint: endpoint.to_string(),
-        };
-        b.request(now);
-        b
+            endpoint: String::new(),
+        }
     }
 
     fn request(&mut self, now: Instant) {
@@ -101,20 +114,8 @@ impl Bootstrapper {
         reg: Registry,
         current: Tree,
     ) -> Self {
-        let coap = Endpoint::new(tx, seed);
-        let finish_timeout = coap.params().exchange_lifetime();
         tracing::info!("server-initiated bootstrap");
-        Self {
-            coap,
-            reg,
-            version,
-            staged: current,
-            state: State::Serving,
-            last_activity: now,
-            finish_timeout,
-            outcome: None,
-            endpoint: String::new(),
-        }
+        Self::new(now, tx, seed, version, reg, current, State::Serving)
     }
 
     /// Overrides how long the bootstrap server may stay silent before Finish.
