@@ -15,15 +15,33 @@ impl Client {
         let mut p = message::request(RequestType::Post, &["rd"], &params.register_query());
         message::set_content_format(&mut p, Format::Link.number());
         p.payload = objects.clone().into_bytes();
+        self.sessions[idx].coap.cancel_all();
+        self.send_registration(now, idx, p, Pending::Register, params, objects);
+        let s = &self.sessions[idx];
+        tracing::info!(ssid = s.ssid, server = %s.uri, "registering (LwM2M {})", s.version.as_str());
+    }
+
+    /// Sends a Register or Update and records what it said, so the next Update
+    /// carries only what changed since.
+    fn send_registration(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        p: Packet,
+        what: Pending,
+        params: RegParams,
+        objects: String,
+    ) {
         let s = &mut self.sessions[idx];
-        s.coap.cancel_all();
         let h = s.coap.send_request(now, p, true);
-        s.pending = Some((h, Pending::Register));
-        s.state = RegState::Registering;
+        s.state = match what {
+            Pending::Register => RegState::Registering,
+            _ => RegState::Updating,
+        };
+        s.pending = Some((h, what));
         s.sent = Some(params);
         s.sent_objects = objects;
         s.update_wanted = false;
-        tracing::info!(ssid = s.ssid, server = %s.uri, "registering (LwM2M {})", s.version.as_str());
     }
 
     pub(super) fn request_update(&mut self, now: Instant, idx: usize) {
@@ -53,13 +71,8 @@ impl Client {
             message::set_content_format(&mut p, Format::Link.number());
             p.payload = objects.clone().into_bytes();
         }
-        let h = s.coap.send_request(now, p, true);
-        s.pending = Some((h, Pending::Update));
-        s.state = RegState::Updating;
-        s.sent = Some(params);
-        s.sent_objects = objects;
-        s.update_wanted = false;
-        tracing::debug!(ssid = s.ssid, "registration update");
+        self.send_registration(now, idx, p, Pending::Update, params, objects);
+        tracing::debug!(ssid = self.sessions[idx].ssid, "registration update");
     }
 
     pub(super) fn deregister(&mut self, now: Instant, idx: usize, then_disable: bool) {
