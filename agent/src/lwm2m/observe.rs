@@ -22,8 +22,9 @@ pub struct Observation {
     pub last_con_at: Instant,
     /// Handle of the notification in flight, to match a Reset.
     pub handle: Option<u64>,
-    /// The last reading and when it was taken: epmin/epmax bound how often the
-    /// observed values are sampled, independently of how often they are sent.
+    /// When the observed values were last read, and that reading while epmin may
+    /// hold it (empty otherwise): epmin/epmax bound how often they are sampled,
+    /// independently of how often they are sent.
     pub sampled_at: Instant,
     pub sample: Vec<Record>,
 }

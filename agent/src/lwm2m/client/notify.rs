@@ -215,7 +215,10 @@ impl Client {
                 };
                 let o = &mut self.observations[n];
                 o.sampled_at = now;
-                o.sample = current.clone();
+                if a.epmin.is_some() {
+                    // Kept only where epmin may hold it for later looks.
+                    o.sample = current.clone();
+                }
                 current
             } else {
                 o.sample.clone()
