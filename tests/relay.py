@@ -6,6 +6,8 @@ import socket
 import threading
 import time
 
+from aiocoap import Code, Message
+
 
 class Relay:
     def __init__(self, upstream_port, host="127.0.0.1"):
@@ -43,26 +45,18 @@ class Relay:
                     continue
                 if sock is self.down:
                     self.client = addr
-                self.trace.append((time.time(), "c>s" if sock is self.down else "s>c", self.client, self.drop, _summary(data)))
+                m = _decode(data)
+                self.trace.append((time.time(), "c>s" if sock is self.down else "s>c", self.client, self.drop, _summary(m, data)))
                 if self.drop:
                     self.dropped += 1
                     continue
                 self.forwarded += 1
                 if sock is self.down:
-                    self._record(data)
+                    if m is not None and m.code == Code.CONTENT and m.opt.observe is not None:
+                        self.notifications.append((m.opt.observe, m.payload))
                     self.up.sendto(data, self.upstream)
                 elif self.client is not None:
                     self.down.sendto(data, self.client)
-
-    def _record(self, data):
-        try:
-            from aiocoap import Code, Message
-
-            m = Message.decode(data)
-        except Exception:  # noqa: BLE001 - not ours to judge here
-            return
-        if m.code == Code.CONTENT and m.opt.observe is not None:
-            self.notifications.append((m.opt.observe, m.payload))
 
     def dump(self, since=0.0):
         return "\n".join(
@@ -76,12 +70,15 @@ class Relay:
         self.up.close()
 
 
-def _summary(data):
+def _decode(data):
     try:
-        from aiocoap import Message
+        return Message.decode(data)
+    except Exception:  # noqa: BLE001 - not ours to judge here
+        return None
 
-        m = Message.decode(data)
-    except Exception:  # noqa: BLE001
+
+def _summary(m, data):
+    if m is None:
         return f"undecodable {data[:8].hex()}"
     obs = f" obs={m.opt.observe}" if m.opt.observe is not None else ""
     path = "/".join(m.opt.uri_path)
