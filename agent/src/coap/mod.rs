@@ -5,6 +5,7 @@ pub mod block;
 pub mod endpoint;
 pub mod message;
 pub mod params;
+pub mod trace;
 
 pub use endpoint::{Endpoint, Event, Failure, Handle, Incoming};
 pub use params::TxParams;

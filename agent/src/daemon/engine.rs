@@ -1,7 +1,8 @@
-//! The tokio side of the LwM2M client: one UDP socket per server, timers, system
+//! The tokio side of the LwM2M client: the servers' peers, timers, system
 //! sampling and the actions the core asks for.
 
 use super::bootstrap::{self, CardIdentity};
+use super::peers::{Heard, PeerEvent, Peers};
 use super::system;
 use crate::coap::TxParams;
 use crate::codec::Format;
@@ -12,28 +13,14 @@ use crate::lwm2m::{Action, Client, ClientConfig, SessionStatus, Version};
 use crate::model::{ddf, Registry};
 use crate::store::batch::Batcher;
 use crate::store::Store;
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-
-struct Peer {
-    uri: String,
-    socket: Option<Arc<UdpSocket>>,
-    reader: Option<tokio::task::JoinHandle<()>>,
-    last_resolve: Option<Instant>,
-    error: Option<String>,
-}
 
 pub struct Engine {
     client: Client,
-    peers: HashMap<u16, Peer>,
-    tx: mpsc::Sender<(u16, Vec<u8>)>,
-    pub rx: mpsc::Receiver<(u16, Vec<u8>)>,
+    pub peers: Peers,
     storage_dir: PathBuf,
     system: config::SystemSection,
     store: Store,
@@ -52,6 +39,8 @@ pub struct Engine {
     /// Client-initiated bootstrap in progress (its peer is key 0 in `peers`).
     bs: Option<crate::lwm2m::bootstrap::Bootstrapper>,
     bs_failures: u32,
+    /// A Bootstrap-Request Trigger waiting for the bootstrap server's socket.
+    bs_triggered: bool,
     bs_not_before: Option<Instant>,
     pub bs_error: Option<String>,
     /// Bootstrap-Server Account Timeout (/0/x/12): when to purge that account.
@@ -174,14 +163,11 @@ impl Engine {
             }
             Err(e) => tracing::error!("cannot load the stored state, starting afresh: {e}"),
         }
-        let (tx, rx) = mpsc::channel(256);
         let (card_tx, card_rx) = mpsc::channel(1);
         let peers = peers_for(&client);
         Self {
             client,
             peers,
-            tx,
-            rx,
             storage_dir,
             system: cfg.system.clone(),
             store,
@@ -199,6 +185,7 @@ impl Engine {
             reprovision: None,
             bs: None,
             bs_failures: 0,
+            bs_triggered: false,
             bs_not_before: None,
             bs_error: None,
             bs_purge_at: None,
@@ -216,49 +203,14 @@ impl Engine {
         }
     }
 
-    /// Resolves and connects servers that have no socket yet (DNS may be down at boot).
-    pub async fn connect(&mut self, now: Instant) {
-        for (ssid, peer) in self.peers.iter_mut() {
-            if peer.socket.is_some()
-                || peer
-                    .last_resolve
-                    .is_some_and(|t| now.duration_since(t) < Duration::from_secs(10))
-            {
-                continue;
-            }
-            peer.last_resolve = Some(now);
-            match open(&peer.uri).await {
-                Ok((sock, addr)) => {
-                    tracing::info!(ssid, server = %peer.uri, "using {addr}");
-                    let sock = Arc::new(sock);
-                    let reader = sock.clone();
-                    let tx = self.tx.clone();
-                    let ssid = *ssid;
-                    peer.reader = Some(tokio::spawn(async move {
-                        let mut buf = vec![0u8; 65_536];
-                        loop {
-                            match reader.recv(&mut buf).await {
-                                Ok(n) => {
-                                    if tx.send((ssid, buf[..n].to_vec())).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                // ICMP port unreachable surfaces here on connected sockets.
-                                Err(e) => {
-                                    tracing::debug!(ssid, "receive: {e}");
-                                    tokio::time::sleep(Duration::from_millis(200)).await;
-                                }
-                            }
-                        }
-                    }));
-                    peer.socket = Some(sock);
-                    peer.error = None;
-                }
-                Err(e) => {
-                    tracing::warn!(ssid, server = %peer.uri, "cannot reach server address: {e}");
-                    peer.error = Some(e);
-                }
-            }
+    /// A datagram, a socket opened or refused, an address that did not resolve.
+    pub fn peer_event(&mut self, now: Instant, ev: PeerEvent) {
+        match self.peers.handle(ev) {
+            Heard::Datagram(key, bytes) => self.datagram(now, key, &bytes),
+            Heard::Unreachable(key, why) if key == BS_PEER => self.bootstrap_failed(now, why),
+            Heard::Unreachable(key, why) => self.client.unreachable(now, key, &why),
+            Heard::Refused(key, why) if key != BS_PEER => self.client.refused(now, key, &why),
+            Heard::Refused(..) | Heard::Nothing => {}
         }
     }
 
@@ -275,7 +227,7 @@ impl Engine {
         .min()
     }
 
-    pub fn datagram(&mut self, now: Instant, ssid: u16, bytes: &[u8]) {
+    fn datagram(&mut self, now: Instant, ssid: u16, bytes: &[u8]) {
         if ssid == BS_PEER {
             if self.bs.is_none() && self.reprovision.is_none() {
                 // Server-initiated bootstrap: smartcard and factory were tried at start.
@@ -297,25 +249,32 @@ impl Engine {
             }
             return;
         }
-        self.client.set_wall_clock(unix_now());
+        self.sample();
         self.client.handle_datagram(now, ssid, bytes);
     }
 
     pub fn timeout(&mut self, now: Instant) {
-        self.client.set_wall_clock(unix_now());
+        // Observations are evaluated here: their values must be those of this moment.
+        self.sample();
         self.client.handle_timeout(now);
         if let Some(b) = self.bs.as_mut() {
             b.handle_timeout(now);
         }
     }
 
-    /// Re-samples the system; observers of changed values get notified.
-    pub fn refresh(&mut self, now: Instant) {
+    /// Reads the system's values into the gateway's objects, just before the core
+    /// reads them (a value sent at time t is the value as of t).
+    fn sample(&mut self) {
         self.client.set_wall_clock(unix_now());
         system::apply(
             &mut self.client.trees.gateway,
             &system::sample(&self.storage_dir),
         );
+    }
+
+    /// Re-samples the system; observers of changed values get notified.
+    pub fn refresh(&mut self, now: Instant) {
+        self.sample();
         self.client.values_changed(now);
     }
 
@@ -343,6 +302,32 @@ impl Engine {
         self.client.shutdown(now);
     }
 
+    /// The shutdown deadline passed: says which servers did not answer in time.
+    pub fn report_unfinished_shutdown(&self) {
+        for s in self.client.status(Instant::now()) {
+            let net = self
+                .peers
+                .error(s.ssid)
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            match s.state.as_str() {
+                "deregistering" => tracing::warn!(
+                    ssid = s.ssid,
+                    server = %s.uri,
+                    "no answer to the De-register of {} before the shutdown deadline{net}; the server keeps the registration until its lifetime ({} s) ends",
+                    s.location.as_deref().unwrap_or("/"),
+                    s.lifetime
+                ),
+                "registering" => tracing::warn!(
+                    ssid = s.ssid,
+                    server = %s.uri,
+                    "a Register was still unanswered at the shutdown deadline{net}"
+                ),
+                _ => {}
+            }
+        }
+    }
+
     pub fn stopped(&self) -> bool {
         self.client.is_stopped()
     }
@@ -357,9 +342,7 @@ impl Engine {
         // before a finished bootstrap is taken down.
         if let Some(b) = self.bs.as_mut() {
             while let Some(bytes) = b.poll_transmit() {
-                if let Some(sock) = self.peers.get(&BS_PEER).and_then(|p| p.socket.as_ref()) {
-                    let _ = sock.try_send(&bytes);
-                }
+                self.peers.send(BS_PEER, bytes);
             }
         }
         self.after_bootstrap(now);
@@ -371,16 +354,7 @@ impl Engine {
             self.commit(&batch);
         }
         while let Some((ssid, bytes)) = self.client.poll_transmit() {
-            match self.peers.get(&ssid).and_then(|p| p.socket.as_ref()) {
-                // UDP sends do not block in practice; a full buffer is a lost datagram,
-                // which retransmission covers.
-                Some(sock) => {
-                    if let Err(e) = sock.try_send(&bytes) {
-                        tracing::debug!(ssid, "send: {e}");
-                    }
-                }
-                None => tracing::debug!(ssid, "no socket yet; datagram dropped"),
-            }
+            self.peers.send(ssid, bytes);
         }
         while let Some(action) = self.client.poll_action() {
             self.act(action);
@@ -422,7 +396,7 @@ impl Engine {
             .status(now)
             .into_iter()
             .map(|s| {
-                let net = self.peers.get(&s.ssid).and_then(|p| p.error.clone());
+                let net = self.peers.error(s.ssid);
                 (s, net)
             })
             .collect()
@@ -440,11 +414,6 @@ impl Drop for Engine {
         if let Some(ops) = self.batch.take() {
             self.commit(&ops);
         }
-        for p in self.peers.values() {
-            if let Some(r) = &p.reader {
-                r.abort();
-            }
-        }
     }
 }
 
@@ -452,26 +421,15 @@ impl Drop for Engine {
 type Reprovision = (Trees, Option<(CardIdentity, Vec<u16>)>, String);
 
 /// Key of the bootstrap server in `peers` (0 is not a valid Short Server ID).
-const BS_PEER: u16 = 0;
+pub const BS_PEER: u16 = 0;
 
 /// One (not yet connected) peer per server account.
-fn peers_for(client: &Client) -> HashMap<u16, Peer> {
-    client
-        .servers()
-        .into_iter()
-        .map(|(ssid, uri)| {
-            (
-                ssid,
-                Peer {
-                    uri,
-                    socket: None,
-                    reader: None,
-                    last_resolve: None,
-                    error: None,
-                },
-            )
-        })
-        .collect()
+fn peers_for(client: &Client) -> Peers {
+    let mut peers = Peers::default();
+    for (ssid, uri) in client.servers() {
+        peers.insert(ssid, uri);
+    }
+    peers
 }
 
 fn unix_now() -> f64 {
@@ -479,28 +437,6 @@ fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-async fn open(uri: &str) -> Result<(UdpSocket, SocketAddr), String> {
-    let a = config::parse_uri(uri)?;
-    let mut addrs = tokio::net::lookup_host((a.host.as_str(), a.port))
-        .await
-        .map_err(|e| format!("cannot resolve {}: {e}", a.host))?;
-    let addr = addrs
-        .next()
-        .ok_or_else(|| format!("{} has no address", a.host))?;
-    let bind: SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
-    let sock = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-    sock.connect(addr)
-        .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    Ok((sock, addr))
 }
 
 /// Runs a configured command a moment later, so the server's response leaves first.

@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod engine;
+mod peers;
 pub mod system;
 mod systemd;
 
@@ -130,7 +131,6 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     }));
     let store_path = store.path().display().to_string();
     let mut engine = engine::Engine::new(&loaded, Instant::now(), store);
-    engine.connect(Instant::now()).await;
 
     let socket_path = loaded.config.control.socket.clone();
     let listener = control::bind(&socket_path).await?;
@@ -166,7 +166,11 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         engine.flush();
         update_servers(&status, &engine, now);
         if let Some(t) = stop_by {
-            if engine.stopped() || now >= t {
+            if engine.stopped() {
+                break;
+            }
+            if now >= t {
+                engine.report_unfinished_shutdown();
                 break;
             }
         }
@@ -183,7 +187,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
                 stop_by = Some(begin_shutdown(&mut engine));
             }
             _ = sighup.recv() => reload_devices(&loaded, &status),
-            Some((ssid, bytes)) = engine.rx.recv() => engine.datagram(Instant::now(), ssid, &bytes),
+            Some(ev) = engine.peers.rx.recv() => engine.peer_event(Instant::now(), ev),
             Some(cmd) = cmd_rx.recv() => engine.command(Instant::now(), cmd),
             Some(read) = engine.card_rx.recv() => engine.card_checked(Instant::now(), read),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => engine.timeout(Instant::now()),
@@ -197,7 +201,6 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
                         last_ping = Instant::now();
                     }
                 }
-                engine.connect(Instant::now()).await;
                 engine.refresh(Instant::now());
             }
         }

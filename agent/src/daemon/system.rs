@@ -211,7 +211,8 @@ fn list(v: &[String]) -> BTreeMap<u16, Value> {
         .collect()
 }
 
-/// Writes sampled facts into the gateway tree.
+/// Writes sampled facts into the gateway tree. Current Time (/3/0/13) is not among
+/// them: the LwM2M core sets it from the wall clock it is given.
 pub fn apply(tree: &mut Tree, f: &Facts) {
     if let Some(v) = f.storage_free_kb {
         tree.set(3, 0, 10, Value::Integer(v));
@@ -219,7 +220,6 @@ pub fn apply(tree: &mut Tree, f: &Facts) {
     if let Some(v) = f.storage_total_kb {
         tree.set(3, 0, 21, Value::Integer(v));
     }
-    tree.set(3, 0, 13, Value::Time(f.now_unix));
     tree.set(3, 0, 14, Value::String(f.utc_offset.clone()));
     if let Some(tz) = &f.timezone {
         tree.set(3, 0, 15, Value::String(tz.clone()));
@@ -266,6 +266,6 @@ mod tests {
         assert!(f.storage_total_kb.unwrap_or(0) > 0);
         let mut t = Tree::default();
         apply(&mut t, &f);
-        assert!(t.get(3, 0, 13).is_some() && t.get(4, 0, 0).is_some());
+        assert!(t.get(3, 0, 14).is_some() && t.get(4, 0, 0).is_some());
     }
 }

@@ -146,6 +146,9 @@ struct Session {
     update_wanted: bool,
     failures: u32,
     last_error: Option<String>,
+    /// What the network said of the server since it last answered (port refused):
+    /// the reason given if the pending exchange times out.
+    net_hint: Option<String>,
     /// Downgraded to 1.0 after a 4.12 to a 1.1 Register.
     downgraded: bool,
     block1: HashMap<String, Block1Rx>,
@@ -263,6 +266,7 @@ impl Client {
                 update_wanted: false,
                 failures: 0,
                 last_error: None,
+                net_hint: None,
                 downgraded: false,
                 block1: HashMap::new(),
                 block2: HashMap::new(),
@@ -421,8 +425,21 @@ impl Client {
 
     /// The driver's wall clock (Unix seconds): timestamps of stored notifications and
     /// registration expiry, which must survive restarts, are wall-clock times.
+    /// Current Time (/3/0/13) follows it, so a notification at time t carries the
+    /// time of t and not that of an earlier sampling.
     pub fn set_wall_clock(&mut self, unix: f64) {
         self.wall = unix;
+        if self
+            .trees
+            .gateway
+            .objects
+            .get(&3)
+            .is_some_and(|o| o.contains_key(&0))
+        {
+            self.trees
+                .gateway
+                .set(3, 0, 13, Value::Time(unix.floor() as i64));
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -462,6 +479,7 @@ impl Client {
             return;
         }
         self.sessions[idx].last_traffic = now;
+        self.sessions[idx].net_hint = None;
         self.sessions[idx].coap.handle_datagram(now, bytes);
         self.drain(now, idx);
     }
@@ -521,7 +539,11 @@ impl Client {
             self.store_in_flight(idx);
         }
         for idx in 0..self.sessions.len() {
+            let wall = self.wall;
             let s = &mut self.sessions[idx];
+            // A registration the server still holds, as far as we know: one from a
+            // previous run waiting for its Update counts too.
+            let held = !s.location.is_empty() && s.expires.is_some_and(|e| e > wall);
             match s.state {
                 RegState::Registered | RegState::Updating => {
                     if let Some((h, _)) = s.pending.take() {
@@ -529,7 +551,11 @@ impl Client {
                     }
                     self.deregister(now, idx, false);
                 }
-                RegState::Deregistering => {}
+                RegState::Waiting { .. } if held => self.deregister(now, idx, false),
+                // The answer may already be on its way: a Register the server accepts
+                // now is de-registered at once (see `on_response`). Unless the port
+                // was refused: then no answer is coming.
+                RegState::Registering | RegState::Deregistering if s.net_hint.is_none() => {}
                 _ => {
                     if let Some((h, _)) = s.pending.take() {
                         s.coap.cancel(h);

@@ -429,7 +429,11 @@ impl Dm<'_> {
         }
         let mut numeric = false;
         if let Some(i) = path.instance() {
-            if tree.instance(obj, i).is_none() {
+            let Some(instance) = tree.instance(obj, i) else {
+                return Err(OpError::NotFound);
+            };
+            // As for a Read: a resource this instance does not have is not found.
+            if path.resource().is_some_and(|r| !instance.contains_key(&r)) {
                 return Err(OpError::NotFound);
             }
             self.check(tree, path, acl::READ)?;

@@ -93,20 +93,13 @@ impl Engine {
         );
         self.client.set_wall_clock(unix_now());
         // The bootstrap server's socket stays (it may bootstrap us again on it).
-        let mut bs_peer = self.peers.remove(&BS_PEER);
-        if !self.keep_bs_peer {
-            if let Some(r) = bs_peer.take().and_then(|p| p.reader) {
-                r.abort();
-            }
+        let bs_peer = self.peers.take(BS_PEER).filter(|_| self.keep_bs_peer);
+        self.peers.clear();
+        for (ssid, uri) in self.client.servers() {
+            self.peers.insert(ssid, uri);
         }
-        for p in self.peers.values() {
-            if let Some(r) = &p.reader {
-                r.abort();
-            }
-        }
-        self.peers = peers_for(&self.client);
         if let Some(p) = bs_peer {
-            self.peers.insert(BS_PEER, p);
+            self.peers.put(BS_PEER, p);
         }
         tracing::info!("new server accounts in force: {label}");
         self.bootstrap = label;
@@ -120,6 +113,8 @@ impl Engine {
         if self.bs.is_some() || self.reprovision.is_some() {
             return;
         }
+        // A trigger waits while the bootstrap server's address is being resolved.
+        let triggered = triggered || self.bs_triggered;
         let Some(uri) = bootstrap::bootstrap_uri(&self.client.trees.gateway) else {
             return;
         };
@@ -155,17 +150,17 @@ impl Engine {
                 return;
             }
         }
-        // The bootstrap server gets its peer on demand; the next tick connects it.
-        let peer = self.peers.entry(BS_PEER).or_insert_with(|| Peer {
-            uri: uri.clone(),
-            socket: None,
-            reader: None,
-            last_resolve: None,
-            error: None,
-        });
-        if peer.socket.is_none() {
+        // The bootstrap server gets its peer on demand; once it is open, the next
+        // flush starts the bootstrap.
+        if !self.peers.contains(BS_PEER) {
+            self.peers.insert(BS_PEER, uri.clone());
+        }
+        if !self.peers.is_open(BS_PEER) {
+            self.bs_triggered = triggered;
+            self.peers.open(BS_PEER);
             return;
         }
+        self.bs_triggered = false;
         tracing::info!(server = %uri, "starting client-initiated bootstrap");
         let version = self.client_cfg.version;
         let mut b = crate::lwm2m::bootstrap::Bootstrapper::start(
@@ -205,11 +200,23 @@ impl Engine {
         {
             tracing::error!("bootstrap configuration not saved: {e}");
         }
-        if let Some(r) = self.peers.remove(&BS_PEER).and_then(|p| p.reader) {
-            r.abort();
-        }
+        self.peers.take(BS_PEER);
         self.keep_bs_peer = false;
         tracing::info!("bootstrap-server account purged (Bootstrap-Server Account Timeout)");
+    }
+
+    /// A failed attempt (the server's answer, silence, or an address that did not
+    /// resolve), retried on the bootstrap back-off.
+    pub(super) fn bootstrap_failed(&mut self, now: Instant, why: String) {
+        self.bs_failures += 1;
+        let delay =
+            Duration::from_secs(10u64 << self.bs_failures.min(5)).min(Duration::from_secs(300));
+        tracing::warn!(
+            "bootstrap failed ({why}); next attempt in {}s",
+            delay.as_secs()
+        );
+        self.bs_error = Some(why);
+        self.bs_not_before = Some(now + delay);
     }
 
     /// A finished or failed bootstrap: new accounts in force, or a later retry.
@@ -259,17 +266,7 @@ impl Engine {
                 // for as long as its account exists.
                 self.keep_bs_peer = true;
             }
-            Outcome::Failed(why) => {
-                self.bs_failures += 1;
-                let delay = Duration::from_secs(10u64 << self.bs_failures.min(5))
-                    .min(Duration::from_secs(300));
-                tracing::warn!(
-                    "bootstrap failed ({why}); next attempt in {}s",
-                    delay.as_secs()
-                );
-                self.bs_error = Some(why);
-                self.bs_not_before = Some(now + delay);
-            }
+            Outcome::Failed(why) => self.bootstrap_failed(now, why),
         }
     }
 }

@@ -82,7 +82,7 @@ impl Client {
         let h = s.coap.send_request(now, p, true);
         s.pending = Some((h, Pending::Deregister { then_disable }));
         s.state = RegState::Deregistering;
-        tracing::info!(ssid = s.ssid, "de-registering");
+        tracing::info!(ssid = s.ssid, server = %s.uri, location = %format!("/{}", s.location.join("/")), "de-registering");
     }
 
     pub(super) fn schedule_retry(&mut self, now: Instant, idx: usize, error: String) {
@@ -154,7 +154,15 @@ impl Client {
                 if code == codes::CREATED {
                     s.location = message::location_path(&packet).unwrap_or_default();
                     tracing::info!(ssid = s.ssid, location = %format!("/{}", s.location.join("/")), "registered");
-                    self.registered(now, idx);
+                    if self.shutting_down {
+                        // Accepted while we were stopping: the server must not be
+                        // left with a registration nobody will update.
+                        self.deregister(now, idx, false);
+                    } else {
+                        self.registered(now, idx);
+                    }
+                } else if self.shutting_down {
+                    s.state = RegState::Stopped;
                 } else if code == codes::PRECONDITION_FAILED
                     && s.version == Version::V1_1
                     && !s.downgraded
@@ -198,6 +206,19 @@ impl Client {
         }
     }
 
+    /// The De-register went unanswered: said, since the server keeps the registration
+    /// (and may keep sending requests) until its lifetime ends.
+    fn deregister_unanswered(&self, idx: usize, why: &str) {
+        let s = &self.sessions[idx];
+        tracing::warn!(
+            ssid = s.ssid,
+            server = %s.uri,
+            "De-register of /{} not answered ({why}); the server keeps the registration until its lifetime ({} s) ends",
+            s.location.join("/"),
+            self.lifetime(s.server_inst)
+        );
+    }
+
     pub(super) fn after_deregister(&mut self, now: Instant, idx: usize, then_disable: bool) {
         let timeout = self
             .trees
@@ -230,24 +251,59 @@ impl Client {
         if let Some((h, what)) = s.pending {
             if h == handle {
                 s.pending = None;
-                let why = match &reason {
-                    Failure::Timeout => "no answer from the server".to_string(),
-                    Failure::Reset => "the server reset the exchange".to_string(),
-                    Failure::Invalid(e) => e.clone(),
+                let why = match (&reason, &s.net_hint) {
+                    (Failure::Timeout, Some(hint)) => format!("no answer from the server: {hint}"),
+                    (Failure::Timeout, None) => "no answer from the server".to_string(),
+                    (Failure::Reset, _) => "the server reset the exchange".to_string(),
+                    (Failure::Invalid(e), _) => e.clone(),
                 };
-                match what {
-                    Pending::Register => self.schedule_retry(now, idx, why),
-                    Pending::Update => {
-                        // The registration may be gone: start over (with back-off).
-                        self.schedule_retry(now, idx, format!("Update failed: {why}"))
-                    }
-                    Pending::Deregister { then_disable } => {
-                        self.after_deregister(now, idx, then_disable)
-                    }
-                }
+                self.exchange_failed(now, idx, what, why);
                 return;
             }
         }
         self.notification_failed(now, idx, handle, reason);
+    }
+
+    /// The server's address did not resolve (or no socket could be opened): what
+    /// is pending fails now, with that reason, instead of timing out as "no answer"
+    /// after 93 s; the next attempt (and the next look-up) follows the back-off.
+    pub fn unreachable(&mut self, now: Instant, ssid: u16, why: &str) {
+        self.now = now;
+        let Some(idx) = self.sessions.iter().position(|s| s.ssid == ssid) else {
+            return;
+        };
+        let s = &mut self.sessions[idx];
+        if let Some((h, what)) = s.pending.take() {
+            s.coap.cancel(h);
+            self.exchange_failed(now, idx, what, why.to_string());
+        }
+    }
+
+    /// The server's host said nothing listens on its port. Retransmissions go on
+    /// (a server may be restarting); if they stay unanswered, this is the reason.
+    /// While stopping there is no time to wait for a restart: what is pending fails.
+    pub fn refused(&mut self, now: Instant, ssid: u16, why: &str) {
+        if self.shutting_down {
+            self.unreachable(now, ssid, why);
+        } else if let Some(s) = self.sessions.iter_mut().find(|s| s.ssid == ssid) {
+            s.net_hint = Some(why.to_string());
+        }
+    }
+
+    fn exchange_failed(&mut self, now: Instant, idx: usize, what: Pending, why: String) {
+        match what {
+            Pending::Register if self.shutting_down => {
+                self.sessions[idx].state = RegState::Stopped;
+            }
+            Pending::Register => self.schedule_retry(now, idx, why),
+            Pending::Update => {
+                // The registration may be gone: start over (with back-off).
+                self.schedule_retry(now, idx, format!("Update failed: {why}"))
+            }
+            Pending::Deregister { then_disable } => {
+                self.deregister_unanswered(idx, &why);
+                self.after_deregister(now, idx, then_disable)
+            }
+        }
     }
 }
