@@ -179,11 +179,11 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
             .unwrap_or(now + std::time::Duration::from_secs(3600));
         tokio::select! {
             _ = sigterm.recv(), if stop_by.is_none() => {
-                tracing::info!("SIGTERM: de-registering and shutting down");
+                tracing::info!("SIGTERM: shutting down");
                 stop_by = Some(begin_shutdown(&mut engine));
             }
             _ = sigint.recv(), if stop_by.is_none() => {
-                tracing::info!("SIGINT: de-registering and shutting down");
+                tracing::info!("SIGINT: shutting down");
                 stop_by = Some(begin_shutdown(&mut engine));
             }
             _ = sighup.recv() => reload_devices(&loaded, &status),
