@@ -203,3 +203,56 @@ def test_values_sent_are_of_the_time_they_are_sent(agent):
     finally:
         relay.close()
         srv.close()
+
+
+def test_a_state_database_that_cannot_be_used_is_said_once_with_a_fix(agent, tmp_path):
+    db = tmp_path / "state" / "state.db"
+    cases = [
+        (lambda: db.mkdir(parents=True), "it is a directory; [store] path must name the database file itself"),
+        (lambda: (db.rmdir(), db.write_bytes(b"not a database, just text " * 40)), "the file is not an SQLite database"),
+    ]
+    for make, hint in cases:
+        make()
+        a = agent(servers=server_table("coap://127.0.0.1:5683"))
+        a.start(wait=False)
+        assert a.proc.wait(10) == 1
+        a.logf.close()
+        log = a.log.read_text()
+        assert log.count("cannot open the state database") == 1, log
+        assert log.count(hint) == 1, log
+        assert str(db) in log and "Error code" not in log, log
+
+
+def test_send_says_which_server_and_what_is_wrong(agent):
+    port = closed_port()
+    a = agent(servers=server_table(f"coap://127.0.0.1:{port}")).start()
+    cfg = ["--config", str(a.config)]
+    r = a.cli("send", "--help")
+    assert "[default: 0]" not in r.stdout and "default: the first server" in r.stdout, r.stdout
+    r = a.cli("send", *cfg, "--server", "0", "/3/0/13", check=False)
+    assert r.returncode == 2 and "1..=65534" in r.stderr, r.stderr
+    r = a.cli("send", *cfg, "--server", "7", "/3/0/13", check=False)
+    assert r.returncode == 1 and "no server with Short Server ID 7 (servers: 101)" in r.stderr, r.stderr
+    r = a.cli("send", *cfg, "/3/0/999", check=False)
+    assert r.returncode == 1 and "/3/0/999: no such object, instance or resource" in r.stderr, r.stderr
+    r = a.cli("send", *cfg, "/0/0/5", check=False)
+    assert r.returncode == 1 and "the Security object is never sent" in r.stderr, r.stderr
+    r = a.cli("send", *cfg, "/3/0/13", check=False)
+    assert r.returncode == 1, r.stderr
+    assert f"server 101 (coap://127.0.0.1:{port}) is not registered (registering" in r.stderr, r.stderr
+    assert "refused" in r.stderr, r.stderr
+    a.stop()
+
+
+def test_devices_are_not_claimed_to_be_polled(agent):
+    a = agent(servers=server_table("coap://127.0.0.1:5683"))
+    (a.devices / "pump.toml").write_text('[device]\nid = "pump"\nprotocol = "modbus-tcp"\n')
+    r = a.cli("check-config", "--config", str(a.config))
+    assert "pump prefix=/pump modbus-tcp" in r.stdout
+    assert "this version of lwgate does not poll devices yet" in r.stdout, r.stdout
+    r = a.cli("--help")
+    assert "proxies" not in r.stdout and "not yet proxy downstream devices" in r.stdout.replace("\n", " "), r.stdout
+    a.start()
+    assert a.status_json()["devices"][0]["state"] == "configured, not polled (no bridges in this version)"
+    assert "1 device(s) in devices.d are checked but not polled" in a.log.read_text()
+    a.stop()

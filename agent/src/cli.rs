@@ -11,8 +11,13 @@ use std::process::ExitCode;
     name = "lwgate",
     version = crate::VERSION,
     about = "LwM2M client and edge-gateway agent",
-    long_about = "lwgate is the LwM2M client of a Linux gateway: it registers with LwM2M servers \
-                  and proxies downstream devices to them. Normally run by systemd (lwgate.service)."
+    long_about = "lwgate is the LwM2M client of a Linux gateway: it registers the gateway with \
+                  LwM2M servers over CoAP/UDP and lets them manage it (read, write, execute, \
+                  observe, Send), keeps notifications while a server is unreachable, and \
+                  bootstraps from its config, a UICC smartcard or a bootstrap server. This \
+                  version does not yet proxy downstream devices (devices.d files are checked, \
+                  not polled), nor speak DTLS (coaps://), firmware update or SMS. Normally run \
+                  by systemd (lwgate.service)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -54,9 +59,9 @@ pub enum Command {
     Send {
         #[command(flatten)]
         config: ConfigArg,
-        /// Short Server ID; default: the first server.
-        #[arg(long, default_value_t = 0)]
-        server: u16,
+        /// Short Server ID (1-65534) of the server to send to; default: the first server.
+        #[arg(long, value_name = "SSID", value_parser = clap::value_parser!(u16).range(1..=65534))]
+        server: Option<u16>,
         /// Paths such as /3/0/13.
         #[arg(required = true)]
         paths: Vec<String>,
@@ -152,11 +157,29 @@ fn run(path: &Path) -> ExitCode {
     match crate::daemon::run(loaded) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("fatal: {e:#}");
-            eprintln!("lwgate: {e:#}");
+            // Once: the log is stderr by hand and the journal under systemd, which
+            // also takes stderr.
+            tracing::error!("fatal: {}", error_text(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes in one line, each said once: libraries often repeat
+/// their cause in their own message, and `{:#}` would print it again.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn check_config(path: &Path) -> ExitCode {
@@ -197,6 +220,9 @@ fn check_config(path: &Path) -> ExitCode {
                     }
                 );
             }
+            if !l.devices.is_empty() {
+                println!("    (checked only: this version of lwgate does not poll devices yet)");
+            }
             for w in &l.warnings {
                 println!("  warning: {w}");
             }
@@ -225,8 +251,9 @@ fn socket_path(path: &Path, socket: Option<PathBuf>) -> PathBuf {
     }
 }
 
-fn send(path: &Path, ssid: u16, paths: &[String]) -> ExitCode {
+fn send(path: &Path, ssid: Option<u16>, paths: &[String]) -> ExitCode {
     let sock = socket_path(path, None);
+    let ssid = ssid.map_or("-".to_string(), |s| s.to_string());
     let request = format!("send {ssid} {}", paths.join(" "));
     let answer = tokio::runtime::Builder::new_current_thread()
         .enable_all()

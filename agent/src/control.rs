@@ -35,7 +35,8 @@ pub type SharedStatus = Arc<RwLock<Status>>;
 pub enum Command {
     /// Send (LwM2M 1.1) the current values of `paths` to server `ssid` (0: the first).
     Send {
-        ssid: u16,
+        /// None: the first server.
+        ssid: Option<u16>,
         paths: Vec<String>,
         reply: tokio::sync::oneshot::Sender<Result<(), String>>,
     },
@@ -127,11 +128,16 @@ async fn handle(
     w.shutdown().await
 }
 
-/// `send SSID PATH...`
+/// `send SSID PATH...`; SSID `-` (or 0, which no server has) is the first server.
 async fn send(line: &str, commands: &tokio::sync::mpsc::Sender<Command>) -> String {
     let mut words = line.split_whitespace().skip(1);
-    let Some(ssid) = words.next().and_then(|w| w.parse::<u16>().ok()) else {
-        return error_json("usage: send SSID PATH...");
+    let ssid = match words.next() {
+        Some("-") | Some("0") => None,
+        Some(w) => match w.parse::<u16>() {
+            Ok(n) => Some(n),
+            Err(_) => return error_json("usage: send SSID|- PATH..."),
+        },
+        None => return error_json("usage: send SSID|- PATH..."),
     };
     let paths: Vec<String> = words.map(str::to_string).collect();
     if paths.is_empty() {

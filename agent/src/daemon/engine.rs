@@ -286,10 +286,11 @@ impl Engine {
                     .iter()
                     .map(|p| crate::model::Path::parse(p).map_err(|e| format!("{p}: {e}")))
                     .collect();
-                let ssid = if ssid == 0 {
-                    self.client.servers().first().map(|s| s.0).unwrap_or(0)
-                } else {
-                    ssid
+                // No --server: the first server.
+                let ssid = ssid.or_else(|| self.client.servers().first().map(|s| s.0));
+                let Some(ssid) = ssid else {
+                    let _ = reply.send(Err("there is no server account".into()));
+                    return;
                 };
                 self.client.set_wall_clock(unix_now());
                 let result = parsed.and_then(|p| self.client.send(now, ssid, &p));

@@ -88,7 +88,8 @@ fn device_rows(devices: &[config::LoadedDevice]) -> Vec<DeviceStatus> {
             protocol: d.spec.device.protocol.as_str().to_string(),
             enabled: d.spec.device.enabled,
             file: d.file.display().to_string(),
-            state: "configured".into(),
+            // The bridges are not in this version: say so where an operator looks.
+            state: "configured, not polled (no bridges in this version)".into(),
         })
         .collect()
 }
@@ -158,6 +159,13 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         crate::VERSION
     );
     systemd::ready(&summary);
+    if !loaded.devices.is_empty() {
+        tracing::warn!(
+            dir = %loaded.devices_dir.display(),
+            "{} device(s) in devices.d are checked but not polled: this version of lwgate has no bridges yet",
+            loaded.devices.len()
+        );
+    }
 
     let mut last_ping = Instant::now();
     let mut stop_by: Option<Instant> = None;

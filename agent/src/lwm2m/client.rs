@@ -322,7 +322,7 @@ impl Client {
                 version: s.version.as_str(),
                 lifetime: self.lifetime(s.server_inst),
                 binding: self.binding(s.server_inst),
-                last_error: s.last_error.clone(),
+                last_error: s.last_error.clone().or_else(|| s.net_hint.clone()),
                 failures: s.failures,
                 queued: s.queue.len() + s.live.len(),
                 dropped: s.dropped,

@@ -15,11 +15,10 @@ pub use migrations::SCHEMA_VERSION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: cannot open the state database: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    /// `reason` says what is wrong in words an operator can act on (the SQLite
+    /// error alone repeats itself and names no fix).
+    #[error("{path}: cannot open the state database ([store] path): {reason}")]
+    Open { path: PathBuf, reason: String },
     #[error("{path}: cannot create its directory: {source}")]
     Dir {
         path: PathBuf,
@@ -31,6 +30,41 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("state database: cannot encode a record: {0}")]
     Encode(String),
+}
+
+/// One sentence for a failure to open, with what to do about it.
+fn open_failure(path: &Path, e: &rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    let code = e.sqlite_error_code();
+    let reason = match code {
+        Some(C::NotADatabase) => "the file is not an SQLite database (or it is damaged); \
+             move it away and lwgate starts with an empty one, or correct [store] path"
+            .to_string(),
+        Some(C::DatabaseCorrupt) => "the database is damaged; move it away and lwgate \
+             starts with an empty one (stored notifications and registrations are lost)"
+            .to_string(),
+        Some(C::ReadOnly) | Some(C::PermissionDenied) => {
+            "permission denied: the user lwgate runs as must be able to write the file \
+             and its directory"
+                .to_string()
+        }
+        Some(C::CannotOpen) => "cannot open the file: check that its directory exists and \
+             that the user lwgate runs as may write there"
+            .to_string(),
+        Some(C::DatabaseBusy) | Some(C::DatabaseLocked) => {
+            "the database is locked by another process (is another lwgate running with \
+             this [store] path?)"
+                .to_string()
+        }
+        _ => match e {
+            rusqlite::Error::SqliteFailure(f, Some(msg)) => format!("{msg} ({f})"),
+            other => other.to_string(),
+        },
+    };
+    StoreError::Open {
+        path: path.to_path_buf(),
+        reason,
+    }
 }
 
 pub struct Store {
@@ -46,10 +80,15 @@ impl Store {
                 source,
             })?;
         }
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
+        let open_err = |e| open_failure(path, &e);
+        if path.is_dir() {
+            return Err(StoreError::Open {
+                path: path.to_path_buf(),
+                reason: "it is a directory; [store] path must name the database file itself \
+                         (lwgate creates it)"
+                    .into(),
+            });
+        }
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_err)?;

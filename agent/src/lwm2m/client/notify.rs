@@ -6,6 +6,7 @@ use super::{Client, RegState, CON_EVERY};
 use crate::coap::message::{self, codes};
 use crate::coap::{Failure, Handle};
 use crate::codec::{self, Format, Record};
+use crate::lwm2m::error::OpError;
 use crate::lwm2m::observe::{self, Observation};
 use crate::lwm2m::persist::{Persist, QueuedNote, StoredObservation};
 use crate::model::{Path, Value};
@@ -123,24 +124,56 @@ impl Client {
 
     /// Send (1.1, POST /dp): the current values of `paths` as SenML CBOR with their time.
     pub fn send(&mut self, now: Instant, ssid: u16, paths: &[Path]) -> Result<(), String> {
-        let idx = self
-            .sessions
-            .iter()
-            .position(|s| s.ssid == ssid)
-            .ok_or(format!("no server with ssid {ssid}"))?;
+        let Some(idx) = self.sessions.iter().position(|s| s.ssid == ssid) else {
+            let known: Vec<String> = self.sessions.iter().map(|s| s.ssid.to_string()).collect();
+            return Err(format!(
+                "no server with Short Server ID {ssid} (servers: {})",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        };
+        let name = format!("server {ssid} ({})", self.sessions[idx].uri);
         if !self.may_send(idx) {
-            return Err(
-                "Send is muted by the server (/1/x/23) or the server speaks LwM2M 1.0".into(),
-            );
+            return Err(match self.sessions[idx].version {
+                crate::lwm2m::Version::V1_0 => {
+                    format!("{name} speaks LwM2M 1.0, which has no Send")
+                }
+                crate::lwm2m::Version::V1_1 => {
+                    format!("{name} muted Send (/1/x/23 Mute Send is true)")
+                }
+            });
+        }
+        // Read first: a wrong path is said before a sleeping server is woken for it.
+        let mut records = Vec::new();
+        for p in paths {
+            let tree = self
+                .trees
+                .get(p.prefix.as_deref())
+                .map_err(|e| format!("{p}: {e}"))?;
+            if p.object() == Some(0) {
+                return Err(format!("{p}: the Security object is never sent"));
+            }
+            let read = tree.read(&self.reg, p, false).map_err(|e| match e {
+                OpError::NotFound => {
+                    format!("{p}: no such object, instance or resource on this gateway")
+                }
+                other => format!("{p}: cannot be read: {other}"),
+            })?;
+            records.extend(read);
         }
         // Queue mode: something to send is a reason to wake (Update first, then this).
         self.wake(now, idx);
         if !self.online(idx) {
-            return Err("the server is not registered".into());
-        }
-        let mut records = Vec::new();
-        for p in paths {
-            records.extend(self.read_for(p).ok_or(format!("{p} cannot be read"))?);
+            let st = &self.status(now)[idx];
+            let why = st
+                .last_error
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            return Err(format!("{name} is not registered ({}{why})", st.state));
         }
         let times = vec![self.wall; records.len()];
         let body = codec::encode_absolute(Format::SenmlCbor, &records, Some(&times))
