@@ -4,6 +4,7 @@
 //! source at hand, so every message carries `file: key.path: expected …, got …`
 //! and a line number when the parser knows it.
 
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -135,6 +136,121 @@ fn expected_suffix(msg: &str) -> String {
             Some(_) => " (this table takes no keys)".to_string(),
             None => String::new(),
         },
+    }
+}
+
+/// The checks made after parsing (ranges, uniqueness, URIs) see only values;
+/// this gives their errors the line of the key they name, as the parser's errors
+/// have, without wrapping every config field in `Spanned`.
+pub(crate) fn locate(text: &str, errors: &mut [ConfigError]) {
+    for e in errors
+        .iter_mut()
+        .filter(|e| e.line.is_none() && !e.key.is_empty())
+    {
+        e.line = line_of_key(text, &e.key);
+    }
+}
+
+/// What the probe stops with; any other error means the text changed under us.
+const HERE: &str = "lwgate: the key is here";
+
+/// toml gives an error the span of the value it arose in (or of its key, for a
+/// table that `[a.b]` makes implicitly), so a walk that fails on purpose at
+/// `server[1].ssid` learns where that is. A key that is not in the file (a
+/// default) fails at the nearest enclosing one that is.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let mut path = Vec::new();
+    for segment in key.split('.') {
+        let (name, indexes) = match segment.find('[') {
+            Some(i) => segment.split_at(i),
+            None => (segment, ""),
+        };
+        path.push(Step::Key(name));
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            path.push(Step::Index(index.parse().ok()?));
+        }
+    }
+    let probe = Probe {
+        path: &path,
+        top: true,
+    };
+    let err = de::DeserializeSeed::deserialize(probe, toml::Deserializer::new(text)).err()?;
+    if err.message() != HERE {
+        return None;
+    }
+    err.span().map(|s| line_of(text, s.start))
+}
+
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+struct Probe<'p, 'a> {
+    path: &'p [Step<'a>],
+    /// The document itself: a key missing there is missing from the file, and
+    /// line 1 would be a wrong place to point at.
+    top: bool,
+}
+
+impl<'p, 'a> Probe<'p, 'a> {
+    fn inner(path: &'p [Step<'a>]) -> Self {
+        Self { path, top: false }
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for Probe<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Probe<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any TOML value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if let Some((Step::Index(want), rest)) = self.path.split_first() {
+            let mut skipped = 0;
+            while skipped < *want && seq.next_element::<IgnoredAny>()?.is_some() {
+                skipped += 1;
+            }
+            if skipped == *want {
+                seq.next_element_seed(Probe::inner(rest))?;
+            }
+        }
+        Err(de::Error::custom(HERE))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if let Some((Step::Key(want), rest)) = self.path.split_first() {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == *want {
+                    return map.next_value_seed(Probe::inner(rest));
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if self.top {
+            return Err(de::Error::custom("lwgate: the key is not in the file"));
+        }
+        Err(de::Error::custom(HERE))
     }
 }
 

@@ -281,6 +281,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
         .map_err(|e| ConfigError::new(path, "", format!("cannot read the file: {e}")))?;
     let config = parse(path, &text)?;
     let mut errors = validate(path, &config);
+    error::locate(&text, &mut errors);
     let mut warnings = Vec::new();
 
     let endpoint = match &config.endpoint.name {

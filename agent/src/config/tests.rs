@@ -127,6 +127,122 @@ fn semantic_errors_are_all_reported() {
     );
 }
 
+/// Every value check, with the line of its key, as the parser's errors have.
+#[test]
+fn value_check_errors_carry_the_line_of_their_key() {
+    let e = err_text(concat!(
+        "[endpoint]\n",              // 1
+        "name = \"\"\n",             // 2
+        "[store]\n",                 // 3
+        "queue_cap = 0\n",           // 4
+        "[[server]]\n",              // 5
+        "uri = \"http://h\"\n",      // 6
+        "ssid = 0\n",                // 7
+        "binding = \"X\"\n",         // 8
+        "max_retransmit = 21\n",     // 9
+        "[[server]]\n",              // 10
+        "ssid = 7\n",                // 11
+        "uri = \"coap://h:0\"\n",    // 12
+        "[[server]]\n",              // 13
+        "uri = \"coap://h\"\n",      // 14
+        "\n",                        // 15
+        "ssid = 7\n",                // 16
+        "[system]\n",                // 17
+        "reboot_command = [\"\"]\n", // 18
+        "[bootstrap.smartcard]\n",   // 19
+        "pin = \"1\"\n",             // 20
+        "pin_file = \"/p\"\n",       // 21
+        "[bootstrap.server]\n",      // 22
+        "uri = \"coap://::1\"\n",    // 23
+    ));
+    for want in [
+        "lwgate.toml:2: endpoint.name: expected 1 to 255 printable characters, got \"\"",
+        "lwgate.toml:4: store.queue_cap: expected at least 1",
+        "lwgate.toml:6: server[0].uri: expected scheme coap://",
+        "lwgate.toml:7: server[0].ssid: expected a Short Server ID from 1 to 65534, got 0",
+        "lwgate.toml:8: server[0].binding: expected one of U, UQ, S, SQ, US, UQS, got \"X\"",
+        "lwgate.toml:9: server[0].max_retransmit: expected 0 to 20, got 21",
+        "lwgate.toml:12: server[1].uri: expected a port from 1 to 65535, got \"0\"",
+        "lwgate.toml:16: server[2].ssid: ssid 7 is used by an earlier [[server]] table",
+        "lwgate.toml:18: system.reboot_command: expected a command",
+        "lwgate.toml:21: bootstrap.smartcard.pin_file: expected either pin or pin_file",
+        "lwgate.toml:23: bootstrap.server.uri: expected an IPv6 address in brackets",
+    ] {
+        assert!(e.contains(want), "{want}\nnot in\n{e}");
+    }
+}
+
+#[test]
+fn value_check_lines_follow_inline_tables_and_dotted_keys() {
+    let e = err_text("server = [\n  { uri = \"coap://h\", ssid = 1 },\n  { uri = \"coap://h\", ssid = 1 },\n]\nstore.queue_cap = 0\n");
+    assert!(
+        e.contains("lwgate.toml:3: server[1].ssid: ssid 1 is used"),
+        "{e}"
+    );
+    assert!(e.contains("lwgate.toml:5: store.queue_cap:"), "{e}");
+}
+
+fn server_err(uri: &str) -> String {
+    err_text(&format!("[[server]]\nssid = 1\nuri = \"{uri}\"\n"))
+}
+
+#[test]
+fn unbracketed_ipv6_is_rejected_with_the_bracketed_form() {
+    let e = server_err("coap://::1");
+    assert!(
+        e.contains("lwgate.toml:3: server[0].uri: expected an IPv6 address in brackets, e.g. \"coap://[::1]:5683\", got \"coap://::1\""),
+        "{e}"
+    );
+    let l = load_text("[[server]]\nssid = 1\nuri = \"coap://[::1]:5683\"\n").unwrap();
+    assert_eq!(l.config.servers[0].uri, "coap://[::1]:5683");
+}
+
+#[test]
+fn uris_that_cannot_work_are_rejected_with_a_reason() {
+    for (uri, why) in [
+        ("coap://host name", "(a space is not allowed)"),
+        ("coap://h:0", "expected a port from 1 to 65535, got \"0\""),
+        (
+            "coap://h:65536",
+            "expected a port from 1 to 65535, got \"65536\"",
+        ),
+        ("coap://:5683", "expected a host in"),
+        ("coap://user@h", "expected no user name (user@)"),
+        ("coap://h?x=1", "expected no query (?…)"),
+        ("coap://h#x", "expected no fragment (#…)"),
+        (
+            "coap://999.0.0.1",
+            "expected an IPv4 address like 192.0.2.1",
+        ),
+        ("coap://[::g]", "expected an IPv6 address between [ and ]"),
+        ("coap://a..b", "(an empty label between dots)"),
+        (
+            "coaps://h",
+            "coaps:// needs DTLS, which this version does not support yet",
+        ),
+    ] {
+        let e = server_err(uri);
+        assert!(e.contains("lwgate.toml:3: server[0].uri: "), "{uri}: {e}");
+        assert!(e.contains(why), "{uri}: {e}");
+    }
+    let e = err_text("[bootstrap.server]\nuri = \"coap://host name\"\n");
+    assert!(
+        e.contains("lwgate.toml:2: bootstrap.server.uri: expected a host name"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_key_not_in_the_file_points_at_its_table_or_nowhere() {
+    // A default value has no line of its own; its table may have one.
+    let mut errors = vec![ConfigError::new(Path::new("x"), "store.queue_cap", "m")];
+    error::locate("[store]\npath = \"/x\"\n", &mut errors);
+    assert_eq!(errors[0].line, Some(1), "falls back to the enclosing table");
+    let mut errors = vec![ConfigError::new(Path::new("x"), "store.queue_cap", "m")];
+    error::locate("[log]\n", &mut errors);
+    assert_eq!(errors[0].line, None);
+}
+
 #[test]
 fn missing_file_is_named() {
     let e = load(Path::new("/nonexistent/lwgate.toml"))
@@ -176,7 +292,7 @@ fn devices_are_loaded_sorted_and_checked() {
     );
     let e = load(&cfg).unwrap_err().to_string();
     assert!(
-        e.contains("c.toml: device.prefix: prefix \"a\" is also used by"),
+        e.contains("c.toml:3: device.prefix: prefix \"a\" is also used by"),
         "{e}"
     );
     assert!(
@@ -184,7 +300,7 @@ fn devices_are_loaded_sorted_and_checked() {
         "{e}"
     );
     assert!(
-        e.contains("e.toml: device.prefix: expected a prefix"),
+        e.contains("e.toml:3: device.prefix: expected a prefix"),
         "{e}"
     );
 }
