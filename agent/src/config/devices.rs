@@ -1,6 +1,6 @@
 //! Loading `devices.d/*.toml`.
 
-use super::error::{locate, ConfigError, ConfigErrors};
+use super::error::{deserialize, locate, ConfigError, ConfigErrors};
 use lwgate_bridges::DeviceFile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,8 +43,7 @@ pub fn load_devices(dir: &Path) -> Result<Vec<LoadedDevice>, ConfigErrors> {
                 continue;
             }
         };
-        let de = toml::Deserializer::new(&text);
-        let spec: DeviceFile = match serde_path_to_error::deserialize(de) {
+        let spec: DeviceFile = match deserialize(&file, &text) {
             Ok(spec) => {
                 let first = errors.len();
                 check(&file, &spec, &mut ids, &mut prefixes, &mut errors);
@@ -55,7 +54,7 @@ pub fn load_devices(dir: &Path) -> Result<Vec<LoadedDevice>, ConfigErrors> {
                 spec
             }
             Err(e) => {
-                errors.push(ConfigError::from_toml(&file, &text, e));
+                errors.push(e);
                 continue;
             }
         };

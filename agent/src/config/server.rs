@@ -1,7 +1,9 @@
 //! `[[server]]` tables: the factory-bootstrap LwM2M server accounts.
 
-use super::types::Seconds;
+use super::types::{self, Seconds};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use std::fmt;
 
 fn default_lifetime() -> Seconds {
     Seconds(86_400)
@@ -19,6 +21,7 @@ pub struct ServerConfig {
     /// `coap://host[:port]` (`coaps://` once DTLS lands).
     pub uri: String,
     /// Short Server ID, 1..=65534 (0 and 65535 are reserved by the spec).
+    #[serde(deserialize_with = "types::ssid")]
     pub ssid: u16,
     #[serde(default = "default_lifetime")]
     pub lifetime: Seconds,
@@ -34,7 +37,7 @@ pub struct ServerConfig {
     #[serde(default)]
     pub ack_timeout: Option<Seconds>,
     /// CoAP MAX_RETRANSMIT; default 4.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "types::max_retransmit")]
     pub max_retransmit: Option<u32>,
     /// Send notifications confirmable. Default: when notification_storing is on, so
     /// an unreachable server is noticed and nothing is lost. Some servers do not
@@ -45,6 +48,28 @@ pub struct ServerConfig {
     /// listening until it has something to send. Default: MAX_TRANSMIT_WAIT (93 s).
     #[serde(default)]
     pub queue_timeout: Option<Seconds>,
+}
+
+/// The `[[server]]` array. Its own deserializer only so that a `[server]` table
+/// (the commonest slip) is told what it should be rather than "expected a sequence".
+pub(super) fn servers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ServerConfig>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<ServerConfig>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(
+                "one [[server]] table per server (an array of tables: the header has double brackets)",
+            )
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut servers = Vec::new();
+            while let Some(s) = seq.next_element()? {
+                servers.push(s);
+            }
+            Ok(servers)
+        }
+    }
+    d.deserialize_seq(V)
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

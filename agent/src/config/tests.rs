@@ -157,11 +157,11 @@ fn value_check_errors_carry_the_line_of_their_key() {
     ));
     for want in [
         "lwgate.toml:2: endpoint.name: expected 1 to 255 printable characters, got \"\"",
-        "lwgate.toml:4: store.queue_cap: expected at least 1",
+        "lwgate.toml:4: store.queue_cap: expected a whole number, 1 or more, got 0",
         "lwgate.toml:6: server[0].uri: expected scheme coap://",
-        "lwgate.toml:7: server[0].ssid: expected a Short Server ID from 1 to 65534, got 0",
+        "lwgate.toml:7: server[0].ssid: expected a Short Server ID, a whole number from 1 to 65534, got 0",
         "lwgate.toml:8: server[0].binding: expected one of U, UQ, S, SQ, US, UQS, got \"X\"",
-        "lwgate.toml:9: server[0].max_retransmit: expected 0 to 20, got 21",
+        "lwgate.toml:9: server[0].max_retransmit: expected a whole number from 0 to 20, got 21",
         "lwgate.toml:12: server[1].uri: expected a port from 1 to 65535, got \"0\"",
         "lwgate.toml:16: server[2].ssid: ssid 7 is used by an earlier [[server]] table",
         "lwgate.toml:18: system.reboot_command: expected a command",
@@ -230,6 +230,76 @@ fn uris_that_cannot_work_are_rejected_with_a_reason() {
         e.contains("lwgate.toml:2: bootstrap.server.uri: expected a host name"),
         "{e}"
     );
+}
+
+#[test]
+fn out_of_range_ssid_says_the_range_not_the_rust_type() {
+    for (v, got) in [
+        ("70000", "70000"),
+        ("-1", "-1"),
+        ("\"7\"", "string \"7\""),
+        ("1.5", "1.5"),
+    ] {
+        let e = err_text(&format!("[[server]]\nuri = \"coap://h\"\nssid = {v}\n"));
+        assert!(
+            e.contains(&format!("lwgate.toml:3: server[0].ssid: expected a Short Server ID, a whole number from 1 to 65534, got {got}")),
+            "{e}"
+        );
+        assert!(!e.contains("u16"), "{e}");
+    }
+}
+
+#[test]
+fn a_single_server_table_is_told_to_use_double_brackets() {
+    let e = err_text("[server]\nuri = \"coap://h\"\nssid = 1\n");
+    assert!(
+        e.contains("lwgate.toml:1: server: expected one [[server]] table per server (an array of tables: the header has double brackets), got the table [server]"),
+        "{e}"
+    );
+    assert!(!e.contains("sequence") && !e.contains("map"), "{e}");
+    let e = err_text("server = { uri = \"coap://h\", ssid = 1 }\n");
+    assert!(e.contains("got an inline table"), "{e}");
+    let e = err_text("server = 5\n");
+    assert!(
+        e.contains("table per server (an array of tables: the header has double brackets), got 5"),
+        "{e}"
+    );
+    // The inline form of the array of tables is still an array of tables.
+    let l = load_text("server = [{ uri = \"coap://h\", ssid = 1 }]\n").unwrap();
+    assert_eq!(l.config.servers[0].ssid, 1);
+}
+
+/// The words serde uses for each type a config holds, as an operator meets them.
+#[test]
+fn type_errors_are_in_the_words_of_the_file() {
+    for (text, want) in [
+        ("[[server]]\nuri = \"coap://h\"\nssid = 1\nnotification_storing = \"yes\"\n", "lwgate.toml:4: server[0].notification_storing: expected true or false, got string \"yes\""),
+        ("[[server]]\nuri = 5\nssid = 1\n", "lwgate.toml:2: server[0].uri: expected a string in quotes, got 5"),
+        ("[[server]]\nuri = \"coap://h\"\nssid = 1\nmax_retransmit = -3\n", "server[0].max_retransmit: expected a whole number from 0 to 20, got -3"),
+        ("[store]\nqueue_cap = -1\n", "lwgate.toml:2: store.queue_cap: expected a whole number, 1 or more, got -1"),
+        ("[store]\nqueue_cap = 2.5\n", "store.queue_cap: expected a whole number, 1 or more, got 2.5"),
+        ("[store]\npath = 3\n", "store.path: expected a path in quotes, got 3"),
+        ("store = 5\n", "lwgate.toml:1: store: expected a table, got 5"),
+        ("[bootstrap.server]\nuri = \"coap://h\"\nhold_off = 99999999999\n", "lwgate.toml:3: bootstrap.server.hold_off: expected a whole number from 0 to 4294967295, got 99999999999"),
+        ("[bootstrap.server]\nuri = \"coap://h\"\nhold_off = true\n", "bootstrap.server.hold_off: expected a whole number from 0 to 4294967295, got true"),
+        ("[system]\nreboot_command = \"reboot\"\n", "system.reboot_command: expected an array such as [\"a\", \"b\"], got string \"reboot\""),
+        ("[system]\nreboot_command = [1]\n", "system.reboot_command[0]: expected a string in quotes, got 1"),
+        ("[system]\nreboot_command = { a = 1 }\n", "system.reboot_command: expected an array such as [\"a\", \"b\"], got an inline table"),
+        ("[endpoint]\nname = 2026-01-01\n", "lwgate.toml:2: endpoint.name: expected a string in quotes, got a date-time"),
+        ("[lwm2m]\nversion = \"2.0\"\n", "lwm2m.version: expected \"1.0\" or \"1.1\", got \"2.0\""),
+        ("[lwm2m]\nformat_1_0 = \"xml\"\n", "lwm2m.format_1_0: expected one of \"tlv\", \"senml-json\", \"senml-cbor\" or \"lwm2m-json\", got \"xml\""),
+        ("[log]\nlevel = \"loud, very\"\n", "log.level: expected one of \"error\", \"warn\", \"info\", \"debug\" or \"trace\", got \"loud, very\""),
+        ("[lwm2m]\nversion = 1.0\n", "lwgate.toml:2: lwm2m.version: expected \"1.0\" or \"1.1\" (in quotes), got 1.0"),
+        ("[log]\nlevel = 3\n", "lwgate.toml:2: log.level: expected one of \"error\", \"warn\", \"info\", \"debug\" or \"trace\" (in quotes), got 3"),
+        ("[log]\nlevel = {}\n", "log.level: expected one of \"error\", \"warn\", \"info\", \"debug\" or \"trace\" (in quotes), got {}"),
+        ("[[server]]\nuri = \"coap://h\"\nssid = 1\nsecurity = [\n\"psk\"]\n", "lwgate.toml:4: server[0].security: expected \"nosec\" (in quotes), got […"),
+    ] {
+        let e = err_text(text);
+        assert!(e.contains(want), "{want}\nnot in\n{e}");
+        for jargon in ["u16", "u32", "usize", "sequence", "map", "struct", "wanted", "variant", "`"] {
+            assert!(!e.contains(jargon), "{jargon:?} in {e}");
+        }
+    }
 }
 
 #[test]
