@@ -15,6 +15,8 @@ pub struct ConfigError {
     /// Dotted key path such as `server[0].lifetime`; empty for file-level errors.
     pub key: String,
     pub line: Option<usize>,
+    /// Only for TOML syntax errors, where the line alone may not find the typo.
+    pub column: Option<usize>,
     pub message: String,
 }
 
@@ -24,6 +26,7 @@ impl ConfigError {
             file: file.to_path_buf(),
             key: key.into(),
             line: None,
+            column: None,
             message: message.into(),
         }
     }
@@ -54,7 +57,34 @@ impl ConfigError {
             file: file.to_path_buf(),
             key,
             line,
+            column: None,
             message,
+        }
+    }
+
+    /// A document that is not TOML at all: toml gives a description and an
+    /// "expected …" list on separate lines, which read as two errors in a journal.
+    fn syntax(file: &Path, text: &str, err: &toml::de::Error) -> Self {
+        let (line, column) = match err.span() {
+            Some(s) => (Some(line_of(text, s.start)), Some(column_of(text, s.start))),
+            None => (None, None),
+        };
+        let parts: Vec<String> = err
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| match l.strip_prefix("expected ") {
+                Some(list) => format!("expected {}", or_list(list)),
+                None => l.to_string(),
+            })
+            .collect();
+        Self {
+            file: file.to_path_buf(),
+            key: String::new(),
+            line,
+            column,
+            message: format!("TOML syntax error: {}", parts.join(", ")),
         }
     }
 }
@@ -64,6 +94,9 @@ impl fmt::Display for ConfigError {
         write!(f, "{}", self.file.display())?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
         }
         if !self.key.is_empty() {
             write!(f, ": {}", self.key)?;
@@ -104,6 +137,10 @@ pub(crate) fn deserialize<T: DeserializeOwned>(file: &Path, text: &str) -> Resul
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(value) => Ok(value),
         Err(e) => {
+            // Any document that is TOML at all deserializes into IgnoredAny.
+            if let Err(syntax) = toml::from_str::<IgnoredAny>(text) {
+                return Err(ConfigError::syntax(file, text, &syntax));
+            }
             let names = if e.inner().message().starts_with("wanted ") {
                 e.inner().span().and_then(|s| enum_names::<T>(text, s))
             } else {
@@ -137,6 +174,18 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..end]
         .iter()
         .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// In characters, as an editor counts them, not bytes.
+fn column_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    let bytes = &text.as_bytes()[..end];
+    let start = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    bytes[start..]
+        .iter()
+        .filter(|&&b| (b & 0xC0) != 0x80)
         .count()
         + 1
 }
@@ -499,5 +548,23 @@ mod tests {
             ),
             "expected a name in quotes, got { a = 1, a = 1, a = 1, a = 1, a = 1, a =…"
         );
+    }
+
+    #[test]
+    fn syntax_errors_join_their_lines() {
+        let text = "[log\n";
+        let err = toml::from_str::<IgnoredAny>(text).unwrap_err();
+        let e = ConfigError::syntax(Path::new("f.toml"), text, &err);
+        assert_eq!(
+            e.to_string(),
+            "f.toml:1:5: TOML syntax error: invalid table header, expected `.` or `]`"
+        );
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        assert_eq!(column_of("ab\ncd", 3), 1);
+        assert_eq!(column_of("ab\ncd", 4), 2);
+        assert_eq!(column_of("ä = ", 3), 3, "ä is two bytes, one column");
     }
 }

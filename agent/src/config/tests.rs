@@ -108,6 +108,28 @@ fn syntax_error_names_line() {
 }
 
 #[test]
+fn syntax_error_is_one_line_with_line_and_column() {
+    let e = err_text("[log]\nlevel = \"info\"\n[store\npath = \"/x\"\n");
+    assert!(
+        e.ends_with(
+            "lwgate.toml:3:7: TOML syntax error: invalid table header, expected `.` or `]`"
+        ),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+    let e = err_text("a = = 1\n");
+    assert!(
+        e.ends_with("lwgate.toml:1:5: TOML syntax error: invalid string, expected `\"` or `'`"),
+        "{e}"
+    );
+    let e = err_text("[log]\nlevel = \"info\"\nlevel = \"debug\"\n");
+    assert!(
+        e.ends_with(":3:1: TOML syntax error: duplicate key `level` in table `log`"),
+        "{e}"
+    );
+}
+
+#[test]
 fn semantic_errors_are_all_reported() {
     let e = err_text(
         "[[server]]\nuri = \"http://h\"\nssid = 0\nbinding = \"X\"\n[[server]]\nuri = \"coap://h\"\nssid = 7\n[[server]]\nuri = \"coap://h\"\nssid = 7\n",
