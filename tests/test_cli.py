@@ -42,7 +42,8 @@ def test_broken_device_file_is_named(lwgate, tmp_path):
     (tmp_path / "devices.d" / "meter.toml").write_text('[device]\nid = "12"\nprotocol = "mqtt"\n')
     r = run(lwgate, "check-config", "--config", str(cfg))
     assert r.returncode == 1
-    assert "meter.toml: device.id: expected a prefix" in r.stderr
+    assert "meter.toml:2: device.id: expected an id that is not purely numeric" in r.stderr
+    assert "expected a prefix" not in r.stderr, "the key is the id, not a prefix"
 
 
 def test_lwgate_config_env_is_the_default(lwgate, tmp_path):

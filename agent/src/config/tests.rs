@@ -398,6 +398,41 @@ fn devices_are_loaded_sorted_and_checked() {
 }
 
 #[test]
+fn device_file_errors_name_the_key_and_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "lwgate.toml", "");
+    let dd = dir.path().join("devices.d");
+    fs::create_dir(&dd).unwrap();
+    write(
+        &dd,
+        "a.toml",
+        "[device]\nprotocol = \"mqtt\"\nid = \"12\"\n",
+    );
+    write(
+        &dd,
+        "b.toml",
+        "[device]\nid = \"a b\"\nprotocol = \"mqtt\"\n",
+    );
+    write(&dd, "c.toml", "[device]\nid = \"c\"\nprotocol = \"mqtt\"\n");
+    write(
+        &dd,
+        "d.toml",
+        "# again\n[device]\nid = \"c\"\nprotocol = \"mqtt\"\n",
+    );
+    write(&dd, "e.toml", "[device\nid = \"e\"\n");
+    let e = load(&cfg).unwrap_err().to_string();
+    for want in [
+        "a.toml:3: device.id: expected an id that is not purely numeric (without a `prefix` key the id is also the path prefix, where a number would read as an LwM2M object id), got \"12\"",
+        "b.toml:2: device.id: expected an id of 1 to 64 letters, digits, '.', '_' or '-', got \"a b\"",
+        "d.toml:3: device.id: id \"c\" is also used by",
+        "e.toml:1:8: TOML syntax error: invalid table header",
+    ] {
+        assert!(e.contains(want), "{want}\nnot in\n{e}");
+    }
+    assert!(!e.contains("a.toml:3: device.id: expected a prefix"), "{e}");
+}
+
+#[test]
 fn devices_dir_is_relative_to_the_config() {
     let cfg: Config = toml::from_str("[devices]\ndir = \"devs\"\n").unwrap();
     assert_eq!(
