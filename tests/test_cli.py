@@ -2,6 +2,8 @@
 
 import subprocess
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -64,6 +66,101 @@ def test_version(lwgate):
     r = run(lwgate, "version")
     assert r.returncode == 0
     assert r.stdout.startswith("lwgate 0.")
+
+
+def check(lwgate, cfg, text):
+    cfg.write_text(text)
+    return run(lwgate, "check-config", "--config", str(cfg))
+
+
+def test_unbracketed_ipv6_uri_is_rejected(lwgate, tmp_path):
+    cfg = tmp_path / "lwgate.toml"
+    r = check(lwgate, cfg, '[[server]]\nssid = 101\nuri = "coap://::1"\n')
+    assert r.returncode == 1
+    assert (
+        f'{cfg}:3: server[0].uri: expected an IPv6 address in brackets, e.g. "coap://[::1]:5683", got "coap://::1"'
+        in r.stderr
+    )
+
+
+def test_bracketed_ipv6_uri_is_accepted(lwgate, tmp_path):
+    r = check(lwgate, tmp_path / "lwgate.toml", '[[server]]\nssid = 101\nuri = "coap://[::1]:5683"\n')
+    assert r.returncode == 0, r.stderr
+    assert "[101] coap://[::1]:5683" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "uri, why",
+    [
+        ("coap://host name", "(a space is not allowed)"),
+        ("coap://h:0", 'expected a port from 1 to 65535, got "0"'),
+        ("coap://h:65536", 'expected a port from 1 to 65535, got "65536"'),
+        ("coap://:5683", "expected a host"),
+        ("coap://user@h", "expected no user name (user@)"),
+        ("coap://h/?ep=x", "expected no query"),
+        ("coap://h#x", "expected no fragment"),
+        ("coaps://h", "coaps:// needs DTLS, which this version does not support yet"),
+    ],
+)
+def test_uri_that_cannot_work_is_rejected(lwgate, tmp_path, uri, why):
+    cfg = tmp_path / "lwgate.toml"
+    r = check(lwgate, cfg, f'[[server]]\nssid = 101\nuri = "{uri}"\n')
+    assert r.returncode == 1
+    assert f"{cfg}:3: server[0].uri: " in r.stderr and why in r.stderr, r.stderr
+
+
+def test_ssid_out_of_range_names_the_range_and_line(lwgate, tmp_path):
+    cfg = tmp_path / "lwgate.toml"
+    r = check(lwgate, cfg, '[[server]]\nuri = "coap://127.0.0.1"\nssid = 70000\n')
+    assert r.returncode == 1
+    assert f"{cfg}:3: server[0].ssid: expected a Short Server ID, a whole number from 1 to 65534, got 70000" in r.stderr
+    assert "u16" not in r.stderr
+
+
+def test_single_bracket_server_table_says_double_brackets(lwgate, tmp_path):
+    cfg = tmp_path / "lwgate.toml"
+    r = check(lwgate, cfg, '[server]\nuri = "coap://127.0.0.1"\nssid = 101\n')
+    assert r.returncode == 1
+    assert f"{cfg}:1: server: expected one [[server]] table per server" in r.stderr
+    assert "double brackets" in r.stderr
+    assert "sequence" not in r.stderr and "map" not in r.stderr
+
+
+def test_value_check_errors_have_line_numbers(lwgate, tmp_path):
+    cfg = tmp_path / "lwgate.toml"
+    r = check(
+        lwgate,
+        cfg,
+        '[[server]]\nuri = "coap://127.0.0.1:0"\nssid = 101\nbinding = "X"\n'
+        '[[server]]\nuri = "coap://127.0.0.1"\n\nssid = 101\n',
+    )
+    assert r.returncode == 1
+    assert f'{cfg}:2: server[0].uri: expected a port from 1 to 65535, got "0"' in r.stderr
+    assert f'{cfg}:4: server[0].binding: expected one of U, UQ, S, SQ, US, UQS, got "X"' in r.stderr
+    assert f"{cfg}:8: server[1].ssid: ssid 101 is used by an earlier [[server]] table" in r.stderr
+
+
+def test_toml_syntax_error_is_one_message(lwgate, tmp_path):
+    cfg = tmp_path / "lwgate.toml"
+    r = check(lwgate, cfg, '[log]\nlevel = "info"\n[store\npath = "/tmp/x.db"\n')
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"{cfg}:3:7: TOML syntax error: invalid table header, expected `.` or `]`",
+        f"{cfg}: configuration is NOT valid",
+    ]
+
+
+def test_bad_device_id_is_named_as_device_id(lwgate, tmp_path):
+    cfg = tmp_path / "lwgate.toml"
+    cfg.write_text("")
+    (tmp_path / "devices.d").mkdir()
+    (tmp_path / "devices.d" / "pump.toml").write_text('[device]\nprotocol = "mqtt"\nid = "pump 1"\n')
+    r = run(lwgate, "check-config", "--config", str(cfg))
+    assert r.returncode == 1
+    assert (
+        f"{tmp_path / 'devices.d' / 'pump.toml'}:3: device.id: "
+        "expected an id of 1 to 64 letters, digits, '.', '_' or '-', got \"pump 1\""
+    ) in r.stderr
 
 
 def test_closed_pipe_does_not_panic(lwgate):
