@@ -184,10 +184,19 @@ pub fn parse_uri(uri: &str) -> Result<ServerAddr, String> {
 
 /// `coap://::1` reads as host ":" and port 1 to a naive parser; RFC 3986 puts
 /// IPv6 literals in brackets precisely so the port separator stays unambiguous.
+/// The example guesses what was meant: an address and a port where the text
+/// splits into those (the reading older versions used), else the whole address.
 fn unbracketed_ipv6(authority: &str, uri: &str) -> String {
-    let example = match authority.parse::<std::net::Ipv6Addr>() {
-        Ok(addr) => format!("coap://[{addr}]:5683"),
-        Err(_) => "coap://[2001:db8::1]:5683".to_string(),
+    use std::net::Ipv6Addr;
+    let with_port = authority.rsplit_once(':').and_then(|(a, p)| {
+        let addr = a.parse::<Ipv6Addr>().ok()?;
+        let port = parse_port(p, uri).ok()?;
+        Some(format!("coap://[{addr}]:{port}"))
+    });
+    let example = match (with_port, authority.parse::<Ipv6Addr>()) {
+        (Some(e), _) => e,
+        (None, Ok(addr)) => format!("coap://[{addr}]:5683"),
+        (None, Err(_)) => "coap://[2001:db8::1]:5683".to_string(),
     };
     format!("expected an IPv6 address in brackets, e.g. \"{example}\", got \"{uri}\"")
 }
@@ -354,9 +363,14 @@ mod tests {
         );
         assert!(
             err("coap://2001:db8::1:5683")
-                .contains("in brackets, e.g. \"coap://[2001:db8::1:5683]:5683\""),
-            "the whole text is one IPv6 address, so that is what the example brackets"
+                .contains("in brackets, e.g. \"coap://[2001:db8::1]:5683\""),
+            "the last group reads as the port, as older versions took it"
         );
+        assert!(
+            err("coap://::1:0").contains("e.g. \"coap://[::1:0]:5683\""),
+            "0 is no port"
+        );
+        assert!(err("coap://fe80::1:70000").contains("e.g. \"coap://[2001:db8::1]:5683\""));
         assert!(
             err("coap://fe80::zz:1").contains("in brackets, e.g. \"coap://[2001:db8::1]:5683\"")
         );
