@@ -239,6 +239,30 @@ fn uris_that_cannot_work_are_rejected_with_a_reason() {
         ("coap://[::g]", "expected an IPv6 address between [ and ]"),
         ("coap://a..b", "(an empty label between dots)"),
         (
+            "coap://-gw.example",
+            "(label \"-gw\" starts or ends with '-')",
+        ),
+        ("coap://bücher.example", "('ü' is not allowed)"),
+        ("coap://h%41", "('%' is not allowed)"),
+        ("coap://h ", "(a space is not allowed)"),
+        (
+            "coap://[gw]",
+            "expected an IPv6 address between [ and ], got \"[gw]\"",
+        ),
+        (
+            "coap://[fe80::1%]",
+            "expected an IPv6 address between [ and ]",
+        ),
+        (
+            "coap://h:+80",
+            "expected a port from 1 to 65535, got \"+80\"",
+        ),
+        ("coap://h:", "expected a port from 1 to 65535, got \"\""),
+        (
+            "coap://2001:db8::1:5683",
+            "e.g. \"coap://[2001:db8::1]:5683\"",
+        ),
+        (
             "coaps://h",
             "coaps:// needs DTLS, which this version does not support yet",
         ),
