@@ -54,8 +54,11 @@ impl Protocol {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("expected a non-empty id of letters, digits, '.', '_' or '-', got \"{0}\"")]
+    #[error("expected an id of 1 to 64 letters, digits, '.', '_' or '-', got \"{0}\"")]
     BadId(String),
+    /// Only without `prefix`: the id is then the path prefix too.
+    #[error("expected an id that is not purely numeric (without a `prefix` key the id is also the path prefix, where a number would read as an LwM2M object id), got \"{0}\"")]
+    NumericId(String),
     #[error("expected a prefix of letters, digits, '.', '_' or '-' that is not purely numeric, got \"{0}\"")]
     BadPrefix(String),
 }
@@ -80,12 +83,10 @@ impl DeviceSpec {
         }
         let p = self.prefix();
         if !is_segment(p) || p.bytes().all(|b| b.is_ascii_digit()) {
-            let key = if self.prefix.is_some() {
-                "prefix"
-            } else {
-                "id"
-            };
-            return Err((key, SpecError::BadPrefix(p.to_string())));
+            return Err(match self.prefix {
+                Some(_) => ("prefix", SpecError::BadPrefix(p.to_string())),
+                None => ("id", SpecError::NumericId(p.to_string())),
+            });
         }
         Ok(())
     }
@@ -118,6 +119,22 @@ mod tests {
         assert!(spec("", None).validate().is_err());
         assert!(spec("dev/1", None).validate().is_err());
         assert!(spec("dev1", None).validate().is_ok());
+    }
+
+    #[test]
+    fn a_numeric_id_is_named_as_an_id() {
+        let (key, e) = spec("12", None).validate().unwrap_err();
+        assert_eq!((key, &e), ("id", &SpecError::NumericId("12".into())));
+        assert!(e
+            .to_string()
+            .starts_with("expected an id that is not purely numeric"));
+        assert!(spec("12", Some("meter")).validate().is_ok());
+        let (key, e) = spec("a b", None).validate().unwrap_err();
+        assert_eq!(key, "id");
+        assert_eq!(
+            e.to_string(),
+            "expected an id of 1 to 64 letters, digits, '.', '_' or '-', got \"a b\""
+        );
     }
 
     #[test]

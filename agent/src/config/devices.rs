@@ -1,6 +1,6 @@
 //! Loading `devices.d/*.toml`.
 
-use super::error::{ConfigError, ConfigErrors};
+use super::error::{deserialize, locate, ConfigError, ConfigErrors};
 use lwgate_bridges::DeviceFile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,46 +43,64 @@ pub fn load_devices(dir: &Path) -> Result<Vec<LoadedDevice>, ConfigErrors> {
                 continue;
             }
         };
-        let de = toml::Deserializer::new(&text);
-        let spec: DeviceFile = match serde_path_to_error::deserialize(de) {
-            Ok(s) => s,
+        let spec: DeviceFile = match deserialize(&file, &text) {
+            Ok(spec) => {
+                let first = errors.len();
+                check(&file, &spec, &mut ids, &mut prefixes, &mut errors);
+                locate(&text, &mut errors[first..]);
+                if errors.len() > first {
+                    continue;
+                }
+                spec
+            }
             Err(e) => {
-                errors.push(ConfigError::from_toml(&file, &text, e));
+                errors.push(e);
                 continue;
             }
         };
-        if let Err((key, e)) = spec.device.validate() {
-            errors.push(ConfigError::new(
-                &file,
-                format!("device.{key}"),
-                e.to_string(),
-            ));
-            continue;
-        }
-        if let Some(other) = ids.insert(spec.device.id.clone(), file.clone()) {
-            errors.push(ConfigError::new(
-                &file,
-                "device.id",
-                format!(
-                    "id {:?} is also used by {}",
-                    spec.device.id,
-                    other.display()
-                ),
-            ));
-        }
-        let prefix = spec.device.prefix().to_string();
-        if let Some(other) = prefixes.insert(prefix.clone(), file.clone()) {
-            errors.push(ConfigError::new(
-                &file,
-                "device.prefix",
-                format!("prefix {prefix:?} is also used by {}", other.display()),
-            ));
-        }
         devices.push(LoadedDevice { file, spec });
     }
     if errors.is_empty() {
         Ok(devices)
     } else {
         Err(ConfigErrors(errors))
+    }
+}
+
+/// The checks on one parsed device file: its own values, then uniqueness
+/// against the files before it.
+fn check(
+    file: &Path,
+    spec: &DeviceFile,
+    ids: &mut HashMap<String, PathBuf>,
+    prefixes: &mut HashMap<String, PathBuf>,
+    errors: &mut Vec<ConfigError>,
+) {
+    if let Err((key, e)) = spec.device.validate() {
+        errors.push(ConfigError::new(
+            file,
+            format!("device.{key}"),
+            e.to_string(),
+        ));
+        return;
+    }
+    if let Some(other) = ids.insert(spec.device.id.clone(), file.to_path_buf()) {
+        errors.push(ConfigError::new(
+            file,
+            "device.id",
+            format!(
+                "id {:?} is also used by {}",
+                spec.device.id,
+                other.display()
+            ),
+        ));
+    }
+    let prefix = spec.device.prefix().to_string();
+    if let Some(other) = prefixes.insert(prefix.clone(), file.to_path_buf()) {
+        errors.push(ConfigError::new(
+            file,
+            "device.prefix",
+            format!("prefix {prefix:?} is also used by {}", other.display()),
+        ));
     }
 }

@@ -18,6 +18,7 @@ pub use types::{LogLevel, Seconds};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use types::{MAX_RETRANSMIT_EXPECTED, QUEUE_CAP_EXPECTED, SSID_EXPECTED};
 
 /// Where the packaged config lives; `--config` or `LWGATE_CONFIG` override it.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lwgate/lwgate.toml";
@@ -41,7 +42,7 @@ pub struct Config {
     pub lwm2m: Lwm2mSection,
     #[serde(default)]
     pub system: SystemSection,
-    #[serde(default, rename = "server")]
+    #[serde(default, rename = "server", deserialize_with = "server::servers")]
     pub servers: Vec<ServerConfig>,
     #[serde(default)]
     pub bootstrap: Option<BootstrapSection>,
@@ -60,7 +61,10 @@ pub struct StoreSection {
     #[serde(default = "StoreSection::default_path")]
     pub path: PathBuf,
     /// Notifications kept per server while it is unreachable; oldest dropped first.
-    #[serde(default = "StoreSection::default_queue_cap")]
+    #[serde(
+        default = "StoreSection::default_queue_cap",
+        deserialize_with = "types::queue_cap"
+    )]
     pub queue_cap: usize,
 }
 
@@ -271,8 +275,7 @@ pub struct Loaded {
 
 /// Parses TOML text into a `Config`, naming the file and key on error.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let de = toml::Deserializer::new(text);
-    serde_path_to_error::deserialize(de).map_err(|e| ConfigError::from_toml(path, text, e))
+    error::deserialize(path, text)
 }
 
 /// Reads, parses and validates the whole configuration tree.
@@ -281,6 +284,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
         .map_err(|e| ConfigError::new(path, "", format!("cannot read the file: {e}")))?;
     let config = parse(path, &text)?;
     let mut errors = validate(path, &config);
+    error::locate(&text, &mut errors);
     let mut warnings = Vec::new();
 
     let endpoint = match &config.endpoint.name {
@@ -340,7 +344,7 @@ fn validate(path: &Path, config: &Config) -> Vec<ConfigError> {
         errors.push(ConfigError::new(
             path,
             "store.queue_cap",
-            "expected at least 1",
+            format!("expected {QUEUE_CAP_EXPECTED}, got 0"),
         ));
     }
     let mut ssids = HashSet::new();
@@ -353,7 +357,7 @@ fn validate(path: &Path, config: &Config) -> Vec<ConfigError> {
             errors.push(ConfigError::new(
                 path,
                 key("ssid"),
-                format!("expected a Short Server ID from 1 to 65534, got {}", s.ssid),
+                format!("expected {SSID_EXPECTED}, got {}", s.ssid),
             ));
         } else if !ssids.insert(s.ssid) {
             errors.push(ConfigError::new(
@@ -362,14 +366,11 @@ fn validate(path: &Path, config: &Config) -> Vec<ConfigError> {
                 format!("ssid {} is used by an earlier [[server]] table", s.ssid),
             ));
         }
-        if s.max_retransmit.is_some_and(|n| n > 20) {
+        if let Some(n) = s.max_retransmit.filter(|&n| n > 20) {
             errors.push(ConfigError::new(
                 path,
                 key("max_retransmit"),
-                format!(
-                    "expected 0 to 20, got {}",
-                    s.max_retransmit.unwrap_or_default()
-                ),
+                format!("expected {MAX_RETRANSMIT_EXPECTED}, got {n}"),
             ));
         }
         if !BINDINGS.contains(&s.binding.as_str()) {

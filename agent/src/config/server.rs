@@ -1,7 +1,9 @@
 //! `[[server]]` tables: the factory-bootstrap LwM2M server accounts.
 
-use super::types::Seconds;
+use super::types::{self, Seconds};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use std::fmt;
 
 fn default_lifetime() -> Seconds {
     Seconds(86_400)
@@ -19,6 +21,7 @@ pub struct ServerConfig {
     /// `coap://host[:port]` (`coaps://` once DTLS lands).
     pub uri: String,
     /// Short Server ID, 1..=65534 (0 and 65535 are reserved by the spec).
+    #[serde(deserialize_with = "types::ssid")]
     pub ssid: u16,
     #[serde(default = "default_lifetime")]
     pub lifetime: Seconds,
@@ -34,7 +37,7 @@ pub struct ServerConfig {
     #[serde(default)]
     pub ack_timeout: Option<Seconds>,
     /// CoAP MAX_RETRANSMIT; default 4.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "types::max_retransmit")]
     pub max_retransmit: Option<u32>,
     /// Send notifications confirmable. Default: when notification_storing is on, so
     /// an unreachable server is noticed and nothing is lost. Some servers do not
@@ -45,6 +48,28 @@ pub struct ServerConfig {
     /// listening until it has something to send. Default: MAX_TRANSMIT_WAIT (93 s).
     #[serde(default)]
     pub queue_timeout: Option<Seconds>,
+}
+
+/// The `[[server]]` array. Its own deserializer only so that a `[server]` table
+/// (the commonest slip) is told what it should be rather than "expected a sequence".
+pub(super) fn servers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ServerConfig>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<ServerConfig>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(
+                "one [[server]] table per server (an array of tables: the header has double brackets)",
+            )
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut servers = Vec::new();
+            while let Some(s) = seq.next_element()? {
+                servers.push(s);
+            }
+            Ok(servers)
+        }
+    }
+    d.deserialize_seq(V)
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -69,11 +94,18 @@ pub const BINDINGS: [&str; 6] = ["U", "UQ", "S", "SQ", "US", "UQS"];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerAddr {
     pub scheme: String,
+    /// A host name, an IPv4 address, or an IPv6 address without its brackets (with
+    /// `%zone` for a link-local one), as the resolver takes it.
     pub host: String,
     pub port: u16,
 }
 
 /// Parses `coap://host[:port][/]`; IPv6 literals go in brackets.
+///
+/// Stricter than "whatever the resolver might take": a URI that passes here but
+/// cannot be resolved or connected fails only at run time, every 10 s, in a
+/// journal nobody reads during commissioning. So the authority follows RFC 3986
+/// and everything lwgate would silently drop (userinfo, query, fragment) is refused.
 pub fn parse_uri(uri: &str) -> Result<ServerAddr, String> {
     let (scheme, rest) = uri
         .split_once("://")
@@ -91,14 +123,32 @@ pub fn parse_uri(uri: &str) -> Result<ServerAddr, String> {
             ))
         }
     };
-    let authority = rest.trim_end_matches('/');
-    if authority.contains('/') || authority.contains('?') {
+    if rest.contains('#') {
+        return Err(format!(
+            "expected no fragment (#…) in a server URI, got \"{uri}\""
+        ));
+    }
+    if rest.contains('?') {
+        return Err(format!(
+            "expected no query (?…) in a server URI, got \"{uri}\""
+        ));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if path.bytes().any(|b| b != b'/') {
         return Err(format!(
             "expected only host and port in the server URI, got \"{uri}\""
         ));
     }
+    if authority.contains('@') {
+        return Err(format!(
+            "expected no user name (user@) in a server URI, got \"{uri}\" (credentials are not sent in the URI)"
+        ));
+    }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
+        let (literal, after) = v6
             .split_once(']')
             .ok_or_else(|| format!("unterminated IPv6 literal in \"{uri}\""))?;
         let port = match after.strip_prefix(':') {
@@ -106,32 +156,137 @@ pub fn parse_uri(uri: &str) -> Result<ServerAddr, String> {
             None if after.is_empty() => None,
             None => return Err(format!("unexpected text after ']' in \"{uri}\"")),
         };
-        (h.to_string(), port)
+        (ipv6_host(literal, uri)?, port)
     } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (authority.to_string(), None),
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        if port.is_some_and(|p| p.contains(':')) {
+            return Err(unbracketed_ipv6(authority, uri));
         }
+        if host.is_empty() {
+            return Err(format!("expected a host in \"{uri}\""));
+        }
+        check_host(host, uri)?;
+        (host.to_string(), port)
     };
-    if host.is_empty() {
-        return Err(format!("expected a host in \"{uri}\""));
-    }
     let port = match port {
         None => default_port,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                return Err(format!(
-                    "expected a port 1..65535, got \"{p}\" in \"{uri}\""
-                ))
-            }
-        },
+        Some(p) => parse_port(p, uri)?,
     };
     Ok(ServerAddr {
         scheme: scheme.to_string(),
         host,
         port,
     })
+}
+
+/// `coap://::1` reads as host ":" and port 1 to a naive parser; RFC 3986 puts
+/// IPv6 literals in brackets precisely so the port separator stays unambiguous.
+/// The example guesses what was meant: an address and a port where the text
+/// splits into those (the reading older versions used), else the whole address.
+fn unbracketed_ipv6(authority: &str, uri: &str) -> String {
+    use std::net::Ipv6Addr;
+    let with_port = authority.rsplit_once(':').and_then(|(a, p)| {
+        let addr = a.parse::<Ipv6Addr>().ok()?;
+        let port = parse_port(p, uri).ok()?;
+        Some(format!("coap://[{addr}]:{port}"))
+    });
+    let example = match (with_port, authority.parse::<Ipv6Addr>()) {
+        (Some(e), _) => e,
+        (None, Ok(addr)) => format!("coap://[{addr}]:5683"),
+        (None, Err(_)) => "coap://[2001:db8::1]:5683".to_string(),
+    };
+    format!("expected an IPv6 address in brackets, e.g. \"{example}\", got \"{uri}\"")
+}
+
+/// The text between `[` and `]`: an IPv6 address, with an optional RFC 6874 zone
+/// (`%25eth0`, or the bare `%eth0` that resolvers also take) for link-local servers.
+fn ipv6_host(literal: &str, uri: &str) -> Result<String, String> {
+    let (addr, zone) = match literal.split_once('%') {
+        Some((a, z)) => (a, Some(z.strip_prefix("25").unwrap_or(z))),
+        None => (literal, None),
+    };
+    let bad =
+        || format!("expected an IPv6 address between [ and ], got \"[{literal}]\" in \"{uri}\"");
+    let addr: std::net::Ipv6Addr = addr.parse().map_err(|_| bad())?;
+    match zone {
+        None => Ok(addr.to_string()),
+        Some(z)
+            if !z.is_empty()
+                && z.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+                }) =>
+        {
+            Ok(format!("{addr}%{z}"))
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+/// A host outside brackets: an IPv4 address or a host name (RFC 1123 labels;
+/// `_` too, as container and compose service names use it and resolvers take it).
+fn check_host(host: &str, uri: &str) -> Result<(), String> {
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return match host.parse::<std::net::Ipv4Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!(
+                "expected an IPv4 address like 192.0.2.1, got \"{host}\" in \"{uri}\""
+            )),
+        };
+    }
+    let problem = host_name_problem(host);
+    match problem {
+        None => Ok(()),
+        Some(why) => Err(format!(
+            "expected a host name of letters, digits, '-', '_' and '.', an IPv4 address or an IPv6 address in brackets, got \"{host}\" in \"{uri}\" ({why})"
+        )),
+    }
+}
+
+fn host_name_problem(host: &str) -> Option<String> {
+    if let Some(c) = host
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Some(match c {
+            ' ' => "a space is not allowed".to_string(),
+            c if c.is_whitespace() || c.is_control() => {
+                format!("{} is not allowed", c.escape_default())
+            }
+            c => format!("'{c}' is not allowed"),
+        });
+    }
+    // A trailing dot is the fully qualified form and resolves the same.
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.len() > 253 {
+        return Some("longer than 253 characters".to_string());
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Some("an empty label between dots".to_string());
+        }
+        if label.len() > 63 {
+            return Some(format!("label \"{label}\" is longer than 63 characters"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!("label \"{label}\" starts or ends with '-'"));
+        }
+    }
+    None
+}
+
+fn parse_port(p: &str, uri: &str) -> Result<u16, String> {
+    let bad = || format!("expected a port from 1 to 65535, got \"{p}\" in \"{uri}\"");
+    // `u16::from_str` also takes "+80"; a URI port is digits only.
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match p.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(bad()),
+    }
 }
 
 #[cfg(test)]
@@ -151,19 +306,152 @@ mod tests {
     }
 
     #[test]
+    fn accepts_what_resolvers_take() {
+        for (uri, host, port) in [
+            ("coap://[::1]:5683", "::1", 5683),
+            ("coap://[2001:DB8::1]/", "2001:db8::1", 5683),
+            ("coap://[fe80::1%25eth0]:5683", "fe80::1%eth0", 5683),
+            ("coap://[fe80::1%eth0]", "fe80::1%eth0", 5683),
+            (
+                "coap://Leshan-1.example.COM.:65535",
+                "Leshan-1.example.COM.",
+                65535,
+            ),
+            ("coap://lwm2m_server:5683", "lwm2m_server", 5683),
+            ("coap://localhost", "localhost", 5683),
+            ("coap://h:05683//", "h", 5683),
+            ("coap://192.0.2.1:1", "192.0.2.1", 1),
+        ] {
+            let a = parse_uri(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+            assert_eq!((a.host.as_str(), a.port), (host, port), "{uri}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_uris() {
         for bad in [
             "127.0.0.1:5683",
             "http://x",
+            "COAP://x",
             "coap://",
             "coap://h:0",
             "coap://h:70000",
             "coap://h:x",
+            "coap://h:",
+            "coap://h:+80",
             "coap://h/rd",
             "coaps://h",
             "coap://[::1",
+            "coap://[::1]x",
+            "coap://::1",
+            "coap://host name",
+            "coap://h ",
         ] {
             assert!(parse_uri(bad).is_err(), "{bad}");
         }
+    }
+
+    fn err(uri: &str) -> String {
+        parse_uri(uri).unwrap_err()
+    }
+
+    #[test]
+    fn unbracketed_ipv6_says_to_use_brackets() {
+        assert_eq!(
+            err("coap://::1"),
+            "expected an IPv6 address in brackets, e.g. \"coap://[::1]:5683\", got \"coap://::1\""
+        );
+        assert!(
+            err("coap://2001:db8::1:5683")
+                .contains("in brackets, e.g. \"coap://[2001:db8::1]:5683\""),
+            "the last group reads as the port, as older versions took it"
+        );
+        assert!(
+            err("coap://::1:0").contains("e.g. \"coap://[::1:0]:5683\""),
+            "0 is no port"
+        );
+        assert!(err("coap://fe80::1:70000").contains("e.g. \"coap://[2001:db8::1]:5683\""));
+        assert!(
+            err("coap://fe80::zz:1").contains("in brackets, e.g. \"coap://[2001:db8::1]:5683\"")
+        );
+    }
+
+    #[test]
+    fn bad_host_names_say_why() {
+        let e = err("coap://host name");
+        assert!(
+            e.starts_with("expected a host name of letters, digits, '-', '_' and '.', an IPv4 address or an IPv6 address in brackets, got \"host name\""),
+            "{e}"
+        );
+        assert!(e.ends_with("(a space is not allowed)"), "{e}");
+        assert!(err("coap://h\t").ends_with("(\\t is not allowed)"));
+        assert!(err("coap://h%41").ends_with("('%' is not allowed)"));
+        assert!(err("coap://bücher.example").ends_with("('ü' is not allowed)"));
+        assert!(err("coap://a..b").ends_with("(an empty label between dots)"));
+        assert!(err("coap://.a").ends_with("(an empty label between dots)"));
+        assert!(err("coap://-a.b").ends_with("(label \"-a\" starts or ends with '-')"));
+        assert!(err(&format!("coap://{}.b", "x".repeat(64))).contains("longer than 63"));
+        assert!(err(&format!("coap://{}", ["abcdefghi"; 26].join("."))).contains("longer than 253"));
+        assert!(err("coap://h]").ends_with("(']' is not allowed)"));
+    }
+
+    #[test]
+    fn bad_ip_addresses_say_what_an_address_looks_like() {
+        assert_eq!(
+            err("coap://999.1.1.1:5683"),
+            "expected an IPv4 address like 192.0.2.1, got \"999.1.1.1\" in \"coap://999.1.1.1:5683\""
+        );
+        assert!(err("coap://1.2.3").starts_with("expected an IPv4 address"));
+        assert_eq!(
+            err("coap://[::g]"),
+            "expected an IPv6 address between [ and ], got \"[::g]\" in \"coap://[::g]\""
+        );
+        assert!(err("coap://[v1.x]").starts_with("expected an IPv6 address between"));
+        assert!(err("coap://[fe80::1%]").starts_with("expected an IPv6 address between"));
+        assert!(err("coap://[fe80::1%25a b]").starts_with("expected an IPv6 address between"));
+    }
+
+    #[test]
+    fn ports_outside_1_to_65535_are_named() {
+        for (uri, p) in [
+            ("coap://h:0", "0"),
+            ("coap://h:65536", "65536"),
+            ("coap://h:99999999999999999999", "99999999999999999999"),
+            ("coap://[::1]:0", "0"),
+            ("coap://h:", ""),
+            ("coap://h:-1", "-1"),
+        ] {
+            assert_eq!(
+                err(uri),
+                format!("expected a port from 1 to 65535, got \"{p}\" in \"{uri}\"")
+            );
+        }
+    }
+
+    #[test]
+    fn missing_host_userinfo_query_and_fragment_are_refused() {
+        assert_eq!(err("coap://"), "expected a host in \"coap://\"");
+        assert_eq!(err("coap://:5683"), "expected a host in \"coap://:5683\"");
+        assert_eq!(err("coap:///"), "expected a host in \"coap:///\"");
+        assert_eq!(
+            err("coap://user@h"),
+            "expected no user name (user@) in a server URI, got \"coap://user@h\" (credentials are not sent in the URI)"
+        );
+        assert_eq!(
+            err("coap://h/?ep=x"),
+            "expected no query (?…) in a server URI, got \"coap://h/?ep=x\""
+        );
+        assert_eq!(
+            err("coap://h#top"),
+            "expected no fragment (#…) in a server URI, got \"coap://h#top\""
+        );
+    }
+
+    #[test]
+    fn coaps_is_still_refused_with_its_reason() {
+        assert_eq!(
+            err("coaps://h:5684"),
+            "expected a coap:// URI, got \"coaps://h:5684\" (coaps:// needs DTLS, which this version does not support yet)"
+        );
     }
 }

@@ -3,6 +3,7 @@
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 /// A strictly positive number of seconds.
@@ -38,6 +39,57 @@ impl<'de> Deserialize<'de> for Seconds {
         }
         d.deserialize_u32(V)
     }
+}
+
+/// What `server[].ssid` takes; the range itself is checked with the other values.
+pub(super) const SSID_EXPECTED: &str = "a Short Server ID, a whole number from 1 to 65534";
+pub(super) const MAX_RETRANSMIT_EXPECTED: &str = "a whole number from 0 to 20";
+pub(super) const QUEUE_CAP_EXPECTED: &str = "a whole number, 1 or more";
+
+/// An integer field whose parse error says the key's own range instead of the
+/// Rust type's ("expected u16"). The parser takes everything the type holds and
+/// leaves the narrower range to `validate`, which reports all such errors at once.
+struct Whole<T> {
+    expecting: &'static str,
+    ty: PhantomData<T>,
+}
+
+impl<T: TryFrom<u64>> Visitor<'_> for Whole<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        match u64::try_from(v) {
+            Ok(n) => self.visit_u64(n),
+            Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+        }
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        T::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+    }
+}
+
+fn whole<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+    d: D,
+    expecting: &'static str,
+) -> Result<T, D::Error> {
+    d.deserialize_u64(Whole {
+        expecting,
+        ty: PhantomData,
+    })
+}
+
+pub(super) fn ssid<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    whole(d, SSID_EXPECTED)
+}
+
+pub(super) fn max_retransmit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    whole(d, MAX_RETRANSMIT_EXPECTED).map(Some)
+}
+
+pub(super) fn queue_cap<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    whole(d, QUEUE_CAP_EXPECTED)
 }
 
 /// Log level names accepted in `[log] level`.
