@@ -1,8 +1,9 @@
-//! The CoAP message layer fed arbitrary datagrams while it has a request in flight.
+//! The CoAP message layer fed arbitrary datagrams while it has a request in flight,
+//! and the protocol trace describing each of them.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lwgate::coap::{message, Endpoint, TxParams};
+use lwgate::coap::{message, trace, Endpoint, TxParams};
 use std::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {
@@ -12,6 +13,8 @@ fuzz_target!(|data: &[u8]| {
     req.payload = vec![0; 3000]; // Block1 in progress
     e.send_request(now, req, true);
     for chunk in data.split(|b| *b == 0xFE) {
+        let _ = trace::describe(chunk);
+        let _ = trace::payload(chunk);
         e.handle_datagram(now, chunk);
         while e.poll_event().is_some() {}
         while e.poll_transmit().is_some() {}

@@ -18,8 +18,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// How old the system facts in the gateway's objects may be when the core reads them.
+const SAMPLE_FRESH: Duration = Duration::from_millis(100);
+
 pub struct Engine {
     client: Client,
+    /// When the system facts were last read into the gateway's objects.
+    sampled_at: Option<Instant>,
     pub peers: Peers,
     storage_dir: PathBuf,
     system: config::SystemSection,
@@ -167,6 +172,7 @@ impl Engine {
         let peers = peers_for(&client);
         Self {
             client,
+            sampled_at: Some(now),
             peers,
             storage_dir,
             system: cfg.system.clone(),
@@ -262,10 +268,20 @@ impl Engine {
         }
     }
 
-    /// Reads the system's values into the gateway's objects, just before the core
-    /// reads them (a value sent at time t is the value as of t).
+    /// Reads the system's values into the gateway's objects just before the core
+    /// reads them: the clock (and with it /3/0/13) every time, the rest (storage,
+    /// addresses, routes: slow to change, dearer to read) when older than
+    /// `SAMPLE_FRESH`, so a burst of datagrams does not re-read /proc for each.
     fn sample(&mut self) {
         self.client.set_wall_clock(unix_now());
+        let now = Instant::now();
+        if self
+            .sampled_at
+            .is_some_and(|t| now.duration_since(t) < SAMPLE_FRESH)
+        {
+            return;
+        }
+        self.sampled_at = Some(now);
         system::apply(
             &mut self.client.trees.gateway,
             &system::sample(&self.storage_dir),
