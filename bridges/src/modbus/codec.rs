@@ -220,18 +220,17 @@ pub enum Encoded {
     /// Whole registers from the point's address on (function code 6 or 16).
     Registers(Vec<u16>),
     /// One bit of a holding register: the other 15 bits must be kept, so this is a
-    /// Mask Write Register (function code 22) or a read-modify-write.
-    RegisterBit { bit: u8, value: bool },
+    /// Mask Write Register (function code 22) or a read-modify-write. `mask` is the
+    /// bit in the register as sent, byte order applied (bit 0 of a "BA" register is
+    /// `0x0100`).
+    RegisterBit { mask: u16, value: bool },
 }
 
 impl Encoded {
     /// `(and_mask, or_mask)` for Mask Write Register, for [`Encoded::RegisterBit`].
     pub fn masks(&self) -> Option<(u16, u16)> {
         match *self {
-            Encoded::RegisterBit { bit, value } => {
-                let m = 1u16 << bit;
-                Some((!m, if value { m } else { 0 }))
-            }
+            Encoded::RegisterBit { mask, value } => Some((!mask, if value { mask } else { 0 })),
             _ => None,
         }
     }
@@ -519,7 +518,10 @@ impl PointCodec {
                 };
                 match (self.kind.is_bit(), bit) {
                     (true, _) => return Ok(Encoded::Bit(b)),
-                    (false, Some(bit)) => return Ok(Encoded::RegisterBit { bit, value: b }),
+                    (false, Some(bit)) => {
+                        let mask = u16::from_be_bytes(self.register_bytes(1 << bit));
+                        return Ok(Encoded::RegisterBit { mask, value: b });
+                    }
                     (false, None) => u16::from(b).to_be_bytes().to_vec(),
                 }
             }

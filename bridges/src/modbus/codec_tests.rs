@@ -288,7 +288,7 @@ fn bools_on_coils_and_bits_of_registers() {
     assert_eq!(
         set,
         Encoded::RegisterBit {
-            bit: 3,
+            mask: 0x0008,
             value: true
         }
     );
@@ -297,6 +297,13 @@ fn bools_on_coils_and_bits_of_registers() {
     let clear = bit(3).encode(&Value::Bool(false)).unwrap();
     assert_eq!(clear.apply_to(0xFFFF), Some(0xFFF7));
     assert_eq!(Encoded::Bit(true).masks(), None);
+
+    // The mask is where the bit is on the wire, so a read-modify-write of the raw
+    // register (or function code 22) leaves the other bits alone.
+    let swapped = bit(0).with_order(B::Little, W::Big);
+    let set = swapped.encode(&Value::Bool(true)).unwrap();
+    assert_eq!(set.masks(), Some((0xFEFF, 0x0100)));
+    assert_eq!(set.apply_to(0x000D), Some(0x010D));
 
     let whole = holding(T::Bool { bit: None });
     assert_eq!(
