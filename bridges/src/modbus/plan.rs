@@ -162,7 +162,10 @@ pub enum PlanError {
 /// Requests come sorted by kind then address; each point is served by exactly one
 /// request of its kind. Points may overlap (two bits of one register, say).
 /// Greedy over points sorted by address: a request grows while the next point
-/// starts within `max_gap` of what it covers and still fits the size limit.
+/// starts within `max_gap` of what it covers and still fits the size limit. That is
+/// the fewest requests (the property tests check it against exhaustive search); it
+/// can make two requests overlap, when a point that does not fit starts inside the
+/// previous request, since a point is never split over two requests.
 pub fn plan_reads<Id: Clone + fmt::Debug>(
     points: &[Point<Id>],
     options: &PlanOptions,
