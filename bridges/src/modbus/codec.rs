@@ -277,7 +277,7 @@ pub enum CodecError {
     },
     #[error("{kind}s are read as {}, not as {}", if .kind.is_bit() { "bits" } else { "registers" }, if .kind.is_bit() { "registers" } else { "bits" })]
     WrongShape { kind: RegisterKind },
-    #[error("{data_type} read from the device is {raw}, not a number (devices often send this for \"no reading\")")]
+    #[error("{data_type} read from the device gives {raw}, not a finite number (devices often send NaN for \"no reading\")")]
     NotFinite { data_type: DataType, raw: f64 },
     #[error("{data_type} read from the device is not valid UTF-8 (from byte {valid_up_to} on)")]
     NotUtf8 {

@@ -195,7 +195,7 @@ fn non_finite_numbers_are_refused_both_ways() {
     let err = holding(T::F32).decode_registers(&[0x7FC0, 0]).unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("f32 read from the device is NaN"),
+            .starts_with("f32 read from the device gives NaN, not a finite number"),
         "{err}"
     );
     assert!(holding(T::F64)
