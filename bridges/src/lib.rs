@@ -10,6 +10,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod modbus;
 pub mod spec;
 
 pub use spec::{DeviceFile, DeviceSpec, Protocol, SpecError};
