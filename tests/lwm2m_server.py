@@ -139,6 +139,18 @@ class TestServer:
         if not self.port:
             transport = self.ctx.request_interfaces[0].token_interface.message_interface.transport
             self.port = transport.get_extra_info("socket").getsockname()[1]
+        # (monotonic time, sender sockaddr, bytes) of every datagram received, before
+        # aiocoap judges it (it drops, say, a Reset it cannot match to an exchange).
+        self.wire: list = []
+        interface = self.ctx.request_interfaces[0].token_interface.message_interface
+        received = interface.datagram_msg_received
+
+        def tap(data, ancdata, flags, address):
+            with self._cond:
+                self.wire.append((time.monotonic(), address, bytes(data)))
+            return received(data, ancdata, flags, address)
+
+        interface.datagram_msg_received = tap
 
     @property
     def uri(self):
@@ -320,12 +332,17 @@ class TestServer:
         return self.send(msg, timeout)
 
     def no_answer(self, ep, code, path, within, payload=b"", **opts):
-        """Sends a request and checks that nothing at all comes back for `within`
-        seconds: no response, no Reset, no error (a queue-mode client asleep).
-        Raises AssertionError naming what came instead; then abandons the request."""
-        msg = Message(code=code, payload=payload, **opts)
-        msg.remote = self.registrations[ep].remote
+        """Sends a request and checks that nothing at all comes back from the client
+        for `within` seconds: no response, no Reset, no other datagram (a queue-mode
+        client asleep). Raises AssertionError naming what came instead; then
+        abandons the request. Sent non-confirmable: aiocoap keeps retransmitting an
+        abandoned CON and, NSTART being 1, would hold every later request to the
+        client behind it."""
+        remote = self.registrations[ep].remote
+        msg = Message(code=code, payload=payload, transport_tuning=aiocoap.Unreliable, **opts)
+        msg.remote = remote
         msg.opt.uri_path = [s for s in path.split("/") if s]
+        t0 = time.monotonic()
 
         async def go():
             req = self.ctx.request(msg)
@@ -334,14 +351,17 @@ class TestServer:
             except asyncio.TimeoutError:
                 req.response.cancel()
                 return None
-            except Exception as e:  # noqa: BLE001 - a Reset or an error is an answer too
+            except Exception as e:  # noqa: BLE001 - an error is an answer too
                 return e
             return r
 
         got = self._call(go(), within + 10)
-        if got is not None:
+        with self._cond:
+            # Answers: responses, ACKs and Resets (a request would be the client waking).
+            came = [_summary(d) for t, a, d in self.wire if t >= t0 and a[:2] == remote.sockaddr[:2] and not _is_request(d)]
+        if got is not None or came:
             what = f"{got.code} {got.payload!r}" if isinstance(got, Message) else repr(got)
-            raise AssertionError(f"{code} {path}: expected no answer within {within} s, got {what}")
+            raise AssertionError(f"{code} {path}: expected no answer within {within} s, got {what}; on the wire: {came}")
 
     def send(self, msg, timeout=60):
         """Sends a prepared aiocoap Message; returns the response."""
@@ -435,6 +455,18 @@ class TestServer:
 
         return first, notes, cancel
 
+
+
+def _is_request(data):
+    return len(data) >= 2 and data[1] >> 5 == 0 and data[1] != 0
+
+
+def _summary(data):
+    try:
+        m = Message.decode(data)
+    except Exception:  # noqa: BLE001 - raw bytes then
+        return data[:16].hex()
+    return f"{m.mtype} {m.code} mid={m.mid}"
 
 
 class RawServer:
