@@ -4,6 +4,30 @@ It accepts registrations on /rd and drives the registered client with real
 requests (read, write, execute, discover, create, delete, observe, composite,
 and deliberately malformed ones). aiocoap runs in its own thread with its own
 event loop; every public method is synchronous, for plain pytest tests.
+
+The registration interface is as strict as a real server's (Leshan): a
+registration lives for its lifetime (`lt`, default 86400 s) plus `grace` seconds
+after the Register or the last Update, then expires; a second Register from the
+same endpoint replaces the first; an Update or a De-register on a location that
+is unknown, de-registered, expired or replaced gets 4.04. What happened is
+recorded for tests to assert on:
+
+- `registrations[ep]`: the endpoint's latest `Registration`; `reg.live`, `reg.ended`
+  ("deregistered", "expired", "replaced", "forgotten" (`forget(ep)`) or None) tell
+  its state;
+- `live()`: the live registrations (e.g. `assert len(srv.live()) == 1`);
+- `deregisters`: every De-register request received, known location or not
+  (`DeRegister(location, ep, code, at)`), e.g. `srv.deregistered_from(reg.location)`;
+- `rejected`: every Update/De-register answered 4.04 (`(kind, location, at)`);
+- `events`: ("register" | "update" | "deregister" | "expired" | "replaced" |
+  "forgotten" | "update-unknown" | "deregister-unknown" | "deregister-unanswered" |
+  "vanished" | "bootstrap-request" | "send", ...).
+
+A server that disappears (crash, network cut with the port closed): `vanish()`
+closes its socket at once, without a word to the client; datagrams to its port
+then get ICMP port unreachable. `TestServer(vanish_on_deregister=True)` does the
+same the moment the first De-register arrives, after recording it and without
+answering it (a server that goes away while lwgate shuts down).
 """
 
 import asyncio
@@ -21,6 +45,9 @@ from aiocoap.numbers.types import Type
 TEXT, LINK, OPAQUE, SENML_JSON, SENML_CBOR, TLV, LWM2M_JSON = 0, 40, 42, 110, 112, 11542, 11543
 
 
+DEFAULT_LIFETIME = 86400  # LwM2M: Lifetime when the Register has no `lt`
+
+
 @dataclass
 class Registration:
     location: str
@@ -30,6 +57,34 @@ class Registration:
     remote: object
     updates: list = field(default_factory=list)
     deregistered: bool = False
+    # Monotonic time of the Register or the last accepted Update.
+    refreshed: float = field(default_factory=time.monotonic)
+    # Why it is no longer live: "deregistered", "expired", "replaced"; None while live.
+    ended: str | None = None
+
+    @property
+    def lifetime(self) -> int:
+        try:
+            return int(self.query.get("lt", DEFAULT_LIFETIME))
+        except ValueError:
+            return DEFAULT_LIFETIME
+
+    @property
+    def live(self) -> bool:
+        return self.ended is None
+
+
+@dataclass
+class DeRegister:
+    """A De-register request as received (`code`: what it was answered, None if not)."""
+
+    location: str
+    ep: str | None
+    code: object
+    at: float
+
+
+_VANISH = object()  # _handle's "close the socket instead of answering"
 
 
 class _RD(aiocoap.interfaces.Resource):
@@ -41,16 +96,29 @@ class _RD(aiocoap.interfaces.Resource):
         return True
 
     async def render(self, request):
-        return self.server._handle(request)
+        response = self.server._handle(request)
+        if response is _VANISH:
+            # Gone before any answer can leave: the response below is never sent.
+            self.server._silence()
+            asyncio.ensure_future(self.server.ctx.shutdown())
+            return Message(code=Code.DELETED)
+        return response
 
 
 class TestServer:
     __test__ = False  # not a pytest test class
 
-    def __init__(self, host="127.0.0.1", port=0, register_code=None):
+    def __init__(self, host="127.0.0.1", port=0, register_code=None, grace=2.0, vanish_on_deregister=False):
         self.host = host
         self.port = port
+        # Latest registration of each endpoint (live or not); every one by location.
         self.registrations: dict[str, Registration] = {}
+        self.by_location: dict[str, Registration] = {}
+        self.grace = grace  # seconds a registration outlives its lifetime
+        self.vanish_on_deregister = vanish_on_deregister
+        self.vanished = False
+        self.deregisters: list[DeRegister] = []
+        self.rejected: list = []
         self.events: list = []
         self.register_code = register_code  # e.g. Code.PRECONDITION_FAILED to refuse
         self.refused: list = []
@@ -71,6 +139,18 @@ class TestServer:
         if not self.port:
             transport = self.ctx.request_interfaces[0].token_interface.message_interface.transport
             self.port = transport.get_extra_info("socket").getsockname()[1]
+        # (monotonic time, sender sockaddr, bytes) of every datagram received, before
+        # aiocoap judges it (it drops, say, a Reset it cannot match to an exchange).
+        self.wire: list = []
+        interface = self.ctx.request_interfaces[0].token_interface.message_interface
+        received = interface.datagram_msg_received
+
+        def tap(data, ancdata, flags, address):
+            with self._cond:
+                self.wire.append((time.monotonic(), address, bytes(data)))
+            return received(data, ancdata, flags, address)
+
+        interface.datagram_msg_received = tap
 
     @property
     def uri(self):
@@ -83,10 +163,65 @@ class TestServer:
 
     def close(self):
         try:
-            self._call(self.ctx.shutdown(), timeout=10)
+            if not self.vanished:
+                self._call(self.ctx.shutdown(), timeout=10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
+
+    def vanish(self):
+        """Stops the server abruptly: its socket is closed at once, nothing is sent
+        to the client (no Reset, no answer to anything pending), so its port is
+        closed and datagrams to it get ICMP port unreachable. What was received
+        before stays readable (`deregisters`, `events`, ...); `close()` still ends
+        the thread."""
+
+        async def go():
+            self._silence()
+            await self.ctx.shutdown()
+
+        self._call(go(), timeout=10)
+
+    def _silence(self):
+        """From now on nothing leaves the socket (runs on the server's loop)."""
+        with self._cond:
+            if self.vanished:
+                return
+            self.vanished = True
+            self.events.append(("vanished",))
+            self._cond.notify_all()
+        transport = self.ctx.request_interfaces[0].token_interface.message_interface.transport
+        transport.sendmsg = lambda *args: None
+
+    def _expire(self, now=None):
+        """Ends the registrations whose lifetime (+ grace) has passed. Caller holds _cond."""
+        now = time.monotonic() if now is None else now
+        for reg in self.by_location.values():
+            if reg.live and now > reg.refreshed + reg.lifetime + self.grace:
+                reg.ended = "expired"
+                self.events.append(("expired", reg.ep))
+                self._cond.notify_all()
+
+    def forget(self, ep):
+        """Drops the endpoint's registration, as a server restarted without its
+        registration store (or an operator) would: its location becomes unknown."""
+        with self._cond:
+            reg = self.registrations[ep]
+            if reg.live:
+                reg.ended = "forgotten"
+                self.events.append(("forgotten", ep))
+            return reg
+
+    def live(self, ep=None) -> list:
+        """The live registrations (of `ep` only, if given), oldest first."""
+        with self._cond:
+            self._expire()
+            return [r for r in self.by_location.values() if r.live and (ep is None or r.ep == ep)]
+
+    def deregistered_from(self, location) -> bool:
+        """Whether a De-register for `location` ("rd/3" or "/rd/3") was accepted."""
+        loc = location.strip("/")
+        return any(d.location == loc and d.code == Code.DELETED for d in self.deregisters)
 
     def _handle(self, request):
         path = list(request.opt.uri_path)
@@ -107,7 +242,14 @@ class TestServer:
                         return Message(code=code)
                 loc = f"rd/{next(self._ids)}"
                 reg = Registration(loc, query.get("ep", ""), query, request.payload.decode(), request.remote)
+                self._expire()
+                old = self.registrations.get(reg.ep)
+                if old is not None and old.live:
+                    # A real server keeps one registration per endpoint name.
+                    old.ended = "replaced"
+                    self.events.append(("replaced", old.ep))
                 self.registrations[reg.ep] = reg
+                self.by_location[loc] = reg
                 self.events.append(("register", reg.ep))
                 self._cond.notify_all()
                 return Message(code=Code.CREATED, location_path=loc.split("/"))
@@ -124,36 +266,60 @@ class TestServer:
                 self.events.append(("send", len(request.payload)))
                 self._cond.notify_all()
                 return Message(code=Code.CHANGED)
-            for reg in self.registrations.values():
-                if path == reg.location.split("/"):
-                    if request.code == Code.POST:
-                        reg.updates.append((dict(query), request.payload.decode()))
-                        if request.payload:
-                            reg.links = request.payload.decode()
-                        if "lt" in query:
-                            reg.query["lt"] = query["lt"]
-                        reg.remote = request.remote
-                        self.events.append(("update", reg.ep))
-                        self._cond.notify_all()
-                        return Message(code=Code.CHANGED)
-                    if request.code == Code.DELETE:
-                        reg.deregistered = True
-                        self.events.append(("deregister", reg.ep))
-                        self._cond.notify_all()
-                        return Message(code=Code.DELETED)
+            if len(path) == 2 and path[0] == "rd" and request.code in (Code.POST, Code.DELETE):
+                return self._registration_request(request, "/".join(path), query)
             return Message(code=Code.NOT_FOUND)
+
+    def _registration_request(self, request, loc, query):
+        """Update (POST) or De-register (DELETE) on a registration location. Caller holds _cond."""
+        self._expire()
+        reg = self.by_location.get(loc)
+        now = time.monotonic()
+        if request.code == Code.DELETE:
+            if self.vanish_on_deregister:
+                self.deregisters.append(DeRegister(loc, reg.ep if reg else None, None, now))
+                self.events.append(("deregister-unanswered", reg.ep if reg else loc))
+                self._cond.notify_all()
+                return _VANISH
+            code = Code.DELETED if reg is not None and reg.live else Code.NOT_FOUND
+            self.deregisters.append(DeRegister(loc, reg.ep if reg else None, code, now))
+        if reg is None or not reg.live:
+            kind = "update-unknown" if request.code == Code.POST else "deregister-unknown"
+            self.rejected.append((kind, loc, now))
+            self.events.append((kind, loc))
+            self._cond.notify_all()
+            return Message(code=Code.NOT_FOUND)
+        if request.code == Code.POST:
+            reg.updates.append((dict(query), request.payload.decode()))
+            if request.payload:
+                reg.links = request.payload.decode()
+            if "lt" in query:
+                reg.query["lt"] = query["lt"]
+            reg.remote = request.remote
+            reg.refreshed = now
+            self.events.append(("update", reg.ep))
+            self._cond.notify_all()
+            return Message(code=Code.CHANGED)
+        reg.deregistered = True
+        reg.ended = "deregistered"
+        self.events.append(("deregister", reg.ep))
+        self._cond.notify_all()
+        return Message(code=Code.DELETED)
 
     def wait_for(self, predicate, timeout=30.0, what="condition"):
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not predicate():
+            while True:
+                self._expire()
+                if predicate():
+                    break
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"timed out waiting for {what}; events: {self.events}")
                 self._cond.wait(min(left, 0.2))
 
     def wait_registered(self, ep, timeout=30.0):
-        self.wait_for(lambda: ep in self.registrations and not self.registrations[ep].deregistered, timeout, f"{ep} to register")
+        self.wait_for(lambda: ep in self.registrations and self.registrations[ep].live, timeout, f"{ep} to register")
         return self.registrations[ep]
 
     # ---- requests to the client ------------------------------------------
@@ -164,6 +330,38 @@ class TestServer:
         msg.remote = remote or self.registrations[ep].remote
         msg.opt.uri_path = [s for s in path.split("/") if s]
         return self.send(msg, timeout)
+
+    def no_answer(self, ep, code, path, within, payload=b"", **opts):
+        """Sends a request and checks that nothing at all comes back from the client
+        for `within` seconds: no response, no Reset, no other datagram (a queue-mode
+        client asleep). Raises AssertionError naming what came instead; then
+        abandons the request. Sent non-confirmable: aiocoap keeps retransmitting an
+        abandoned CON and, NSTART being 1, would hold every later request to the
+        client behind it."""
+        remote = self.registrations[ep].remote
+        msg = Message(code=code, payload=payload, transport_tuning=aiocoap.Unreliable, **opts)
+        msg.remote = remote
+        msg.opt.uri_path = [s for s in path.split("/") if s]
+        t0 = time.monotonic()
+
+        async def go():
+            req = self.ctx.request(msg)
+            try:
+                r = await asyncio.wait_for(asyncio.shield(req.response), within)
+            except asyncio.TimeoutError:
+                req.response.cancel()
+                return None
+            except Exception as e:  # noqa: BLE001 - an error is an answer too
+                return e
+            return r
+
+        got = self._call(go(), within + 10)
+        with self._cond:
+            # Answers: responses, ACKs and Resets (a request would be the client waking).
+            came = [_summary(d) for t, a, d in self.wire if t >= t0 and a[:2] == remote.sockaddr[:2] and not _is_request(d)]
+        if got is not None or came:
+            what = f"{got.code} {got.payload!r}" if isinstance(got, Message) else repr(got)
+            raise AssertionError(f"{code} {path}: expected no answer within {within} s, got {what}; on the wire: {came}")
 
     def send(self, msg, timeout=60):
         """Sends a prepared aiocoap Message; returns the response."""
@@ -257,6 +455,18 @@ class TestServer:
 
         return first, notes, cancel
 
+
+
+def _is_request(data):
+    return len(data) >= 2 and data[1] >> 5 == 0 and data[1] != 0
+
+
+def _summary(data):
+    try:
+        m = Message.decode(data)
+    except Exception:  # noqa: BLE001 - raw bytes then
+        return data[:16].hex()
+    return f"{m.mtype} {m.code} mid={m.mid}"
 
 
 class RawServer:

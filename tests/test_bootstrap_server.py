@@ -3,7 +3,11 @@ Bootstrap-Write in each format, Discover, Read, Finish; an inconsistent
 configuration refused with 4.06; a bootstrap that never finishes times out."""
 
 import json
+import os
+import time
+from pathlib import Path
 
+import aiocoap.error
 import cbor2
 import pytest
 from aiocoap import Code
@@ -119,13 +123,32 @@ def test_bad_bootstrap_writes_get_4xx(agent, servers):
 
 
 def test_client_hold_off_time(agent, servers):
-    import time
     bs, dm = servers
     t0 = time.monotonic()
     a = agent(extra=f'[bootstrap.server]\nuri = "{bs.uri}"\nhold_off = 3\n', servers="").start()
     bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
     assert time.monotonic() - t0 >= 3, "waited the Client Hold Off Time"
     assert a.stop() == 0
+
+
+def udp_ports(pid):
+    """Local ports of the UDP sockets process `pid` holds (from /proc: looking does
+    not disturb it, as any datagram to its bootstrap socket would)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[9] in inodes:
+                ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def test_bootstrap_server_account_timeout(agent, servers):
@@ -140,10 +163,33 @@ def test_bootstrap_server_account_timeout(agent, servers):
     bs_inst = next(k for k, v in d.items() if k.startswith("/0/") and "ssid" not in v)
     assert bs.bs(EP, Code.PUT, bs_inst + "/12", b"2", content_format=0).code == Code.CHANGED
     assert bs.bs(EP, Code.POST, "/bs").code == Code.CHANGED
+    t_finish = time.monotonic()
+    # While the account lives, lwgate keeps the socket it bootstrapped on, for a
+    # server-initiated bootstrap; purging the account closes it. Watched from
+    # /proc, about when the timeout says (the timer starts at Finish).
+    port = bs.bs_clients[EP].sockaddr[1]
+    assert port in udp_ports(a.proc.pid), "the bootstrap socket is kept after Finish"
+    while port in udp_ports(a.proc.pid):
+        assert time.monotonic() - t_finish < 2 + 1.5, "bootstrap account not purged 1.5 s after its 2 s timeout"
+        time.sleep(0.05)
+    gone_after = time.monotonic() - t_finish
+    assert gone_after > 2 - 0.2, f"bootstrap account purged {gone_after:.2f} s after Finish, before its 2 s timeout"
     dm.wait_registered(EP, 30)
-    import time
-    time.sleep(3.5)
-    assert "purged" in a.log.read_text()
+    # Gone for the bootstrap server: a server-initiated bootstrap on the old socket
+    # meets a closed port (ICMP port unreachable), not an answer.
+    with pytest.raises(aiocoap.error.NetworkError):
+        bs.bs(EP, Code.GET, "/", accept=LINK, timeout=10)
+    # Gone from the configuration too: Bootstrap-Request Trigger finds no account
+    # to bootstrap from. Executed twice, the second after a tick: lwgate 0.1.0 loses
+    # a trigger that finds no socket to the bootstrap server (it only opens one),
+    # so with the account left in place only the second one would go out.
+    requests = len(bs.bs_queries)
+    for _ in range(2):
+        assert dm.execute(EP, "/1/0/9").code == Code.CHANGED
+        time.sleep(1.5)
+    assert len(bs.bs_queries) == requests, "a Bootstrap-Request after the account was purged"
+    assert "bootstrap-server account purged" in a.log.read_text()
+    assert a.proc.poll() is None
     assert a.stop() == 0
 
 

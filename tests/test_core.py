@@ -47,6 +47,9 @@ def registered(agent, lwm2m):
         servers=server_table(srv.uri),
     ).start()
     reg = srv.wait_registered(EP)
+    # The server has the registration; lwgate has it once the 2.01 is in. A test
+    # going on before that races the Register (SIGTERM would find none to end).
+    srv.wait_for(lambda: a.status_json()["servers"][0]["state"] == "registered", 10, "lwgate to see its 2.01")
     return a, srv, reg
 
 
@@ -259,6 +262,21 @@ def test_sigterm_deregisters_and_exits_zero(registered):
     assert a.stop(signal.SIGTERM) == 0
     assert reg.deregistered
     assert ("deregister", EP) in srv.events
+    assert srv.deregistered_from(reg.location) and srv.live() == [], (srv.deregisters, srv.events)
+    assert srv.rejected == [], "nothing sent to a location the server does not know"
+
+
+def test_a_forgotten_registration_is_replaced_by_a_new_one(registered):
+    a, srv, reg = registered
+    srv.forget(EP)  # the server lost it (restarted without its store, say)
+    assert srv.execute(EP, "/1/0/8").code == Code.CHANGED  # Registration Update Trigger
+    srv.wait_for(lambda: srv.live(EP), 15, "a new Register after the 4.04 to Update")
+    assert srv.rejected and srv.rejected[0][:2] == ("update-unknown", reg.location), srv.events
+    (new,) = srv.live()
+    assert new.location != reg.location and new.ep == EP
+    srv.wait_for(lambda: a.status_json()["servers"][0]["location"] == "/" + new.location, 10, "lwgate on the new location")
+    assert a.stop() == 0
+    assert srv.deregistered_from(new.location) and srv.live() == []
 
 
 def test_lifetime_update_is_sent_before_expiry(agent, lwm2m):
@@ -406,3 +424,78 @@ def test_send_from_the_command_line_and_mute_send(registered):
     assert r.returncode == 1 and "muted" in r.stderr
     r = a.cli("send", "--config", str(a.config), "/3/x", check=False)
     assert r.returncode == 1
+
+
+# ---- the test server itself: as strict as a real one ------------------------------
+
+
+def test_the_test_server_is_as_strict_as_a_real_one():
+    """What tests/lwm2m_server.py promises, checked from an independent client."""
+    import asyncio
+    import socket
+
+    import aiocoap
+
+    srv = TestServer(grace=0.3)
+
+    async def scenario():
+        ctx = await aiocoap.Context.create_client_context()
+
+        async def req(code, path, *query):
+            m = Message(code=code, uri=f"coap://127.0.0.1:{srv.port}/{path}")
+            m.opt.uri_query = list(query)
+            return await ctx.request(m).response
+
+        try:
+            r = await req(Code.POST, "rd", "ep=x", "lt=1")
+            one = "/".join(r.opt.location_path)
+            assert (r.code, len(srv.live())) == (Code.CREATED, 1)
+            assert (await req(Code.POST, one)).code == Code.CHANGED
+            await asyncio.sleep(1.5)  # lifetime 1 s + grace 0.3 s
+            assert (await req(Code.POST, one)).code == Code.NOT_FOUND, "expired"
+            assert srv.registrations["x"].ended == "expired" and srv.live() == []
+            two = "/".join((await req(Code.POST, "rd", "ep=x", "lt=60")).opt.location_path)
+            three = "/".join((await req(Code.POST, "rd", "ep=x", "lt=60")).opt.location_path)
+            assert srv.by_location[two].ended == "replaced" and [r.location for r in srv.live()] == [three]
+            assert (await req(Code.POST, two)).code == Code.NOT_FOUND
+            assert (await req(Code.DELETE, two)).code == Code.NOT_FOUND
+            assert (await req(Code.DELETE, three)).code == Code.DELETED
+            assert (await req(Code.DELETE, three)).code == Code.NOT_FOUND, "de-registered already"
+            assert (await req(Code.POST, "rd/77")).code == Code.NOT_FOUND
+            assert srv.deregistered_from(three) and not srv.deregistered_from(two)
+            assert [d.code for d in srv.deregisters] == [Code.NOT_FOUND, Code.DELETED, Code.NOT_FOUND]
+            assert [k for k, _, _ in srv.rejected] == ["update-unknown", "update-unknown", "deregister-unknown",
+                                                       "deregister-unknown", "update-unknown"]
+        finally:
+            await ctx.shutdown()
+
+    try:
+        asyncio.run(scenario())
+        srv.vanish()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("127.0.0.1", srv.port))
+            s.settimeout(5)
+            s.send(bytes([0x40, 0x00, 0x00, 0x01]))  # CoAP ping
+            with pytest.raises(ConnectionRefusedError):
+                s.recv(64)  # ICMP port unreachable: the port is closed
+    finally:
+        srv.close()
+
+    # vanish_on_deregister: the De-register is recorded, never answered, the port closes.
+    srv = TestServer(vanish_on_deregister=True)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("127.0.0.1", srv.port))
+            s.settimeout(5)
+            s.send(Message(mtype=Type.CON, mid=1, token=b"\x01", code=Code.POST, uri_path=["rd"], uri_query=["ep=y"]).encode())
+            loc = list(Message.decode(s.recv(1500)).opt.location_path)
+            s.send(Message(mtype=Type.CON, mid=2, token=b"\x02", code=Code.DELETE, uri_path=loc).encode())
+            s.settimeout(1)
+            with pytest.raises(TimeoutError):
+                s.recv(1500)  # no answer, no Reset
+            s.send(Message(mtype=Type.CON, mid=2, token=b"\x02", code=Code.DELETE, uri_path=loc).encode())
+            with pytest.raises(ConnectionRefusedError):
+                s.recv(1500)
+        assert srv.vanished and [(d.location, d.ep, d.code) for d in srv.deregisters] == [("/".join(loc), "y", None)]
+    finally:
+        srv.close()

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -73,9 +74,14 @@ def test_lwm2m_node_lib_manages_lwgate(agent, node_peer):
     discovered = seen["discover /3/0"]["value"]
     assert "</3/0/0>" in discovered and "</3/0/4>" in discovered
     assert "pmin=1" in seen["discover /3/0/13"]["value"]
+    # /3/0/13 is the current time (whole seconds): the notification node-lib hands
+    # on after the value it returns for the observe (pmin 1 s, pmax 2 s) must carry
+    # a genuinely later one, never the value the observation started with again.
+    assert "notification /3/0/13" in seen, "no notification within 10 s of the observe"
     first = int(seen["observe /3/0/13"]["value"])
     later = int(seen["notification /3/0/13"]["value"])
-    assert later > first - 5
+    assert abs(first - time.time()) < 60, f"observed /3/0/13 = {first} is not the current time"
+    assert first < later <= time.time() + 1, f"notification {later} is not newer than the first value {first}"
     a.proc.send_signal(signal.SIGTERM)
     while True:
         msg = next_line(timeout=30)

@@ -1,8 +1,20 @@
 """`lwgate smartcard dump` on the real PC/SC stack: pcscd + vpcd + the virtual UICC
-of tests/fixtures/uicc (LwM2M 1.0 Appendix G), as a field engineer would use it."""
+of tests/fixtures/uicc (LwM2M 1.0 Appendix G), as a field engineer would use it.
 
+Each test runs its own pcscd, private to it, so a pcscd already running on the
+machine (the system's, or another test run's) neither stops the suite nor gets in
+its way: pcscd runs in a mount namespace of its own where /run/pcscd is a
+directory of the test (its socket and pid file land there; pcscd 1.9.9 has the
+socket path compiled in), clients reach it through PCSCLITE_CSOCK_NAME (which
+libpcsclite, hence lwgate and opensc-tool, honours), and vpcd listens on a free
+port of its own (CHANNELID) instead of 35963. Without mount namespaces (not
+root) it falls back to the machine's socket when no other pcscd is running; if
+it cannot run at all, it fails under CI and says why elsewhere."""
+
+import functools
 import os
-import shutil
+import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -12,41 +24,143 @@ import pytest
 from conftest import ROOT
 
 UICC = ROOT / "tests" / "fixtures" / "uicc"
+PCSCD = "/usr/sbin/pcscd"
+VPCD = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
+# In pcscd's own mount namespace: its /run/pcscd is the lab's run directory.
+PRIVATE_PCSCD = 'mkdir -p /run/pcscd && mount --bind "$1" /run/pcscd && exec "$2" --foreground --debug --apdu -c "$3"'
+
+
+@functools.cache
+def private_namespaces() -> bool:
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
+    return r.returncode == 0
+
+
+def pcscd_running() -> bool:
+    """Whether a pcscd runs here, outside our labs (zombies waiting to be reaped do not count)."""
+    pids = subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            return True
+    return False
+
+
+def free_port_pair() -> int:
+    """A TCP port P with P+1 free too: vpcd listens on both (two slots)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("", 0))
+            p = a.getsockname()[1]
+            if p >= 65535:
+                continue
+            with socket.socket() as b:
+                try:
+                    b.bind(("", p + 1))
+                except OSError:
+                    continue
+            return p
+    raise AssertionError("no two consecutive free TCP ports for vpcd")
+
+
+def wait_until(cond, timeout, what, log=None):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout} s" + (f"; log:\n{log.read_text()[-3000:]}" if log else ""))
+        time.sleep(0.05)
 
 
 class Lab:
-    def __init__(self, tmp):
-        self.dir = tmp / "uicc"
-        self.env = {**os.environ, "LAB": str(self.dir)}
+    """One pcscd with vpcd and the virtual UICC (tests/fixtures/uicc/uicc_card.py),
+    private to a test (see the module docstring)."""
 
-    def start(self, *args):
+    def __init__(self, tmp, private):
+        self.dir = tmp / "uicc"
+        self.run = self.dir / "run"
+        self.conf = self.dir / "reader.conf.d"
+        self.run.mkdir(parents=True)
+        self.conf.mkdir()
+        self.private = private
+        self.socket = self.run / "pcscd.comm" if private else Path("/run/pcscd/pcscd.comm")
+        self.port = free_port_pair()
+        (self.conf / "vpcd").write_text(
+            f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x{self.port:04X}\n'
+            f"LIBPATH {VPCD}\nCHANNELID 0x{self.port:04X}\n"
+        )
+        self.pcscd = None
+        self.card = None
+
+    def card_present(self):
+        return subprocess.run(["opensc-tool", "-r", "0", "-a"], capture_output=True, timeout=10).returncode == 0
+
+    def start(self, *card_args):
         self.stop()
-        r = subprocess.run(["sh", str(UICC / "start.sh"), *args], env=self.env, capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
+        log = self.dir / "pcscd.log"
+        with open(log, "w") as out:
+            if self.private:
+                cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", PRIVATE_PCSCD, "sh",
+                       str(self.run), PCSCD, str(self.conf)]
+            else:
+                cmd = [PCSCD, "--foreground", "--debug", "--apdu", "-c", str(self.conf)]
+            self.pcscd = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def ready():
+            assert self.pcscd.poll() is None, f"pcscd exited {self.pcscd.returncode}:\n{log.read_text()[-3000:]}"
+            return self.socket.exists() and "daemon ready" in log.read_text()
+
+        wait_until(ready, 10, "pcscd ready", log)
+        card_log = self.dir / "card.log"
+        with open(card_log, "w") as out:
+            self.card = subprocess.Popen(
+                ["/usr/bin/python3", str(UICC / "uicc_card.py"), "--port", str(self.port), *card_args],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        wait_until(self.card_present, 10, "card present in Virtual PCD 00 00", card_log)
         return self
 
+    def _end(self, proc):
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
     def stop(self):
-        subprocess.run(["sh", str(UICC / "stop.sh")], env=self.env, capture_output=True, timeout=30)
-        # pcscd's socket is fixed: wait until the old daemon is gone before a new one.
-        for _ in range(100):
-            if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode != 0:
-                break
-            time.sleep(0.05)
+        self._end(self.card)
+        self._end(self.pcscd)
+        self.card = self.pcscd = None
 
     def remove_card(self):
-        pid = int((self.dir / "card.pid").read_text())
-        os.kill(pid, 15)
-        time.sleep(0.8)
+        self._end(self.card)
+        wait_until(lambda: not self.card_present(), 10, "pcscd to see the card gone")
+
+    def change_card_in_place(self):
+        """SIGUSR1: the card's lifetime + 1, with no PC/SC event."""
+        os.kill(self.card.pid, signal.SIGUSR1)
 
 
 @pytest.fixture
-def lab(tmp_path):
-    for tool in ("/usr/sbin/pcscd", "/usr/bin/opensc-tool"):
+def lab(tmp_path, monkeypatch):
+    for tool in (PCSCD, "/usr/bin/opensc-tool", VPCD, "/usr/bin/python3"):
         if not Path(tool).exists():
             pytest.fail(f"{tool} missing: scripts/setup installs the PC/SC stack")
-    if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0 and not os.environ.get("CI"):
-        pytest.skip("a pcscd is already running here (only one per machine); CI starts its own")
-    lab = Lab(tmp_path)
+    private = private_namespaces()
+    if not private and pcscd_running():
+        why = ("another pcscd is running and this machine gives no private mount namespace "
+               "(`unshare --mount` failed: not root?) to run a second one beside it")
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    lab = Lab(tmp_path, private)
+    if private:
+        # lwgate, opensc-tool and every other libpcsclite client of this test.
+        monkeypatch.setenv("PCSCLITE_CSOCK_NAME", str(lab.socket))
     yield lab
     lab.stop()
 
@@ -163,7 +277,7 @@ def test_card_content_changed_in_place_is_applied_at_the_next_update(agent, lab)
         a = card_agent(agent, unused.uri).start()
         reg = srv.wait_registered(CARD_EP)
         assert reg.query["lt"] == "20"
-        os.kill(int((lab.dir / "card.pid").read_text()), 10)  # SIGUSR1: lifetime + 1, no PC/SC event
+        lab.change_card_in_place()
         srv.wait_for(lambda: srv.registrations[CARD_EP].query.get("lt") == "21", 30, "re-registration with lt=21")
         assert ("deregister", CARD_EP) in srv.events, "the old account de-registered first"
         assert a.stop() == 0

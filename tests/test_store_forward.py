@@ -9,6 +9,7 @@ import signal
 import time
 
 import pytest
+from aiocoap import Code
 
 from relay import Relay
 from test_core import EP, server_table
@@ -161,10 +162,20 @@ def test_queue_mode_sleeps_and_wakes_to_deliver(agent):
         assert srv.write_attributes(EP, "/3/0/13", "pmin=5", "pmax=5").code.is_successful()
         first, notes, cancel = srv.observe(EP, "/3/0/13", accept=SENML_JSON)
         srv.wait_for(lambda: "asleep" in a.status_json()["servers"][0]["state"], 10, "queue mode sleep")
-        # Asleep: a request gets no answer until the agent wakes.
-        with pytest.raises(Exception):
-            srv.read(EP, "/3/0/0", timeout=1.5)
         updates = len(reg.updates)
+        # Asleep: a request gets no answer at all until the agent wakes: no response,
+        # no Reset, no error (a Reset would tell the server to drop the request).
+        srv.no_answer(EP, Code.GET, "/1/0/1", 1.5, accept=TEXT)
+        assert "asleep" in a.status_json()["servers"][0]["state"] and len(reg.updates) == updates, (
+            "asleep all the while", a.status_json()["servers"][0], reg.updates)
+        # The next wake-up (the pmax notification) starts with an Update; the agent
+        # then listens again for queue_timeout, and a request gets its real answer.
+        srv.wait_for(lambda: len(reg.updates) > updates, 10, "the wake-up Update")
+        try:
+            r = srv.read(EP, "/1/0/1", accept=TEXT, timeout=5)
+        except TimeoutError:
+            raise AssertionError(f"no answer after the wake-up Update; log:\n{a.log.read_text()[-3000:]}") from None
+        assert (r.code, r.opt.content_format, r.payload) == (Code.CONTENT, TEXT, b"300"), (r.code, r.payload)
         srv.wait_for(lambda: len(notes) >= 2, 20, "notifications after wake-ups")
         assert len(reg.updates) > updates, "each wake-up starts with an Update"
         times = [t for t, _ in records(notes)]
