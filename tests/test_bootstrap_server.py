@@ -180,16 +180,43 @@ def test_bootstrap_server_account_timeout(agent, servers):
     with pytest.raises(aiocoap.error.NetworkError):
         bs.bs(EP, Code.GET, "/", accept=LINK, timeout=10)
     # Gone from the configuration too: Bootstrap-Request Trigger finds no account
-    # to bootstrap from. Executed twice, the second after a tick: lwgate 0.1.0 loses
-    # a trigger that finds no socket to the bootstrap server (it only opens one),
-    # so with the account left in place only the second one would go out.
+    # to bootstrap from (a trigger that has to open the socket first is kept, see
+    # test_bootstrap_request_trigger_opens_the_socket_and_bootstraps).
     requests = len(bs.bs_queries)
-    for _ in range(2):
-        assert dm.execute(EP, "/1/0/9").code == Code.CHANGED
-        time.sleep(1.5)
+    assert dm.execute(EP, "/1/0/9").code == Code.CHANGED
+    time.sleep(1.5)
     assert len(bs.bs_queries) == requests, "a Bootstrap-Request after the account was purged"
     assert "bootstrap-server account purged" in a.log.read_text()
     assert a.proc.poll() is None
+    assert a.stop() == 0
+    # And after a restart: the stored configuration is used, without the account
+    # that [bootstrap.server] in lwgate.toml would add to a factory one.
+    a.start()
+    dm.wait_registered(EP, 30)
+    assert a.status_json()["bootstrap"].startswith("bootstrap server (stored")
+    assert dm.execute(EP, "/1/0/9").code == Code.CHANGED
+    time.sleep(1.5)
+    assert len(bs.bs_queries) == requests, "the purged account came back after a restart"
+    assert a.stop() == 0
+
+
+def test_bootstrap_request_trigger_opens_the_socket_and_bootstraps(agent, servers):
+    bs, dm = servers
+    a = bs_agent(agent, bs).start()
+    bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
+    bs.bs(EP, Code.DELETE, "/")
+    bs.bs(EP, Code.PUT, "/0", security_payload(TLV, dm.uri, 123), content_format=TLV)
+    bs.bs(EP, Code.PUT, "/1", server_payload(TLV, 123, 45), content_format=TLV)
+    assert bs.bs(EP, Code.POST, "/bs").code == Code.CHANGED
+    dm.wait_registered(EP, 30)
+    # After a restart the bootstrap server has no socket yet: the trigger must open
+    # one and then bootstrap, once, without a second trigger.
+    assert a.stop() == 0
+    a.start()
+    dm.wait_registered(EP, 30)
+    requests = len(bs.bs_queries)
+    assert dm.execute(EP, "/1/0/9").code == Code.CHANGED
+    bs.wait_for(lambda: len(bs.bs_queries) > requests, 5, "the Bootstrap-Request of the trigger")
     assert a.stop() == 0
 
 
@@ -229,3 +256,17 @@ def test_server_initiated_bootstrap_after_a_client_initiated_one(agent, servers)
         assert a.stop() == 0
     finally:
         dm2.close()
+
+
+def test_no_bootstrap_while_stopping(agent, servers):
+    bs, dm = servers
+    # A server account and a bootstrap account: de-registering at SIGTERM leaves
+    # every server "stopped", which must not read as "all registrations failed".
+    a = agent(extra=f'[bootstrap.server]\nuri = "{bs.uri}"\n',
+              servers=f'[[server]]\nuri = "{dm.uri}"\nssid = 101\nlifetime = 300\n').start()
+    dm.wait_registered(EP, 15)
+    assert a.stop() == 0
+    log = a.log.read_text()
+    assert "de-registering" in log
+    assert "bootstrap" not in log.split("SIGTERM")[1], log
+    assert bs.bs_queries == []

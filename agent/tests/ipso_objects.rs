@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 const IDS: [u16; 17] = [
-    3200, 3201, 3202, 3203, 3300, 3301, 3303, 3304, 3306, 3311, 3316, 3317, 3323, 3328, 3331,
-    3342, 3347,
+    3200, 3201, 3202, 3203, 3300, 3301, 3303, 3304, 3306, 3311, 3316, 3317, 3323, 3328, 3331, 3342,
+    3347,
 ];
 
 fn objects_dir() -> PathBuf {
@@ -57,7 +57,10 @@ fn check(
 fn every_object_is_there_once_and_loads_without_errors() {
     let objs = load();
     let ids: Vec<u16> = objs.keys().copied().collect();
-    assert_eq!(ids, IDS, "the objects directory holds exactly these objects");
+    assert_eq!(
+        ids, IDS,
+        "the objects directory holds exactly these objects"
+    );
     for id in IDS {
         let d = &objs[&id];
         assert!(d.multiple && !d.mandatory, "{id} is Multiple, Optional");
@@ -90,7 +93,10 @@ fn nothing_the_parser_models_is_lost() {
             let c = c.unwrap_or_else(|| panic!("{id}: <{tag}> missing"));
             c.text().unwrap_or("").trim().to_string()
         };
-        let items: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("Item")).collect();
+        let items: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("Item"))
+            .collect();
         let d = &objs[&id];
         assert_eq!(d.resources.len(), items.len(), "{id}: every Item is kept");
         for item in items {
@@ -98,11 +104,18 @@ fn nothing_the_parser_models_is_lost() {
             let r = d.resource(rid).unwrap();
             assert_eq!(r.name, text(item, "Name"), "/{id}/{rid}");
             let ops = text(item, "Operations");
-            assert!(matches!(ops.as_str(), "R" | "W" | "RW" | "E"), "/{id}/{rid}");
+            assert!(
+                matches!(ops.as_str(), "R" | "W" | "RW" | "E"),
+                "/{id}/{rid}"
+            );
             assert_eq!(Some(r.ops), Operations::parse(&ops), "/{id}/{rid}");
             let ty = text(item, "Type");
             if r.ops.execute {
-                assert_eq!((ty.as_str(), r.data_type), ("", DataType::None), "/{id}/{rid}");
+                assert_eq!(
+                    (ty.as_str(), r.data_type),
+                    ("", DataType::None),
+                    "/{id}/{rid}"
+                );
             } else {
                 assert_ne!(r.data_type, DataType::None, "/{id}/{rid}: typed");
                 assert_eq!(Some(r.data_type), DataType::parse(&ty), "/{id}/{rid}");
@@ -126,18 +139,42 @@ fn resources_match_the_registry() {
 
     check(&o, 3200, 5500, "Digital Input State", Boolean, r, true);
     check(&o, 3200, 5501, "Digital Input Counter", Integer, r, false);
-    check(&o, 3200, 5505, "Digital Input Counter Reset", none, e, false);
+    check(
+        &o,
+        3200,
+        5505,
+        "Digital Input Counter Reset",
+        none,
+        e,
+        false,
+    );
     assert_eq!(res(&o, 3200, 5503).units.as_deref(), Some("ms"));
     assert_eq!(res(&o, 3200, 5504).range.as_deref(), Some("1..3"));
     check(&o, 3200, 5518, "Timestamp", Time, r, false);
 
     check(&o, 3201, 5550, "Digital Output State", Boolean, rw, true);
-    check(&o, 3201, 5551, "Digital Output Polarity", Boolean, rw, false);
+    check(
+        &o,
+        3201,
+        5551,
+        "Digital Output Polarity",
+        Boolean,
+        rw,
+        false,
+    );
 
     check(&o, 3202, 5600, "Analog Input Current Value", Float, r, true);
     check(&o, 3202, 5751, "Sensor Type", String, r, false);
 
-    check(&o, 3203, 5650, "Analog Output Current Value", Float, rw, true);
+    check(
+        &o,
+        3203,
+        5650,
+        "Analog Output Current Value",
+        Float,
+        rw,
+        true,
+    );
     assert_eq!(res(&o, 3203, 5650).range.as_deref(), Some("0..1"));
 
     check(&o, 3300, 5700, "Sensor Value", Float, r, true);
@@ -145,12 +182,36 @@ fn resources_match_the_registry() {
     check(&o, 3300, 5750, "Application Type", String, rw, false);
 
     check(&o, 3301, 5700, "Sensor Value", Float, r, true);
-    check(&o, 3301, 5605, "Reset Min and Max Measured Values", none, e, false);
+    check(
+        &o,
+        3301,
+        5605,
+        "Reset Min and Max Measured Values",
+        none,
+        e,
+        false,
+    );
 
     check(&o, 3303, 5700, "Sensor Value", Float, r, true);
     check(&o, 3303, 5601, "Min Measured Value", Float, r, false);
-    check(&o, 3303, 5605, "Reset Min and Max Measured Values", none, e, false);
-    check(&o, 3303, 6042, "Measurement Quality Indicator", Integer, r, false);
+    check(
+        &o,
+        3303,
+        5605,
+        "Reset Min and Max Measured Values",
+        none,
+        e,
+        false,
+    );
+    check(
+        &o,
+        3303,
+        6042,
+        "Measurement Quality Indicator",
+        Integer,
+        r,
+        false,
+    );
     assert_eq!(res(&o, 3303, 6042).range.as_deref(), Some("0..23"));
     assert_eq!(res(&o, 3303, 6050).units.as_deref(), Some("s"));
 

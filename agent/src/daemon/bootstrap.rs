@@ -317,14 +317,16 @@ pub fn provision(
         .flatten()
         .and_then(|h| hex::decode(h).ok())
         .and_then(|b| decode_config(&b, reg, info));
-    let (mut trees, source) = match stored {
+    // A stored configuration holds the bootstrap-server account as the bootstrap
+    // server left it: purged after its Account Timeout, it must stay purged.
+    let (trees, source) = match stored {
         Some(t) => (t, "bootstrap server (stored configuration)".to_string()),
-        None => (
-            factory::trees(&factory_accounts(loaded), info),
-            "factory ([[server]] tables)".to_string(),
-        ),
+        None => {
+            let mut t = factory::trees(&factory_accounts(loaded), info);
+            add_bootstrap_account(&mut t, loaded);
+            (t, "factory ([[server]] tables)".to_string())
+        }
     };
-    add_bootstrap_account(&mut trees, loaded);
     Provisioned {
         trees,
         card: None,

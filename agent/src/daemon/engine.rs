@@ -46,6 +46,8 @@ pub struct Engine {
     bs_failures: u32,
     /// A Bootstrap-Request Trigger waiting for the bootstrap server's socket.
     bs_triggered: bool,
+    /// SIGTERM: no new bootstrap while the servers are de-registered.
+    stopping: bool,
     bs_not_before: Option<Instant>,
     pub bs_error: Option<String>,
     /// Bootstrap-Server Account Timeout (/0/x/12): when to purge that account.
@@ -192,6 +194,7 @@ impl Engine {
             bs: None,
             bs_failures: 0,
             bs_triggered: false,
+            stopping: false,
             bs_not_before: None,
             bs_error: None,
             bs_purge_at: None,
@@ -316,6 +319,7 @@ impl Engine {
     }
 
     pub fn shutdown(&mut self, now: Instant) {
+        self.stopping = true;
         self.client.shutdown(now);
     }
 

@@ -110,7 +110,8 @@ impl Engine {
     /// no server account does, or every registration failed a whole retry sequence,
     /// or a server executed Bootstrap-Request Trigger (/1/x/9).
     pub(super) fn maybe_bootstrap(&mut self, now: Instant, triggered: bool) {
-        if self.bs.is_some() || self.reprovision.is_some() {
+        // Stopping: the accounts are being de-registered, not given up on.
+        if self.bs.is_some() || self.reprovision.is_some() || self.stopping {
             return;
         }
         // A trigger waits while the bootstrap server's address is being resolved.
