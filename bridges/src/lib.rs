@@ -1,8 +1,9 @@
 //! Downstream devices behind the gateway, as the agent sees them.
 //!
 //! Bridges know nothing of CoAP or LwM2M transport: they describe a device (its id,
-//! the prefix it is addressed by, the protocol that reaches it) and, in later
-//! versions, read, write and execute on it and report changes and up/down events.
+//! the prefix it is addressed by, the protocol that reaches it; `spec`), what it is
+//! to the agent (`device`: resources, values, availability, commands), and the
+//! protocols that reach it (`modbus`).
 
 // No unwrap/expect outside tests: device data comes from outside the process.
 #![cfg_attr(
@@ -10,6 +11,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod device;
 pub mod modbus;
 pub mod spec;
 
