@@ -409,6 +409,15 @@ impl Engine {
                 )
             }
             Action::Written(_) => {}
+            // No end device is bridged yet in this build's driver: whatever names a
+            // prefix is answered as unreachable, never left waiting.
+            Action::Device { ticket, .. } => self.client.device_done(
+                Instant::now(),
+                ticket,
+                Err(crate::lwm2m::error::OpError::Unavailable(
+                    "no bridge runs this end device".into(),
+                )),
+            ),
         }
     }
 

@@ -5,12 +5,13 @@
 //! sends what `poll_transmit` yields, sleeps until `poll_timeout`, and carries out
 //! `poll_action` (reboot, factory reset, …).
 
-use super::dm::{AttrStore, Dm, Effect, Op, Reply, Trees};
+use super::dm::{AttrStore, DeviceOp, Dm, Effect, Op, Reply, Trees};
 use super::error::OpError;
 use super::observe::{self, Observation};
 use super::persist::{Persist, QueuedNote, Restored, StoredObservation, StoredRegistration};
 use super::registration::{self, RegParams, RetryPolicy, Version};
 use super::request;
+use super::tree::WriteMode;
 use crate::coap::block::{self, BlockOpt};
 use crate::coap::message::{self, codes};
 use crate::coap::{Endpoint, Event, Failure, Handle, Incoming, TxParams};
@@ -29,6 +30,8 @@ const CON_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// How far a restored observation's sequence number jumps (more than the ops one
 /// group commit can leave unsaved).
 const SEQ_RESTART_JUMP: u32 = 1 << 16;
+/// How long a server's write or execute on an end device waits for the device.
+const DEVICE_ANSWER: Duration = Duration::from_secs(20);
 /// Default Disable Timeout (/1/x/5) when the resource is absent.
 const DEFAULT_DISABLE: Duration = Duration::from_secs(86_400);
 
@@ -82,6 +85,20 @@ pub enum Action {
     },
     /// A server wrote a resource the driver may want to act on (e.g. /3/0/13).
     Written(Path),
+    /// An end device must carry this out; the driver answers with `device_done`.
+    Device {
+        ticket: u64,
+        op: DeviceOp,
+    },
+}
+
+/// A server's request waiting for an end device.
+#[derive(Debug)]
+struct Deferred {
+    ssid: u16,
+    inc: Incoming,
+    op: DeviceOp,
+    expires: Instant,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +215,11 @@ pub struct Client {
     /// Factory content of each gateway instance (SenML CBOR), to tell server changes
     /// from operator changes at restore.
     factory: std::collections::BTreeMap<(u16, u16), Vec<u8>>,
+    /// Requests waiting for an end device, by ticket.
+    deferred: HashMap<u64, Deferred>,
+    next_ticket: u64,
+    /// Set by `process` when the request it handled must wait for an end device.
+    deferring: Option<DeviceOp>,
 }
 
 fn uri_of(trees: &Trees, ssid: u16) -> Option<String> {
@@ -231,6 +253,9 @@ impl Client {
             now,
             reg_activity: Vec::new(),
             factory: Default::default(),
+            deferred: HashMap::new(),
+            next_ticket: 1,
+            deferring: None,
         };
         let objs: Vec<u16> = c.trees.gateway.objects.keys().copied().collect();
         for obj in objs.into_iter().filter(|o| Self::persistent(*o)) {
@@ -465,6 +490,9 @@ impl Client {
             let a = self.effective_attrs(o);
             consider(observe::deadline(o, &a));
         }
+        for d in self.deferred.values() {
+            consider(Some(d.expires));
+        }
         t
     }
 
@@ -515,6 +543,7 @@ impl Client {
                 _ => {}
             }
         }
+        self.expire_deferred(now);
         self.check_observations(now);
     }
 

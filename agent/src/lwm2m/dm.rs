@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 pub struct Trees {
     pub gateway: Tree,
     pub devices: BTreeMap<String, Tree>,
+    /// End devices that cannot be reached now (prefix → why): their values are
+    /// not served (5.03) rather than served stale.
+    pub down: BTreeMap<String, String>,
 }
 
 impl Trees {
@@ -24,6 +27,17 @@ impl Trees {
         match prefix {
             None => Ok(&self.gateway),
             Some(p) => self.devices.get(p).ok_or(OpError::NotFound),
+        }
+    }
+
+    /// The tree to read `path`'s values from: an end device that is down has none
+    /// to give, except its Device object, which is the agent's (and says it is down).
+    pub fn readable(&self, path: &Path) -> OpResult<&Tree> {
+        let prefix = path.prefix.as_deref();
+        let tree = self.get(prefix)?;
+        match prefix.and_then(|p| self.down.get(p)) {
+            Some(why) if path.object() != Some(3) => Err(OpError::Unavailable(why.clone())),
+            _ => Ok(tree),
         }
     }
 
@@ -56,6 +70,26 @@ pub struct Reply {
     pub payload: Vec<u8>,
     pub location: Vec<String>,
     pub effects: Vec<Effect>,
+    /// Set when an end device must act first: the answer waits for its bridge.
+    pub device: Option<DeviceOp>,
+}
+
+/// What an end device must carry out before the server is answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceOp {
+    /// Values validated against the definitions, to be written to the device and
+    /// then into its tree (paths without the prefix).
+    Write {
+        prefix: String,
+        /// The written path without the prefix (the records lie under it).
+        path: Path,
+        records: Vec<Record>,
+    },
+    Execute {
+        prefix: String,
+        path: Path,
+        args: String,
+    },
 }
 
 impl Reply {
@@ -66,6 +100,14 @@ impl Reply {
             payload: Vec::new(),
             location: Vec::new(),
             effects: Vec::new(),
+            device: None,
+        }
+    }
+
+    fn deferred(op: DeviceOp) -> Self {
+        Self {
+            device: Some(op),
+            ..Self::code(codes::CHANGED)
         }
     }
 
@@ -226,7 +268,7 @@ impl Dm<'_> {
 
     /// Reads `path` as this server may see it: object reads skip instances it has no right to.
     pub fn read_records(&self, path: &Path) -> OpResult<Vec<Record>> {
-        let tree = self.trees.get(path.prefix.as_deref())?;
+        let tree = self.trees.readable(path)?;
         let obj = path.object().ok_or(OpError::MethodNotAllowed)?;
         if obj == 0 {
             return Err(OpError::Unauthorized);
@@ -412,6 +454,16 @@ impl Dm<'_> {
         } else {
             WriteMode::Update
         };
+        if let Some(prefix) = &path.prefix {
+            // An end device's values change when the device has taken them: checked
+            // here on a copy (types, operations, existence), written by its bridge.
+            tree.clone().write(reg, &strip(path), &records, mode)?;
+            return Ok(Reply::deferred(DeviceOp::Write {
+                prefix: prefix.clone(),
+                path: strip(path),
+                records,
+            }));
+        }
         let tree = self.trees.get_mut(path.prefix.as_deref())?;
         tree.write(reg, &strip(path), &records, mode)?;
         Ok(Reply::code(codes::CHANGED).effect(Effect::Written(path.clone())))
@@ -477,6 +529,13 @@ impl Dm<'_> {
             return Err(OpError::MethodNotAllowed);
         }
         let args = parse_exec_args(payload)?;
+        if let Some(prefix) = &path.prefix {
+            return Ok(Reply::deferred(DeviceOp::Execute {
+                prefix: prefix.clone(),
+                path: strip(path),
+                args: String::from_utf8_lossy(payload).into_owned(),
+            }));
+        }
         Ok(Reply::code(codes::CHANGED).effect(Effect::Execute {
             path: path.clone(),
             args,

@@ -25,6 +25,12 @@ pub enum OpError {
     TooLarge,
     #[error("internal error: {0}")]
     Internal(String),
+    /// An end device that cannot be reached now (its bridge says why).
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// An end device refused or failed an operation.
+    #[error("{0}")]
+    DeviceFailed(String),
 }
 
 impl OpError {
@@ -39,7 +45,8 @@ impl OpError {
             OpError::BadOption(_) => codes::BAD_OPTION,
             OpError::Incomplete => codes::REQUEST_ENTITY_INCOMPLETE,
             OpError::TooLarge => codes::REQUEST_ENTITY_TOO_LARGE,
-            OpError::Internal(_) => codes::INTERNAL_SERVER_ERROR,
+            OpError::Internal(_) | OpError::DeviceFailed(_) => codes::INTERNAL_SERVER_ERROR,
+            OpError::Unavailable(_) => codes::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -239,7 +239,7 @@ impl Engine {
                 }
                 let mut trees = Trees {
                     gateway: tree,
-                    devices: Default::default(),
+                    ..Default::default()
                 };
                 // Device identity and system values are ours, not the bootstrap server's.
                 let fresh = crate::lwm2m::factory::trees(&[], &self.info);

@@ -18,7 +18,7 @@ const PACK_BYTES: usize = 1000;
 
 impl Client {
     pub(super) fn read_for(&self, path: &Path) -> Option<Vec<Record>> {
-        let tree = self.trees.get(path.prefix.as_deref()).ok()?;
+        let tree = self.trees.readable(path).ok()?;
         tree.read(&self.reg, path, false).ok()
     }
 
@@ -149,10 +149,7 @@ impl Client {
         // Read first: a wrong path is said before a sleeping server is woken for it.
         let mut records = Vec::new();
         for p in paths {
-            let tree = self
-                .trees
-                .get(p.prefix.as_deref())
-                .map_err(|e| format!("{p}: {e}"))?;
+            let tree = self.trees.readable(p).map_err(|e| format!("{p}: {e}"))?;
             if p.object() == Some(0) {
                 return Err(format!("{p}: the Security object is never sent"));
             }

@@ -6,7 +6,79 @@ use super::*;
 impl Client {
     pub(super) fn on_request(&mut self, now: Instant, idx: usize, inc: Incoming) {
         let resp = self.process(now, idx, &inc);
-        self.sessions[idx].coap.respond(&inc, resp);
+        match self.deferring.take() {
+            // The answer is the end device's: the request waits (a retransmission of
+            // it meanwhile is a duplicate the endpoint does not answer twice).
+            Some(op) => self.defer(now, idx, inc, op),
+            None => self.sessions[idx].coap.respond(&inc, resp),
+        }
+    }
+
+    fn defer(&mut self, now: Instant, idx: usize, inc: Incoming, op: DeviceOp) {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.deferred.insert(
+            ticket,
+            Deferred {
+                ssid: self.sessions[idx].ssid,
+                inc,
+                op: op.clone(),
+                expires: now + DEVICE_ANSWER,
+            },
+        );
+        self.actions.push_back(Action::Device { ticket, op });
+    }
+
+    /// The end device's answer to a deferred write or execute: the server gets its
+    /// response now; a write's values go into the device's tree (observers see them).
+    pub fn device_done(&mut self, now: Instant, ticket: u64, result: Result<(), OpError>) {
+        self.now = now;
+        let Some(d) = self.deferred.remove(&ticket) else {
+            return; // expired meanwhile, and answered then
+        };
+        let Some(idx) = self.sessions.iter().position(|s| s.ssid == d.ssid) else {
+            return;
+        };
+        let resp = match result {
+            Ok(()) => {
+                if let DeviceOp::Write {
+                    prefix,
+                    path,
+                    records,
+                } = &d.op
+                {
+                    if let Ok(tree) = self.trees.get_mut(Some(prefix)) {
+                        if let Err(e) = tree.write(&self.reg, path, records, WriteMode::Update) {
+                            tracing::warn!(%prefix, %path, "written to the device but not to its tree: {e}");
+                        }
+                    }
+                }
+                message::response(&d.inc.packet, codes::CHANGED)
+            }
+            Err(e) => error_packet(&d.inc.packet, &e),
+        };
+        self.sessions[idx].coap.respond(&d.inc, resp);
+        self.check_observations(now);
+    }
+
+    /// Deferred requests whose device never answered get 5.03 rather than nothing.
+    pub(super) fn expire_deferred(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .deferred
+            .iter()
+            .filter(|(_, d)| d.expires <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in late {
+            self.device_done(
+                now,
+                t,
+                Err(OpError::Unavailable(format!(
+                    "the end device did not answer within {} s",
+                    DEVICE_ANSWER.as_secs()
+                ))),
+            );
+        }
     }
 
     pub(super) fn process(&mut self, now: Instant, idx: usize, inc: &Incoming) -> Packet {
@@ -119,7 +191,12 @@ impl Client {
             ssid,
             default_format,
         };
-        let reply = dm.handle(op);
+        let mut reply = dm.handle(op);
+        if let Some(op) = reply.device.take() {
+            // Answered later, by `device_done` (see `on_request`).
+            self.deferring = Some(op);
+            return message::response(req, codes::CHANGED);
+        }
         if let Some(path) = attr_target.filter(|_| codes::is_success(reply.code)) {
             self.persist
                 .push_back(match self.attrs.get(&(ssid, path.clone())) {

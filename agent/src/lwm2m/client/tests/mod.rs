@@ -1,5 +1,7 @@
 //! The client against a scripted server, in simulated time.
 
+mod devices;
+
 use super::*;
 use crate::lwm2m::factory::{self, Account, DeviceInfo};
 use coap_lite::MessageType;
