@@ -72,7 +72,24 @@ pub struct DeviceStatus {
     pub protocol: String,
     pub enabled: bool,
     pub file: String,
+    /// `starting`, `up`, `down: why`, `not running: why`.
     pub state: String,
+    /// Its /25 instance while it runs.
+    #[serde(default)]
+    pub instance: Option<u16>,
+    /// Unix time of the last fully successful poll.
+    #[serde(default)]
+    pub last_ok: Option<i64>,
+    #[serde(default)]
+    pub requests: u64,
+    #[serde(default)]
+    pub timeouts: u64,
+    /// Exception responses from the device.
+    #[serde(default)]
+    pub exceptions: u64,
+    /// Other failures: connection lost, malformed frames.
+    #[serde(default)]
+    pub errors: u64,
 }
 
 fn human_duration(s: u64) -> String {
@@ -141,16 +158,32 @@ impl Status {
         }
         let _ = writeln!(o, "observations: {}", self.observations);
         let _ = writeln!(o, "devices:  {}", self.devices.len());
+        let now = self.started_at.saturating_add(self.uptime_s);
         for d in &self.devices {
-            let _ = writeln!(
+            let _ = write!(
                 o,
-                "  {} prefix=/{} {}{}: {}",
+                "  {} prefix=/{} {}{}",
                 d.id,
                 d.prefix,
                 d.protocol,
                 if d.enabled { "" } else { " (disabled)" },
-                d.state
             );
+            if let Some(i) = d.instance {
+                let _ = write!(o, " /25/{i}");
+            }
+            let _ = write!(o, ": {}", d.state);
+            if let Some(t) = d.last_ok {
+                let age = now.saturating_sub(u64::try_from(t).unwrap_or(0));
+                let _ = write!(o, "; last good poll {} ago", human_duration(age));
+            }
+            if d.requests > 0 {
+                let _ = write!(
+                    o,
+                    "; {} requests, {} timeouts, {} exceptions, {} errors",
+                    d.requests, d.timeouts, d.exceptions, d.errors
+                );
+            }
+            o.push('\n');
         }
         for w in &self.warnings {
             let _ = writeln!(o, "warning:  {w}");

@@ -2,6 +2,7 @@
 //! sampling and the actions the core asks for.
 
 use super::bootstrap::{self, CardIdentity};
+use super::devices::EndDevices;
 use super::peers::{Heard, PeerEvent, Peers};
 use super::system;
 use crate::coap::TxParams;
@@ -23,6 +24,7 @@ const SAMPLE_FRESH: Duration = Duration::from_millis(100);
 
 pub struct Engine {
     client: Client,
+    pub devices: EndDevices,
     /// When the system facts were last read into the gateway's objects.
     sampled_at: Option<Instant>,
     pub peers: Peers,
@@ -108,6 +110,10 @@ impl Engine {
         let reg = registry(&cfg.lwm2m.object_dirs);
         let prov = bootstrap::provision(loaded, &reg, &info, &store);
         let mut trees = prov.trees;
+        // Before the client exists: restored observations of end-device paths find
+        // their trees.
+        let mut devices = EndDevices::new();
+        devices.apply(&loaded.devices, &mut trees, &reg);
         let storage_dir = cfg
             .store
             .path
@@ -174,6 +180,7 @@ impl Engine {
         let peers = peers_for(&client);
         Self {
             client,
+            devices,
             sampled_at: Some(now),
             peers,
             storage_dir,
@@ -297,6 +304,38 @@ impl Engine {
         self.client.values_changed(now);
     }
 
+    /// What an end device's bridge reported.
+    pub fn device_event(&mut self, now: Instant, id: &str, ev: lwgate_bridges::device::Event) {
+        if self
+            .devices
+            .event(id, ev, &mut self.client.trees, &self.reg)
+        {
+            self.sample();
+            self.client.values_changed(now);
+        }
+    }
+
+    /// An end device carried out (or not) a server's write or execute.
+    pub fn device_done(
+        &mut self,
+        now: Instant,
+        ticket: u64,
+        result: Result<(), crate::lwm2m::error::OpError>,
+    ) {
+        self.sample();
+        self.client.device_done(now, ticket, result);
+    }
+
+    /// devices.d re-read: only the difference is applied; /25 changes bring an Update.
+    pub fn reload_devices(&mut self, now: Instant, devices: &[config::LoadedDevice]) {
+        if self
+            .devices
+            .apply(devices, &mut self.client.trees, &self.reg)
+        {
+            self.client.objects_changed(now);
+        }
+    }
+
     /// A request from the control socket.
     pub fn command(&mut self, now: Instant, cmd: crate::control::Command) {
         match cmd {
@@ -409,15 +448,7 @@ impl Engine {
                 )
             }
             Action::Written(_) => {}
-            // No end device is bridged yet in this build's driver: whatever names a
-            // prefix is answered as unreachable, never left waiting.
-            Action::Device { ticket, .. } => self.client.device_done(
-                Instant::now(),
-                ticket,
-                Err(crate::lwm2m::error::OpError::Unavailable(
-                    "no bridge runs this end device".into(),
-                )),
-            ),
+            Action::Device { ticket, op } => self.devices.command(ticket, op),
         }
     }
 

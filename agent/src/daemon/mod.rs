@@ -2,6 +2,7 @@
 //! the systemd integration.
 
 mod bootstrap;
+mod devices;
 mod engine;
 mod peers;
 pub mod system;
@@ -11,7 +12,7 @@ pub use engine::registry;
 
 use crate::config::{self, Loaded};
 use crate::control::{self, SharedStatus};
-use crate::status::{DeviceStatus, ServerStatus, Status, StoreStatus};
+use crate::status::{ServerStatus, Status, StoreStatus};
 use crate::store::Store;
 use anyhow::Context;
 use std::sync::{Arc, RwLock};
@@ -74,24 +75,10 @@ fn update_servers(status: &SharedStatus, engine: &engine::Engine, now: std::time
         })
         .collect();
     st.observations = engine.observation_count();
+    st.devices = engine.devices.status();
     st.bootstrap = engine.bootstrap.clone();
     st.smartcard_error = engine.card_error.clone();
     st.bootstrap_error = engine.bs_error.clone();
-}
-
-fn device_rows(devices: &[config::LoadedDevice]) -> Vec<DeviceStatus> {
-    devices
-        .iter()
-        .map(|d| DeviceStatus {
-            id: d.spec.device.id.clone(),
-            prefix: d.spec.device.prefix().to_string(),
-            protocol: d.spec.device.protocol.as_str().to_string(),
-            enabled: d.spec.device.enabled,
-            file: d.file.display().to_string(),
-            // The bridges are not in this version: say so where an operator looks.
-            state: "configured, not polled (no bridges in this version)".into(),
-        })
-        .collect()
 }
 
 fn unix_now() -> u64 {
@@ -127,7 +114,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         bootstrap: String::new(),
         smartcard_error: None,
         bootstrap_error: None,
-        devices: device_rows(&loaded.devices),
+        devices: Vec::new(),
         warnings: loaded.warnings.clone(),
     }));
     let store_path = store.path().display().to_string();
@@ -159,13 +146,6 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         crate::VERSION
     );
     systemd::ready(&summary);
-    if !loaded.devices.is_empty() {
-        tracing::warn!(
-            dir = %loaded.devices_dir.display(),
-            "{} device(s) in devices.d are checked but not polled: this version of lwgate has no bridges yet",
-            loaded.devices.len()
-        );
-    }
 
     let mut last_ping = Instant::now();
     let mut stop_by: Option<Instant> = None;
@@ -194,7 +174,9 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
                 tracing::info!("SIGINT: shutting down");
                 stop_by = Some(begin_shutdown(&mut engine));
             }
-            _ = sighup.recv() => reload_devices(&loaded, &status),
+            _ = sighup.recv() => reload_devices(&loaded, &mut engine),
+            Some((id, ev)) = engine.devices.events.recv() => engine.device_event(Instant::now(), &id, ev),
+            Some((ticket, result)) = engine.devices.done.recv() => engine.device_done(Instant::now(), ticket, result),
             Some(ev) = engine.peers.rx.recv() => engine.peer_event(Instant::now(), ev),
             Some(cmd) = cmd_rx.recv() => engine.command(Instant::now(), cmd),
             Some(read) = engine.card_rx.recv() => engine.card_checked(Instant::now(), read),
@@ -229,7 +211,7 @@ fn begin_shutdown(engine: &mut engine::Engine) -> Instant {
 }
 
 /// SIGHUP: re-read devices.d. A broken file keeps the previous set running.
-fn reload_devices(loaded: &Loaded, status: &SharedStatus) {
+fn reload_devices(loaded: &Loaded, engine: &mut engine::Engine) {
     systemd::reloading();
     match config::load_devices(&loaded.devices_dir) {
         Ok(devices) => {
@@ -238,9 +220,7 @@ fn reload_devices(loaded: &Loaded, status: &SharedStatus) {
                 "reloaded devices.d: {} device(s)",
                 devices.len()
             );
-            if let Ok(mut s) = status.write() {
-                s.devices = device_rows(&devices);
-            }
+            engine.reload_devices(Instant::now(), &devices);
         }
         Err(e) => {
             for err in &e.0 {
@@ -250,6 +230,6 @@ fn reload_devices(loaded: &Loaded, status: &SharedStatus) {
             }
         }
     }
-    let n = status.read().map(|s| s.devices.len()).unwrap_or(0);
+    let n = engine.devices.status().len();
     systemd::reloaded(&format!("{n} device(s)"));
 }

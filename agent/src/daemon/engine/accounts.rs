@@ -84,6 +84,13 @@ impl Engine {
             self.commit(&ops);
         }
         system::apply(&mut trees.gateway, &system::sample(&self.storage_dir));
+        // The end devices are the gateway's, whatever its server accounts.
+        let old = std::mem::take(&mut self.client.trees);
+        trees.devices = old.devices;
+        trees.down = old.down;
+        if let Some(gw) = old.gateway.objects.get(&25) {
+            trees.gateway.objects.insert(25, gw.clone());
+        }
         self.client = Client::new(
             self.client_cfg.clone(),
             self.reg.clone(),
