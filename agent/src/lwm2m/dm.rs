@@ -280,12 +280,15 @@ impl Dm<'_> {
         let Some(prefix) = prefix else {
             return acl::check(tree, self.servers, self.ssid, obj, inst, right);
         };
+        if self.servers <= 1 {
+            return Ok(());
+        }
         let gw = &self.trees.gateway;
         let slot = gw
             .instance_ids(25)
             .into_iter()
             .find(|i| matches!(gw.get(25, *i, 1), Some(crate::model::Value::String(p)) if p == prefix))
-            .ok_or(OpError::NotFound)?;
+            .ok_or(OpError::Unauthorized)?;
         acl::check(gw, self.servers, self.ssid, 25, Some(slot), right)
     }
 
