@@ -61,6 +61,13 @@ def servers():
     dm.close()
 
 
+def provision(bs, dm):
+    """The bootstrap server gives the gateway one server account on `dm` (ssid 123)."""
+    bs.bs(EP, Code.DELETE, "/")
+    bs.bs(EP, Code.PUT, "/0", security_payload(TLV, dm.uri, 123), content_format=TLV)
+    bs.bs(EP, Code.PUT, "/1", server_payload(TLV, 123, 45), content_format=TLV)
+
+
 def bs_agent(agent, bs):
     # No [[server]] table: the agent has only the bootstrap-server account.
     return agent(extra=f'[bootstrap.server]\nuri = "{bs.uri}"\n', servers="")
@@ -155,9 +162,7 @@ def test_bootstrap_server_account_timeout(agent, servers):
     bs, dm = servers
     a = bs_agent(agent, bs).start()
     bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
-    bs.bs(EP, Code.DELETE, "/")
-    bs.bs(EP, Code.PUT, "/0", security_payload(TLV, dm.uri, 123), content_format=TLV)
-    bs.bs(EP, Code.PUT, "/1", server_payload(TLV, 123, 45), content_format=TLV)
+    provision(bs, dm)
     # Bootstrap-Server Account Timeout 2 s on the bootstrap account (instance 0 here).
     d = dict(links(bs.bs(EP, Code.GET, "/0", accept=LINK).payload.decode()))
     bs_inst = next(k for k, v in d.items() if k.startswith("/0/") and "ssid" not in v)
@@ -204,9 +209,7 @@ def test_bootstrap_request_trigger_opens_the_socket_and_bootstraps(agent, server
     bs, dm = servers
     a = bs_agent(agent, bs).start()
     bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
-    bs.bs(EP, Code.DELETE, "/")
-    bs.bs(EP, Code.PUT, "/0", security_payload(TLV, dm.uri, 123), content_format=TLV)
-    bs.bs(EP, Code.PUT, "/1", server_payload(TLV, 123, 45), content_format=TLV)
+    provision(bs, dm)
     assert bs.bs(EP, Code.POST, "/bs").code == Code.CHANGED
     dm.wait_registered(EP, 30)
     # After a restart the bootstrap server has no socket yet: the trigger must open
@@ -238,9 +241,7 @@ def test_server_initiated_bootstrap_after_a_client_initiated_one(agent, servers)
     try:
         a = bs_agent(agent, bs).start()
         bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request")
-        bs.bs(EP, Code.DELETE, "/")
-        bs.bs(EP, Code.PUT, "/0", security_payload(TLV, dm.uri, 123), content_format=TLV)
-        bs.bs(EP, Code.PUT, "/1", server_payload(TLV, 123, 45), content_format=TLV)
+        provision(bs, dm)
         assert bs.bs(EP, Code.POST, "/bs").code == Code.CHANGED
         reg = dm.wait_registered(EP, 30)
         # Later the bootstrap server moves the gateway to another server, unasked.

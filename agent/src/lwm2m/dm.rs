@@ -263,7 +263,33 @@ impl Dm<'_> {
 
     fn check(&self, tree: &Tree, path: &Path, right: i64) -> OpResult<()> {
         let obj = path.object().ok_or(OpError::MethodNotAllowed)?;
-        acl::check(tree, self.servers, self.ssid, obj, path.instance(), right)
+        self.allowed(tree, path.prefix.as_deref(), obj, path.instance(), right)
+    }
+
+    /// Access control: the gateway's objects by their own ACL instances; an end
+    /// device, all of it, by the ACL instance of its /25 instance (end devices carry
+    /// no Access Control object of their own).
+    fn allowed(
+        &self,
+        tree: &Tree,
+        prefix: Option<&str>,
+        obj: u16,
+        inst: Option<u16>,
+        right: i64,
+    ) -> OpResult<()> {
+        let Some(prefix) = prefix else {
+            return acl::check(tree, self.servers, self.ssid, obj, inst, right);
+        };
+        if self.servers <= 1 {
+            return Ok(());
+        }
+        let gw = &self.trees.gateway;
+        let slot = gw
+            .instance_ids(25)
+            .into_iter()
+            .find(|i| matches!(gw.get(25, *i, 1), Some(crate::model::Value::String(p)) if p == prefix))
+            .ok_or(OpError::Unauthorized)?;
+        acl::check(gw, self.servers, self.ssid, 25, Some(slot), right)
     }
 
     /// Reads `path` as this server may see it: object reads skip instances it has no right to.
@@ -279,7 +305,10 @@ impl Dm<'_> {
             }
             let mut out = Vec::new();
             for i in tree.instance_ids(obj) {
-                if acl::check(tree, self.servers, self.ssid, obj, Some(i), acl::READ).is_ok() {
+                if self
+                    .allowed(tree, path.prefix.as_deref(), obj, Some(i), acl::READ)
+                    .is_ok()
+                {
                     out.extend(tree.read(self.reg, &path.child(i), false)?);
                 }
             }
@@ -367,7 +396,8 @@ impl Dm<'_> {
                 .keys()
                 .copied()
                 .filter(|i| {
-                    acl::check(tree, self.servers, self.ssid, obj, Some(*i), acl::READ).is_ok()
+                    self.allowed(tree, path.prefix.as_deref(), obj, Some(*i), acl::READ)
+                        .is_ok()
                 })
                 .collect(),
         };

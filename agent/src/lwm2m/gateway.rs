@@ -75,6 +75,32 @@ pub fn set_gateway_instance(gw: &mut Tree, inst: u16, dev: &EndDevice, links: St
     gw.set(25, inst, 3, Value::CoreLnk(links));
 }
 
+/// Where access control is in force (several servers), an end device starts with
+/// the rights the gateway's own Device object has (its /25 instance's ACL instance
+/// governs all of the end device, see `Dm::allowed`); a server that owns it may
+/// change them. No ACL of /3/0: nothing is added (one server: full access).
+pub fn grant_like_device(gw: &mut Tree, inst: u16) {
+    let Some(device_acl) = super::acl::find(gw, 3, 0) else {
+        return;
+    };
+    if super::acl::find(gw, 25, inst).is_some() {
+        return;
+    }
+    let Some(slot) = gw.free_instance_id(2) else {
+        return;
+    };
+    let entries = gw.instance(2, device_acl).and_then(|i| i.get(&2)).cloned();
+    let owner = gw.get_i64(2, device_acl, 3);
+    gw.set(2, slot, 0, Value::Integer(25));
+    gw.set(2, slot, 1, Value::Integer(i64::from(inst)));
+    if let Some(super::tree::Res::Multi(m)) = entries {
+        gw.set_multi(2, slot, 2, m);
+    }
+    if let Some(o) = owner {
+        gw.set(2, slot, 3, Value::Integer(o));
+    }
+}
+
 /// A bridge's value as the resource's type, or None when it cannot be one (the
 /// value is then left out rather than sent wrong).
 pub fn convert(v: &lwgate_bridges::device::Value, ty: DataType) -> Option<Value> {

@@ -5,17 +5,22 @@
 use super::*;
 use crate::lwm2m::gateway::{self, EndDevice};
 
+/// The IPSO definitions of the shipped DDF files the tests use.
+fn ipso(c: &mut Client) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../objects");
+    for id in [3303, 3311] {
+        let xml = std::fs::read_to_string(dir.join(format!("{id}.xml"))).unwrap();
+        for d in crate::model::ddf::parse("ddf", &xml).unwrap() {
+            c.reg.insert(d);
+        }
+    }
+}
+
 /// A registered client with end device `m1` (a temperature sensor and a light
 /// control, IPSO definitions from the shipped DDF files).
 fn with_device() -> H {
     let mut h = H::start(&[account(101, 3000)], config(), Instant::now(), 1234, |c| {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../objects");
-        for id in [3303, 3311] {
-            let xml = std::fs::read_to_string(dir.join(format!("{id}.xml"))).unwrap();
-            for d in crate::model::ddf::parse("ddf", &xml).unwrap() {
-                c.reg.insert(d);
-            }
-        }
+        ipso(c);
         let dev = EndDevice {
             id: "meter-1".into(),
             prefix: "m1".into(),
@@ -249,4 +254,52 @@ fn an_observed_end_device_value_notifies_from_polls() {
     h.c.values_changed(h.now);
     assert!(h.take().iter().all(|(_, p)| p.get_token() != token));
     assert_eq!(h.c.observation_count(), 1, "the observation stays");
+}
+
+#[test]
+fn with_several_servers_the_25_instance_acl_governs_the_end_device() {
+    let mut h = H::start(
+        &[account(101, 3000), account(102, 3000)],
+        config(),
+        Instant::now(),
+        7,
+        |c| {
+            ipso(c);
+            let dev = EndDevice {
+                id: "meter-1".into(),
+                prefix: "m1".into(),
+                instances: vec![(3303, 0)],
+                ..Default::default()
+            };
+            let mut t = gateway::device_tree(&dev);
+            t.set(3303, 0, 5700, Value::Float(21.5));
+            // Server 102 may only read /3/0, and so the end device added now.
+            let acl = crate::lwm2m::acl::find(&c.trees.gateway, 3, 0).unwrap();
+            c.trees.gateway.set_multi(
+                2,
+                acl,
+                2,
+                [(102, Value::Integer(crate::lwm2m::acl::READ))].into(),
+            );
+            gateway::set_gateway_instance(&mut c.trees.gateway, 0, &dev, "</3303/0>".into());
+            gateway::grant_like_device(&mut c.trees.gateway, 0);
+            c.trees.devices.insert("m1".into(), t);
+        },
+    );
+    h.register_all();
+    let r = h.get(101, "/m1/3303/0/5700", None);
+    assert_eq!(code(&r), codes::CONTENT);
+    // 102: the rights /3/0 had when the device was added.
+    let r = h.get(102, "/m1/3303/0/5700", None);
+    assert_eq!(code(&r), codes::CONTENT);
+    let r = h.req(102, RequestType::Post, "/m1/3/0/4", |_| {});
+    assert_eq!(code(&r), codes::UNAUTHORIZED, "no Execute right for 102");
+    // A device without an ACL instance is closed to every server but its owner's rights.
+    h.c.trees.gateway.instance_ids(2).into_iter().for_each(|i| {
+        if h.c.trees.gateway.get_i64(2, i, 0) == Some(25) {
+            let _ = h.c.trees.gateway.delete_instance(2, i);
+        }
+    });
+    let r = h.get(101, "/m1/3303/0/5700", None);
+    assert_eq!(code(&r), codes::UNAUTHORIZED);
 }
