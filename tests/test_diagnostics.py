@@ -244,15 +244,17 @@ def test_send_says_which_server_and_what_is_wrong(agent):
     a.stop()
 
 
-def test_devices_are_not_claimed_to_be_polled(agent):
+def test_devices_without_a_bridge_are_not_claimed_to_be_polled(agent):
     a = agent(servers=server_table("coap://127.0.0.1:5683"))
-    (a.devices / "pump.toml").write_text('[device]\nid = "pump"\nprotocol = "modbus-tcp"\n')
+    (a.devices / "sensor.toml").write_text('[device]\nid = "sensor"\nprotocol = "mqtt"\n')
     r = a.cli("check-config", "--config", str(a.config))
-    assert "pump prefix=/pump modbus-tcp" in r.stdout
-    assert "this version of lwgate does not poll devices yet" in r.stdout, r.stdout
+    assert "sensor prefix=/sensor mqtt" in r.stdout
+    assert "serial and MQTT devices are checked only" in r.stdout, r.stdout
     r = a.cli("--help")
-    assert "proxies" not in r.stdout and "not yet proxy downstream devices" in r.stdout.replace("\n", " "), r.stdout
+    text = r.stdout.replace("\n", " ")
+    assert "not yet bridge serial-line or MQTT devices" in " ".join(text.split()), r.stdout
     a.start()
-    assert a.status_json()["devices"][0]["state"] == "configured, not polled (no bridges in this version)"
-    assert "1 device(s) in devices.d are checked but not polled" in a.log.read_text()
+    st = a.status_json()["devices"][0]
+    assert st["state"].startswith("not running: ") and "mqtt" in st["state"].lower(), st
+    assert "end device not started" in a.log.read_text()
     a.stop()

@@ -14,10 +14,11 @@ use std::process::ExitCode;
     long_about = "lwgate is the LwM2M client of a Linux gateway: it registers the gateway with \
                   LwM2M servers over CoAP/UDP and lets them manage it (read, write, execute, \
                   observe, Send), keeps notifications while a server is unreachable, and \
-                  bootstraps from its config, a UICC smartcard or a bootstrap server. This \
-                  version does not yet proxy downstream devices (devices.d files are checked, \
-                  not polled), nor speak DTLS (coaps://), firmware update or SMS. Normally run \
-                  by systemd (lwgate.service)."
+                  bootstraps from its config, a UICC smartcard or a bootstrap server. Modbus \
+                  RTU/TCP devices in devices.d appear to the servers as end devices behind the \
+                  LwM2M Gateway object (/25). This version does not yet bridge serial-line or \
+                  MQTT devices (their files are checked, not polled), nor speak DTLS \
+                  (coaps://), firmware update or SMS. Normally run by systemd (lwgate.service)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -220,8 +221,13 @@ fn check_config(path: &Path) -> ExitCode {
                     }
                 );
             }
-            if !l.devices.is_empty() {
-                println!("    (checked only: this version of lwgate does not poll devices yet)");
+            if l.devices.iter().any(|d| {
+                !matches!(
+                    d.spec.device.protocol,
+                    lwgate_bridges::Protocol::ModbusTcp | lwgate_bridges::Protocol::ModbusRtu
+                )
+            }) {
+                println!("    (serial and MQTT devices are checked only: their bridges are not in this version)");
             }
             for w in &l.warnings {
                 println!("  warning: {w}");
