@@ -12,6 +12,7 @@
 //! ([`PointCodec::with_scale`]); type names are listed on [`DataType`].
 
 pub mod codec;
+pub mod config;
 pub mod plan;
 
 pub use codec::{
