@@ -226,7 +226,10 @@ fn table_and_file_checks() {
         .replace("unit = 1", "unit = 0");
     let (_, _, m) = error(&format!("{rtu}{POINT}"));
     assert!(m.contains("expected a unit id from 1 to 247, got 0"), "{m}");
-    assert_eq!(parse("[device]\nid = \"x\"\nprotocol = \"modbus-tcp\"\n").modbus, None);
+    assert_eq!(
+        parse("[device]\nid = \"x\"\nprotocol = \"modbus-tcp\"\n").modbus,
+        None
+    );
     let (_, _, m) = error(&format!("{}{POINT}", TCP.replace("modbus-tcp", "mqtt")));
     assert!(m.contains("expected a [mqtt] table, got [modbus]"), "{m}");
     // TCP unit ids are 0..255: gateways use 0 and 255.
