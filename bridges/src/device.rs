@@ -91,6 +91,8 @@ pub struct Stats {
     pub errors: u64,
     /// Unix time of the last poll that fully succeeded.
     pub last_ok: Option<f64>,
+    /// Value events dropped because the events channel was full.
+    pub dropped_values: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,9 @@
 )]
 
 pub mod device;
+pub mod manager;
 pub mod modbus;
 pub mod spec;
 
+pub use manager::Bridges;
 pub use spec::{DeviceFile, DeviceSpec, Protocol, SpecError};

@@ -2,17 +2,84 @@
 
 use serde::Deserialize;
 
+use crate::modbus::config::{ModbusConfig, Transport};
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawDeviceFile")]
 pub struct DeviceFile {
     pub device: DeviceSpec,
-    /// Protocol settings; each bridge validates its own table when it starts the device.
-    #[serde(default)]
-    pub modbus: Option<toml::Table>,
-    #[serde(default)]
+    /// Checked as it is parsed (`modbus::config`), so check-config sees its errors.
+    pub modbus: Option<ModbusConfig>,
+    /// Bridges not written yet; their tables are kept as they are.
     pub serial: Option<toml::Table>,
-    #[serde(default)]
     pub mqtt: Option<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeviceFile {
+    device: DeviceSpec,
+    #[serde(default)]
+    modbus: Option<ModbusConfig>,
+    #[serde(default)]
+    serial: Option<toml::Table>,
+    #[serde(default)]
+    mqtt: Option<toml::Table>,
+}
+
+/// The protocol and the table that configures it, which only the whole file sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FileError(String);
+
+impl TryFrom<RawDeviceFile> for DeviceFile {
+    type Error = FileError;
+
+    fn try_from(raw: RawDeviceFile) -> Result<Self, FileError> {
+        let protocol = raw.device.protocol;
+        let wanted = match protocol {
+            Protocol::ModbusTcp | Protocol::ModbusRtu => "modbus",
+            Protocol::Serial => "serial",
+            Protocol::Mqtt => "mqtt",
+        };
+        let given: Vec<&str> = [
+            ("modbus", raw.modbus.is_some()),
+            ("serial", raw.serial.is_some()),
+            ("mqtt", raw.mqtt.is_some()),
+        ]
+        .iter()
+        .filter(|(_, g)| *g)
+        .map(|(t, _)| *t)
+        .collect();
+        let name = protocol.as_str();
+        if let Some(other) = given.iter().find(|t| **t != wanted) {
+            return Err(FileError(format!(
+                "device.protocol is \"{name}\": expected a [{wanted}] table, got [{other}]"
+            )));
+        }
+        // A file without its protocol table is accepted here (the agent's tests and
+        // the packaged README have such files); the bridge refuses it when it starts
+        // the device, with `Bridges::start`'s error.
+        match (&raw.modbus, protocol) {
+            (Some(m), Protocol::ModbusTcp) if !matches!(m.transport, Transport::Tcp { .. }) => {
+                return Err(FileError(
+                    "device.protocol is \"modbus-tcp\": expected `host` (and `port`) in [modbus], got `tty`".into(),
+                ))
+            }
+            (Some(m), Protocol::ModbusRtu) if !matches!(m.transport, Transport::Rtu(_)) => {
+                return Err(FileError(
+                    "device.protocol is \"modbus-rtu\": expected `tty` (and `baud`, `parity`, `data_bits`, `stop_bits`) in [modbus], got `host`".into(),
+                ))
+            }
+            _ => {}
+        }
+        Ok(DeviceFile {
+            device: raw.device,
+            modbus: raw.modbus,
+            serial: raw.serial,
+            mqtt: raw.mqtt,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -26,6 +93,16 @@ pub struct DeviceSpec {
     pub protocol: Protocol,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Identity of the end device for its /3/0 (Manufacturer, Model Number, Serial
+    /// Number, Firmware Version); not read from the device.
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub firmware_version: Option<String>,
 }
 
 fn yes() -> bool {
@@ -102,6 +179,10 @@ mod tests {
             prefix: prefix.map(Into::into),
             protocol: Protocol::Mqtt,
             enabled: true,
+            manufacturer: None,
+            model: None,
+            serial: None,
+            firmware_version: None,
         }
     }
 
@@ -140,7 +221,7 @@ mod tests {
     #[test]
     fn parses_a_device_file() {
         let f: DeviceFile = toml::from_str(
-            "[device]\nid = \"pump\"\nprotocol = \"modbus-tcp\"\n[modbus]\nhost = \"127.0.0.1\"\n",
+            "[device]\nid = \"pump\"\nprotocol = \"modbus-tcp\"\n[modbus]\nhost = \"127.0.0.1\"\nunit = 1\n[[modbus.point]]\npath = \"3303/0/5700\"\nregister = \"holding-register\"\naddress = 0\ntype = \"i16\"\n",
         )
         .unwrap();
         assert_eq!(f.device.protocol, Protocol::ModbusTcp);

@@ -11,7 +11,10 @@
 //! `multiplier: m` is a scale of `m` and `divider: d` a scale of `1 / d`
 //! ([`PointCodec::with_scale`]); type names are listed on [`DataType`].
 
+pub(crate) mod bus;
 pub mod codec;
+pub mod config;
+pub(crate) mod link;
 pub mod plan;
 
 pub use codec::{

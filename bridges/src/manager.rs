@@ -1,0 +1,200 @@
+//! The bridges the agent runs: devices started and stopped by id, their commands
+//! routed to the task that owns their bus.
+//!
+//! Devices that share a bus (a serial line, or a TCP host:port) share one task, so
+//! their requests never overlap. A bus task lives as long as this `Bridges` (with
+//! no device it holds no connection): a new task for the same line could otherwise
+//! start while the old one is still finishing a request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+
+use crate::device::{Access, Command, CommandError, EventTx, Exposed};
+use crate::modbus::bus::{self, answer, BusMsg, DeviceSetup};
+use crate::modbus::config::Transport;
+use crate::modbus::link::BusKey;
+use crate::modbus::plan::{plan_reads, PlanOptions, Point};
+use crate::spec::{DeviceFile, Protocol};
+
+struct BusHandle {
+    tx: UnboundedSender<BusMsg>,
+    task: JoinHandle<()>,
+    transport: Transport,
+    /// Device id → unit id, for the devices on this bus.
+    units: HashMap<String, u8>,
+}
+
+/// Must be created and used inside a tokio runtime (it spawns tasks).
+pub struct Bridges {
+    events: EventTx,
+    buses: HashMap<BusKey, BusHandle>,
+    devices: HashMap<String, BusKey>,
+}
+
+impl Bridges {
+    /// Every device reports on `events`, tagged with its id.
+    pub fn new(events: EventTx) -> Self {
+        Bridges {
+            events,
+            buses: HashMap::new(),
+            devices: HashMap::new(),
+        }
+    }
+
+    /// Starts polling the device (or restarts it with a new file), and says which
+    /// resources it exposes. A device already started under `id` is stopped first.
+    pub fn start(&mut self, id: &str, file: &DeviceFile) -> Result<Vec<Exposed>, String> {
+        let protocol = file.device.protocol;
+        match protocol {
+            Protocol::ModbusTcp | Protocol::ModbusRtu => {}
+            Protocol::Serial | Protocol::Mqtt => {
+                return Err(format!(
+                    "protocol \"{}\" is not supported in this version",
+                    protocol.as_str()
+                ))
+            }
+        }
+        let Some(config) = file.modbus.clone() else {
+            return Err(format!(
+                "protocol \"{}\" needs a [modbus] table (host or tty, unit, [[modbus.point]])",
+                protocol.as_str()
+            ));
+        };
+        let points: Vec<Point<usize>> = config
+            .points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.is_polled())
+            .map(|(i, p)| Point::for_codec(i, p.address, &p.codec))
+            .collect();
+        let options = PlanOptions {
+            max_gap: config.max_gap,
+            ..PlanOptions::default()
+        };
+        let plan = plan_reads(&points, &options).map_err(|e| e.to_string())?;
+        let exposed = config
+            .points
+            .iter()
+            .map(|p| Exposed {
+                id: p.path,
+                access: Access {
+                    read: p.is_polled(),
+                    write: p.writable,
+                    execute: p.execute.is_some(),
+                },
+            })
+            .collect();
+
+        self.stop(id);
+        let key = BusKey::of(&config.transport);
+        if let Some(bus) = self.buses.get(&key) {
+            if bus.units.is_empty() && bus.transport != config.transport {
+                // Nobody uses the old settings: a task for the new ones replaces it.
+                bus.task.abort();
+                self.buses.remove(&key);
+            }
+        }
+        if let Some(bus) = self.buses.get(&key) {
+            if bus.transport != config.transport {
+                return Err(format!(
+                    "{key} is already used with other settings by {}: expected the same line settings for every device on it",
+                    names(&bus.units)
+                ));
+            }
+            if let Some((other, _)) = bus.units.iter().find(|(_, &u)| u == config.unit) {
+                return Err(format!(
+                    "unit {} on {key} is already device \"{other}\": expected one device per unit id",
+                    config.unit
+                ));
+            }
+        }
+        let unit = config.unit;
+        let setup = DeviceSetup {
+            id: id.to_string(),
+            plan: Arc::from(plan),
+            config,
+        };
+        let bus = match self.buses.get_mut(&key) {
+            Some(bus) if !bus.task.is_finished() => bus,
+            _ => {
+                let (tx, task) = bus::spawn(&setup, self.events.clone());
+                let handle = BusHandle {
+                    tx,
+                    task,
+                    transport: setup.config.transport.clone(),
+                    units: HashMap::new(),
+                };
+                self.buses
+                    .entry(key.clone())
+                    .insert_entry(handle)
+                    .into_mut()
+            }
+        };
+        if bus.tx.send(BusMsg::Add(Box::new(setup))).is_err() {
+            return Err(format!("the task serving {key} has stopped"));
+        }
+        bus.units.insert(id.to_string(), unit);
+        self.devices.insert(id.to_string(), key);
+        Ok(exposed)
+    }
+
+    /// Stops polling the device; its pending commands are answered Unavailable.
+    pub fn stop(&mut self, id: &str) {
+        let Some(key) = self.devices.remove(id) else {
+            return;
+        };
+        if let Some(bus) = self.buses.get_mut(&key) {
+            bus.units.remove(id);
+            let _ = bus.tx.send(BusMsg::Remove(id.to_string()));
+        }
+    }
+
+    /// Sends a write or execute to the device; the answer comes on its oneshot.
+    pub fn command(&self, id: &str, cmd: Command) {
+        let tx = self
+            .devices
+            .get(id)
+            .and_then(|key| self.buses.get(key))
+            .map(|bus| &bus.tx);
+        let Some(tx) = tx else {
+            answer(
+                cmd,
+                Err(CommandError::Unavailable(format!(
+                    "no device \"{id}\" is running"
+                ))),
+            );
+            return;
+        };
+        if let Err(e) = tx.send(BusMsg::Command(id.to_string(), cmd)) {
+            let BusMsg::Command(_, cmd) = e.0 else {
+                return;
+            };
+            answer(
+                cmd,
+                Err(CommandError::Unavailable(
+                    "the task serving the device has stopped".into(),
+                )),
+            );
+        }
+    }
+}
+
+impl Drop for Bridges {
+    fn drop(&mut self) {
+        for bus in self.buses.values() {
+            bus.task.abort();
+        }
+    }
+}
+
+fn names(units: &HashMap<String, u8>) -> String {
+    let mut ids: Vec<&str> = units.keys().map(String::as_str).collect();
+    ids.sort_unstable();
+    ids.iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
