@@ -11,7 +11,7 @@ use crate::lwm2m::gateway::{self, EndDevice, ERROR_NONE, ERROR_UNREACHABLE};
 use crate::model::{Registry, Value};
 use crate::status::DeviceStatus;
 use lwgate_bridges::device::{Availability, Command, CommandError, Event, ResourceId, Stats};
-use lwgate_bridges::Bridges;
+use lwgate_bridges::manager::Bridges;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -67,7 +67,11 @@ impl EndDevices {
         let gone: Vec<String> = self
             .running
             .iter()
-            .filter(|(id, r)| wanted.get(id.as_str()).is_none_or(|d| d.spec != r.file.spec))
+            .filter(|(id, r)| {
+                wanted
+                    .get(id.as_str())
+                    .is_none_or(|d| d.spec != r.file.spec)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
@@ -76,6 +80,7 @@ impl EndDevices {
                 trees.devices.remove(&r.prefix);
                 trees.down.remove(&r.prefix);
                 let _ = trees.gateway.delete_instance(25, r.inst);
+                crate::lwm2m::acl::on_delete(&mut trees.gateway, 25, r.inst);
                 tracing::info!(device = %id, prefix = %r.prefix, "end device stopped");
                 changed = true;
             }
@@ -86,7 +91,8 @@ impl EndDevices {
                 continue;
             }
             if !d.spec.device.enabled {
-                self.idle.insert(id.to_string(), (d.clone(), "disabled".into()));
+                self.idle
+                    .insert(id.to_string(), (d.clone(), "disabled".into()));
                 continue;
             }
             match self.start(d, trees, reg) {
@@ -104,7 +110,12 @@ impl EndDevices {
         changed
     }
 
-    fn start(&mut self, d: &LoadedDevice, trees: &mut Trees, reg: &Registry) -> Result<Running, String> {
+    fn start(
+        &mut self,
+        d: &LoadedDevice,
+        trees: &mut Trees,
+        reg: &Registry,
+    ) -> Result<Running, String> {
         let spec = &d.spec.device;
         let exposed = self.bridges.start(&spec.id, &d.spec)?;
         let mut instances: Vec<(u16, u16)> = exposed
@@ -130,13 +141,17 @@ impl EndDevices {
             instances,
         };
         let tree = gateway::device_tree(&dev);
-        let inst = trees.gateway.free_instance_id(25).ok_or("no free /25 instance")?;
+        let inst = trees
+            .gateway
+            .free_instance_id(25)
+            .ok_or("no free /25 instance")?;
         gateway::set_gateway_instance(
             &mut trees.gateway,
             inst,
             &dev,
             gateway::iot_device_objects(reg, &tree),
         );
+        gateway::grant_like_device(&mut trees.gateway, inst);
         trees.devices.insert(dev.prefix.clone(), tree);
         Ok(Running {
             file: d.clone(),
@@ -164,7 +179,9 @@ impl EndDevices {
                         .map(|d| d.data_type);
                     match ty.and_then(|t| gateway::convert(&v, t)) {
                         Some(v) => tree.set(rid.object, rid.instance, rid.resource, v),
-                        None => tracing::debug!(device = %id, resource = %rid, "value {v:?} does not fit the resource; left out"),
+                        None => {
+                            tracing::debug!(device = %id, resource = %rid, "value {v:?} does not fit the resource; left out")
+                        }
                     }
                 }
                 true
@@ -217,10 +234,13 @@ impl EndDevices {
         match op {
             DeviceOp::Write { records, .. } => {
                 for (path, value) in records {
-                    let (Some(rid), Some(value)) = (resource_id(&path), gateway::to_bridge(&value)) else {
+                    let (Some(rid), Some(value)) = (resource_id(&path), gateway::to_bridge(&value))
+                    else {
                         let _ = self.done_tx.try_send((
                             ticket,
-                            Err(OpError::BadRequest(format!("{path}: not a value an end device takes"))),
+                            Err(OpError::BadRequest(format!(
+                                "{path}: not a value an end device takes"
+                            ))),
                         ));
                         return;
                     };
@@ -230,7 +250,9 @@ impl EndDevices {
             DeviceOp::Execute { path, args, .. } => match resource_id(&path) {
                 Some(rid) => commands.push((rid, None, args)),
                 None => {
-                    let _ = self.done_tx.try_send((ticket, Err(OpError::MethodNotAllowed)));
+                    let _ = self
+                        .done_tx
+                        .try_send((ticket, Err(OpError::MethodNotAllowed)));
                     return;
                 }
             },
@@ -241,8 +263,16 @@ impl EndDevices {
         for (rid, value, args) in commands {
             let (reply, answer) = oneshot::channel();
             let cmd = match value {
-                Some(value) => Command::Write { id: rid, value, reply },
-                None => Command::Execute { id: rid, args, reply },
+                Some(value) => Command::Write {
+                    id: rid,
+                    value,
+                    reply,
+                },
+                None => Command::Execute {
+                    id: rid,
+                    args,
+                    reply,
+                },
             };
             self.bridges.command(&id, cmd);
             answers.push(answer);
@@ -278,10 +308,22 @@ impl EndDevices {
                 Availability::Up => "up".to_string(),
                 Availability::Down { reason } => format!("down: {reason}"),
             };
-            rows.push((r.file.file.display().to_string(), row(id, &r.file, state, Some(r.inst), &r.stats)));
+            rows.push((
+                r.file.file.display().to_string(),
+                row(id, &r.file, state, Some(r.inst), &r.stats),
+            ));
         }
         for (id, (d, why)) in &self.idle {
-            rows.push((d.file.display().to_string(), row(id, d, format!("not running: {why}"), None, &Stats::default())));
+            rows.push((
+                d.file.display().to_string(),
+                row(
+                    id,
+                    d,
+                    format!("not running: {why}"),
+                    None,
+                    &Stats::default(),
+                ),
+            ));
         }
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         rows.into_iter().map(|(_, r)| r).collect()
