@@ -180,3 +180,117 @@ def test_a_device_that_stops_answering_is_reported_and_recovers(gateway):
     assert a.status_json()["devices"][0]["state"] == "up"
     r = srv.read(EP, "/m1/3/0/11", accept=SENML_JSON)
     assert senml_json(r.payload)["/m1/3/0/11/0"] == 0
+
+
+def simple_device(dev_id, port, unit, poll_ms=200):
+    return f"""
+[device]
+id = "{dev_id}"
+protocol = "modbus-tcp"
+[modbus]
+host = "127.0.0.1"
+port = {port}
+unit = {unit}
+poll_ms = {poll_ms}
+[[modbus.point]]
+path = "3303/0/5700"
+register = "holding-register"
+address = 0
+type = "f32"
+"""
+
+
+def test_sighup_applies_only_the_difference(agent):
+    import signal
+
+    sim = ModbusSim(units=(1, 2, 3, 4))
+    for u in (1, 2, 3, 4):
+        sim.set_float(u, 0, 10.0 * u)
+    srv = TestServer()
+    try:
+        a = agent(
+            extra=f'[lwm2m]\nobject_dirs = ["{ROOT / "objects"}"]\n',
+            servers=f'[[server]]\nuri = "{srv.uri}"\nssid = 101\nlifetime = 300\n',
+        )
+        for name, unit in (("keep", 1), ("change", 2), ("drop", 4)):
+            (a.devices / f"{name}.toml").write_text(simple_device(name, sim.port, unit))
+        a.start()
+        reg = srv.wait_registered(EP, 15)
+        wait_for(lambda: srv.read(EP, "/keep/3303/0/5700").code == Code.CONTENT, 5, "the first poll")
+        first, notes, cancel = srv.observe(EP, "/keep/3303/0/5700", accept=SENML_CBOR)
+        updates = len(reg.updates)
+        (a.devices / "change.toml").write_text(simple_device("change", sim.port, 2, poll_ms=300))
+        (a.devices / "drop.toml").unlink()
+        (a.devices / "add.toml").write_text(simple_device("add", sim.port, 3))
+        a.proc.send_signal(signal.SIGHUP)
+        srv.wait_for(lambda: len(reg.updates) > updates, 10, "the Registration Update")
+        time.sleep(1)
+        assert len(reg.updates) == updates + 1, reg.updates[updates:]
+        prefixes = sorted(v for k, v in senml_json(srv.read(EP, "/25", accept=SENML_JSON).payload).items() if k.endswith("/1"))
+        assert prefixes == ["add", "change", "keep"], prefixes
+        assert srv.read(EP, "/drop/3303/0/5700").code == Code.NOT_FOUND
+        wait_for(lambda: srv.read(EP, "/add/3303/0/5700").code == Code.CONTENT, 5, "the new device's poll")
+        assert float(srv.read(EP, "/add/3303/0/5700").payload) == 30.0
+        # The untouched device kept running, and its observation with it.
+        sim.set_float(1, 0, 11.5)
+        srv.wait_for(lambda: any(senml_cbor(n.payload).get("/keep/3303/0/5700") == 11.5 for n in notes if not isinstance(n, Exception)), 5, "a notification after the reload")
+        assert "end device stopped" not in "".join(l for l in a.log.read_text().splitlines() if "keep" in l)
+        cancel()
+        a.stop()
+    finally:
+        srv.close()
+        sim.stop()
+
+
+def test_an_observed_end_device_value_is_stored_offline_and_replayed(agent):
+    from relay import Relay
+
+    sim = ModbusSim(units=(1,))
+    srv = TestServer()
+    relay = Relay(srv.port)
+    try:
+        a = agent(
+            extra=f'[lwm2m]\nobject_dirs = ["{ROOT / "objects"}"]\n',
+            servers=f'[[server]]\nuri = "{relay.uri}"\nssid = 101\nlifetime = 300\nack_timeout = 1\nmax_retransmit = 1\n',
+        )
+        (a.devices / "meter.toml").write_text(simple_device("meter", sim.port, 1))
+        a.start()
+        srv.wait_registered(EP, 15)
+        assert srv.write(EP, "/1/0/18", b"1", TEXT).code.is_successful()
+        assert srv.write(EP, "/1/0/19", b"2", TEXT).code.is_successful()
+        wait_for(lambda: srv.read(EP, "/meter/3303/0/5700").code == Code.CONTENT, 5, "the first poll")
+        assert srv.write_attributes(EP, "/meter/3303/0/5700", "pmin=1", "pmax=1").code.is_successful()
+        first, notes, cancel = srv.observe(EP, "/meter/3303/0/5700", accept=SENML_JSON)
+        srv.wait_for(lambda: len(relay.notifications) >= 2, 10, "live notifications")
+        relay.drop = True
+        # Values go on changing on the device while the server is unreachable.
+        t0 = time.time()
+        for i in range(6):
+            sim.set_float(1, 0, 100.0 + i)
+            time.sleep(1)
+        assert a.status_json()["servers"][0]["queued"] >= 3
+        relay.drop = False
+        srv.wait_for(lambda: a.status_json()["servers"][0]["queued"] == 0 and any(
+            json.loads(p)[-1].get("v", 0) >= 105.0 for _, p in relay.notifications if p), 30, "replay")
+        got = []
+        for _, p in relay.notifications:
+            recs = json.loads(p) if p else []
+            bt = 0.0
+            for r in recs:
+                bt = r.get("bt", bt)
+                if "v" in r and bt + r.get("t", 0) >= t0 - 0.5:
+                    got.append((bt + r.get("t", 0), r["v"], r.get("bn", "")))
+        values = [v for _, v, _ in got]
+        # Every value the device had during the outage reached the server, in order, with its time.
+        for want in (100.0, 101.0, 102.0, 103.0, 104.0, 105.0):
+            assert want in values, (want, got)
+        times = [t for t, _, _ in got]
+        assert times == sorted(times), got
+        names = {bn for _, _, bn in got if bn}
+        assert names and all(n.startswith("/meter/3303/0/5700") for n in names), names
+        cancel()
+        a.stop()
+    finally:
+        relay.close()
+        srv.close()
+        sim.stop()
