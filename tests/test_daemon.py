@@ -86,13 +86,13 @@ def test_invalid_config_refuses_to_start(agent):
 def test_sighup_reloads_devices_and_keeps_them_on_a_broken_file(agent):
     a = agent().start()
     assert a.status_json()["devices"] == []
-    (a.devices / "pump.toml").write_text('[device]\nid = "pump"\nprotocol = "modbus-tcp"\n')
+    (a.devices / "pump.toml").write_text('[device]\nid = "pump"\nprotocol = "mqtt"\n')
     a.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not a.status_json()["devices"]:
         time.sleep(0.05)
     devs = a.status_json()["devices"]
-    assert [(d["id"], d["prefix"], d["protocol"]) for d in devs] == [("pump", "pump", "modbus-tcp")]
+    assert [(d["id"], d["prefix"], d["protocol"]) for d in devs] == [("pump", "pump", "mqtt")]
 
     (a.devices / "bad.toml").write_text('[device]\nid = "x"\nprotocol = "telnet"\n')
     a.proc.send_signal(signal.SIGHUP)

@@ -294,3 +294,16 @@ def test_an_observed_end_device_value_is_stored_offline_and_replayed(agent):
         relay.close()
         srv.close()
         sim.stop()
+
+
+def test_check_config_names_modbus_mistakes(agent):
+    a = agent(servers='[[server]]\nuri = "coap://127.0.0.1:5683"\nssid = 101\n')
+    cases = [
+        ('[device]\nid = "pump"\nprotocol = "modbus-tcp"\n', "pump.toml: modbus: expected a [modbus] table for a modbus-tcp device"),
+        (simple_device("pump", 502, 1).replace('type = "f32"', 'type = "float"'), "pump.toml:14: modbus.point[0].type"),
+        (simple_device("pump", 502, 1).replace('register = "holding-register"', 'register = "input-register"\nwritable = true'), "pump.toml:"),
+    ]
+    for text, want in cases:
+        (a.devices / "pump.toml").write_text(text)
+        r = a.cli("check-config", "--config", str(a.config), check=False)
+        assert r.returncode == 1 and want in r.stderr, (text, r.stderr)

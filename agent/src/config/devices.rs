@@ -103,4 +103,24 @@ fn check(
             format!("prefix {prefix:?} is also used by {}", other.display()),
         ));
     }
+    // The bridge would refuse it at start; check-config says so first.
+    if matches!(
+        spec.device.protocol,
+        lwgate_bridges::Protocol::ModbusTcp | lwgate_bridges::Protocol::ModbusRtu
+    ) && spec.modbus.is_none()
+    {
+        errors.push(ConfigError::new(
+            file,
+            "modbus",
+            format!(
+                "expected a [modbus] table for a {} device (its {}, unit and [[modbus.point]] tables), got none",
+                spec.device.protocol.as_str(),
+                if spec.device.protocol == lwgate_bridges::Protocol::ModbusTcp {
+                    "host"
+                } else {
+                    "tty"
+                }
+            ),
+        ));
+    }
 }
