@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
+from aiocoap import Code  # noqa: E402
 from lwm2m_server import TestServer  # noqa: E402
 
 
@@ -59,7 +60,7 @@ def main():
                 break
             path = f"/dev{i}/{args.path}"
             try:
-                r = srv.write_attributes(args.endpoint, path, "pmin=1", "pmax=1")
+                r = srv.request(args.endpoint, Code.PUT, path, uri_query=["pmin=1", "pmax=1"], timeout=10)
                 codes[f"attr {r.code.dotted}"] += 1
                 first, ns, _cancel = srv.observe(args.endpoint, path)
                 codes[f"observe {first.code.dotted}"] += 1
