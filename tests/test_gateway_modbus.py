@@ -63,6 +63,13 @@ address = 10
 type = "u16"
 scale = 0.5
 writable = true
+
+[[modbus.point]]
+path = "3303/0/5605"       # Reset Min and Max Measured Values (E): pulses coil 5
+register = "coil"
+address = 5
+type = "bool"
+execute_value = true
 """
 
 
@@ -159,6 +166,12 @@ def test_writes_reach_the_device_and_are_answered_by_it(gateway):
     assert sim.registers(1, 10, 1) == [120]
     # Read-only on the device: the Sensor Value.
     assert srv.write(EP, "/m1/3303/0/5700", b"1", TEXT).code == Code.METHOD_NOT_ALLOWED
+    # An Execute writes the point's execute_value.
+    assert sim.coil(1, 5) is False
+    assert srv.execute(EP, "/m1/3303/0/5605").code == Code.CHANGED
+    assert sim.coil(1, 5) is True
+    # Execute on a resource the device has no point for: refused by the device.
+    assert srv.execute(EP, "/m1/3311/0/5850").code == Code.METHOD_NOT_ALLOWED
 
 
 def test_a_device_that_stops_answering_is_reported_and_recovers(gateway):
