@@ -245,3 +245,16 @@ fn identity_fields() {
     assert_eq!(f.device.manufacturer.as_deref(), Some("ACME"));
     assert_eq!(f.device.firmware_version.as_deref(), Some("1.2"));
 }
+
+#[test]
+fn the_packaged_examples_parse() {
+    for name in ["modbus-tcp", "modbus-rtu"] {
+        let path = format!(
+            "{}/../etc/devices.d/{name}.toml.example",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let f: DeviceFile = toml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(f.modbus.unwrap().points.len() >= 2);
+    }
+}
