@@ -258,3 +258,13 @@ fn the_packaged_examples_parse() {
         assert!(f.modbus.unwrap().points.len() >= 2);
     }
 }
+
+#[test]
+fn device_errors_keep_their_paths_through_the_checked_file() {
+    let (p, l, m) = error("[device]\nid = \"d\"\nprotocol = \"telnet\"\n");
+    assert_eq!((p.as_str(), l), ("device.protocol", Some(3)));
+    assert!(m.starts_with("unknown variant `telnet`"), "{m}");
+    let (p, _, m) = error("[device]\nid = \"d\"\nprotocol = \"mqtt\"\n[extra]\n");
+    assert_eq!(p, "extra");
+    assert!(m.starts_with("unknown field `extra`"), "{m}");
+}
