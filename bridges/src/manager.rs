@@ -198,3 +198,67 @@ fn names(units: &HashMap<String, u8>) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> DeviceFile {
+        toml::from_str(text).unwrap()
+    }
+
+    fn rtu(id: &str, unit: u8, baud: u32) -> DeviceFile {
+        file(&format!(
+            "[device]\nid = \"{id}\"\nprotocol = \"modbus-rtu\"\n[modbus]\ntty = \"/nonexistent/tty\"\nbaud = {baud}\nunit = {unit}\n[[modbus.point]]\npath = \"1/0/1\"\nregister = \"coil\"\naddress = 0\ntype = \"bool\"\n"
+        ))
+    }
+
+    #[tokio::test]
+    async fn refuses_what_it_cannot_serve() {
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let mut b = Bridges::new(tx);
+        let mqtt = file("[device]\nid = \"m\"\nprotocol = \"mqtt\"\n");
+        assert_eq!(
+            b.start("m", &mqtt).unwrap_err(),
+            "protocol \"mqtt\" is not supported in this version"
+        );
+        let bare = file("[device]\nid = \"x\"\nprotocol = \"modbus-tcp\"\n");
+        assert!(b
+            .start("x", &bare)
+            .unwrap_err()
+            .contains("needs a [modbus] table"));
+        b.start("a", &rtu("a", 1, 9600)).unwrap();
+        assert_eq!(
+            b.start("b", &rtu("b", 1, 9600)).unwrap_err(),
+            "unit 1 on /nonexistent/tty is already device \"a\": expected one device per unit id"
+        );
+        assert!(b
+            .start("c", &rtu("c", 2, 19200))
+            .unwrap_err()
+            .starts_with("/nonexistent/tty is already used with other settings by \"a\""));
+        // Restarting a device with new settings, alone on its line, is fine.
+        b.start("a", &rtu("a", 1, 19200)).unwrap();
+        b.stop("a");
+        b.start("c", &rtu("c", 2, 9600)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn commands_to_unknown_devices_are_unavailable() {
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let b = Bridges::new(tx);
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let id = crate::device::ResourceId::parse("1/0/1").unwrap();
+        b.command(
+            "nope",
+            Command::Execute {
+                id,
+                args: String::new(),
+                reply,
+            },
+        );
+        assert!(matches!(
+            rx.await.unwrap(),
+            Err(CommandError::Unavailable(_))
+        ));
+    }
+}

@@ -214,6 +214,7 @@ impl Bus {
         tries: u32,
     ) -> Result<Response, Failure> {
         let (unit, timeout) = (self.devices[i].unit(), self.devices[i].timeout());
+        let mut stray = 0;
         for _ in 0..tries.max(1) {
             if !self.link.is_open() {
                 if self.reconnect_at.is_some_and(|at| at > Instant::now()) {
@@ -242,7 +243,10 @@ impl Bus {
                     self.backoff = FIRST_BACKOFF;
                     return Err(Failure::Exception(code));
                 }
-                Err(Failure::Timeout) => stats.timeouts += 1,
+                Err(Failure::Timeout { stray: n }) => {
+                    stats.timeouts += 1;
+                    stray += n;
+                }
                 Err(Failure::Link(reason)) => {
                     stats.errors += 1;
                     self.link_failed(reason.clone());
@@ -250,7 +254,7 @@ impl Bus {
                 }
             }
         }
-        Err(Failure::Timeout)
+        Err(Failure::Timeout { stray })
     }
 
     fn link_failed(&mut self, reason: String) {
@@ -394,7 +398,7 @@ impl Bus {
                     span(req.kind, req.address, req.count)
                 )
             }
-            Failure::Timeout => {
+            Failure::Timeout { stray } => {
                 let was_silent = d.silent();
                 // Probe a silent device less often, so that the others on the bus
                 // keep their rate.
@@ -404,9 +408,7 @@ impl Bus {
                 if was_silent {
                     return;
                 }
-                let ms = d.setup.config.timeout_ms;
-                let s = if tries == 1 { "try" } else { "tries" };
-                format!("unit {unit} did not answer within {ms} ms ({tries} {s})")
+                no_answer(unit, d.setup.config.timeout_ms, tries, stray)
             }
             Failure::Link(reason) => {
                 d.next_poll = (d.next_poll + period).max(now);
@@ -487,12 +489,9 @@ impl Bus {
                 exception_name(code),
                 written(&encoded, address)
             ))),
-            Err(Failure::Timeout) => {
-                let s = if tries == 1 { "try" } else { "tries" };
-                Err(CommandError::Failed(format!(
-                    "unit {unit} did not answer within {timeout_ms} ms ({tries} {s})"
-                )))
-            }
+            Err(Failure::Timeout { stray }) => Err(CommandError::Failed(no_answer(
+                unit, timeout_ms, tries, stray,
+            ))),
             Err(Failure::Link(reason)) => Err(CommandError::Unavailable(reason)),
         };
         let _ = reply.send(answer);
@@ -555,6 +554,17 @@ impl Bus {
         self.request(i, Request::WriteSingleRegister(address, new), tries)
             .await
             .map(|_| ())
+    }
+}
+
+fn no_answer(unit: u8, timeout_ms: u64, tries: u32, stray: usize) -> String {
+    let s = if tries == 1 { "try" } else { "tries" };
+    if stray == 0 {
+        format!("unit {unit} did not answer within {timeout_ms} ms ({tries} {s})")
+    } else {
+        format!(
+            "unit {unit} gave no valid answer within {timeout_ms} ms ({tries} {s}): {stray} bytes that make no Modbus frame (bad CRC or noise)"
+        )
     }
 }
 

@@ -245,3 +245,26 @@ fn identity_fields() {
     assert_eq!(f.device.manufacturer.as_deref(), Some("ACME"));
     assert_eq!(f.device.firmware_version.as_deref(), Some("1.2"));
 }
+
+#[test]
+fn the_packaged_examples_parse() {
+    for name in ["modbus-tcp", "modbus-rtu"] {
+        let path = format!(
+            "{}/../etc/devices.d/{name}.toml.example",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let f: DeviceFile = toml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(f.modbus.unwrap().points.len() >= 2);
+    }
+}
+
+#[test]
+fn device_errors_keep_their_paths_through_the_checked_file() {
+    let (p, l, m) = error("[device]\nid = \"d\"\nprotocol = \"telnet\"\n");
+    assert_eq!((p.as_str(), l), ("device.protocol", Some(3)));
+    assert!(m.starts_with("unknown variant `telnet`"), "{m}");
+    let (p, _, m) = error("[device]\nid = \"d\"\nprotocol = \"mqtt\"\n[extra]\n");
+    assert_eq!(p, "extra");
+    assert!(m.starts_with("unknown field `extra`"), "{m}");
+}

@@ -6,7 +6,13 @@
 //! reopens it and starts from a clean line.
 
 use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use tokio_modbus::client::{Client, Context};
 use tokio_modbus::slave::SlaveContext;
@@ -20,8 +26,9 @@ use super::config::{Parity, SerialLine, Transport};
 pub(crate) enum Failure {
     /// The device answered with an exception: its own problem, not the bus's.
     Exception(u8),
-    /// No answer within the timeout (the connection has been dropped).
-    Timeout,
+    /// No answer within the timeout (the connection has been dropped); `stray`
+    /// bytes came that made no frame (a bad CRC, noise, another master).
+    Timeout { stray: usize },
     /// The bus failed: the connection could not be made or was lost, or the answer
     /// was malformed. The words say which, naming the peer.
     Link(String),
@@ -56,6 +63,53 @@ impl std::fmt::Display for BusKey {
 pub(crate) struct Link {
     pub(crate) transport: Transport,
     ctx: Option<Context>,
+    /// Bytes read since the current request was sent.
+    received: Arc<AtomicUsize>,
+}
+
+/// A transport that counts what it reads: tokio-modbus skips bytes that make no
+/// valid frame (a bad CRC) and says nothing, so without the count a corrupted answer
+/// would look like silence.
+#[derive(Debug)]
+struct Counted<T> {
+    inner: T,
+    received: Arc<AtomicUsize>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.received.fetch_add(n, Ordering::Relaxed);
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 impl Link {
@@ -63,6 +117,7 @@ impl Link {
         Link {
             transport,
             ctx: None,
+            received: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -108,11 +163,25 @@ impl Link {
                 };
                 // Requests are small and each waits for its answer.
                 let _ = stream.set_nodelay(true);
-                tokio_modbus::client::tcp::attach_slave(stream, Slave(0))
+                let received = Arc::clone(&self.received);
+                tokio_modbus::client::tcp::attach_slave(
+                    Counted {
+                        inner: stream,
+                        received,
+                    },
+                    Slave(0),
+                )
             }
             Transport::Rtu(line) => {
                 let port = open_serial(line).map_err(|e| format!("cannot open {line}: {e}"))?;
-                tokio_modbus::client::rtu::attach_slave(port, Slave(0))
+                let received = Arc::clone(&self.received);
+                tokio_modbus::client::rtu::attach_slave(
+                    Counted {
+                        inner: port,
+                        received,
+                    },
+                    Slave(0),
+                )
             }
         };
         self.ctx = Some(ctx);
@@ -131,6 +200,7 @@ impl Link {
             return Err(Failure::Link(format!("no connection to {name}")));
         };
         ctx.set_slave(Slave(unit));
+        self.received.store(0, Ordering::Relaxed);
         let result = tokio::time::timeout(timeout, ctx.call(request)).await;
         match result {
             Ok(Ok(Ok(response))) => Ok(response),
@@ -138,7 +208,9 @@ impl Link {
             Err(_) => {
                 // A late answer would be taken for the next request's.
                 self.close();
-                Err(Failure::Timeout)
+                Err(Failure::Timeout {
+                    stray: self.received.load(Ordering::Relaxed),
+                })
             }
             Ok(Err(e)) => {
                 self.close();
