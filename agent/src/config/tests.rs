@@ -380,7 +380,7 @@ fn devices_are_loaded_sorted_and_checked() {
     write(
         &dd,
         "a.toml",
-        "[device]\nid = \"a\"\nprotocol = \"modbus-tcp\"\n",
+        "[device]\nid = \"a\"\nprotocol = \"serial\"\n",
     );
     write(&dd, "README", "not a device");
     let l = load(&cfg).unwrap();

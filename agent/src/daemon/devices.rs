@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+/// Why an end device's values are unavailable before its first poll.
+const NOT_POLLED_YET: &str = "the device has not been polled yet";
 /// Longest a command waits for its bridge (which has its own, shorter, timeouts).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -153,6 +155,9 @@ impl EndDevices {
         );
         gateway::grant_like_device(&mut trees.gateway, inst);
         trees.devices.insert(dev.prefix.clone(), tree);
+        // Until its first poll a device has no values to give: 5.03 says so, where
+        // 4.04 would say the resource does not exist.
+        trees.down.insert(dev.prefix.clone(), NOT_POLLED_YET.into());
         Ok(Running {
             file: d.clone(),
             prefix: dev.prefix,
@@ -162,16 +167,23 @@ impl EndDevices {
         })
     }
 
-    /// What a device reported. True when values changed (observers may be due).
-    pub fn event(&mut self, id: &str, ev: Event, trees: &mut Trees, reg: &Registry) -> bool {
-        let Some(r) = self.running.get_mut(id) else {
-            return false; // stopped meanwhile
-        };
+    /// What a device reported. The device's prefix when its values changed
+    /// (observers under it may be due).
+    pub fn event(
+        &mut self,
+        id: &str,
+        ev: Event,
+        trees: &mut Trees,
+        reg: &Registry,
+    ) -> Option<String> {
+        let r = self.running.get_mut(id)?; // None: stopped meanwhile
         match ev {
             Event::Values { values, .. } => {
-                let Ok(tree) = trees.get_mut(Some(&r.prefix)) else {
-                    return false;
-                };
+                // Values: it answers, whatever its availability event said last.
+                if trees.down.get(&r.prefix).map(String::as_str) == Some(NOT_POLLED_YET) {
+                    trees.down.remove(&r.prefix);
+                }
+                let tree = trees.get_mut(Some(&r.prefix)).ok()?;
                 for (rid, v) in values {
                     let ty = reg
                         .get(rid.object)
@@ -184,7 +196,7 @@ impl EndDevices {
                         }
                     }
                 }
-                true
+                Some(r.prefix.clone())
             }
             Event::Availability { state, .. } => {
                 let error = match &state {
@@ -206,11 +218,11 @@ impl EndDevices {
                     tree.set_multi(3, 0, 11, [(0, Value::Integer(error))].into());
                 }
                 r.availability = state;
-                true
+                Some(r.prefix.clone())
             }
             Event::Stats(s) => {
                 r.stats = s;
-                false
+                None
             }
         }
     }

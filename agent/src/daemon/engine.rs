@@ -306,12 +306,12 @@ impl Engine {
 
     /// What an end device's bridge reported.
     pub fn device_event(&mut self, now: Instant, id: &str, ev: lwgate_bridges::device::Event) {
-        if self
+        if let Some(prefix) = self
             .devices
             .event(id, ev, &mut self.client.trees, &self.reg)
         {
             self.sample();
-            self.client.values_changed(now);
+            self.client.device_values_changed(now, &prefix);
         }
     }
 

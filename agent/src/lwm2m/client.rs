@@ -552,6 +552,13 @@ impl Client {
         self.check_observations(now);
     }
 
+    /// Values of the end device under `prefix` changed (its bridge polled it).
+    pub fn device_values_changed(&mut self, now: Instant, prefix: &str) {
+        self.check_observations_where(now, |o| {
+            !o.composite.is_empty() || o.path.prefix.as_deref() == Some(prefix)
+        });
+    }
+
     /// Objects or instances were added or removed: every registered server gets an Update.
     pub fn objects_changed(&mut self, now: Instant) {
         for idx in 0..self.sessions.len() {

@@ -515,7 +515,10 @@ impl Dm<'_> {
                 return Err(OpError::NotFound);
             };
             // As for a Read: a resource this instance does not have is not found.
-            if path.resource().is_some_and(|r| !instance.contains_key(&r)) {
+            // An end device's resources may lack a value for now (not polled yet,
+            // or down): their definition is what counts.
+            if path.prefix.is_none() && path.resource().is_some_and(|r| !instance.contains_key(&r))
+            {
                 return Err(OpError::NotFound);
             }
             self.check(tree, path, acl::READ)?;

@@ -62,7 +62,12 @@ def main():
             try:
                 r = srv.request(args.endpoint, Code.PUT, path, uri_query=["pmin=1", "pmax=1"], timeout=10)
                 codes[f"attr {r.code.dotted}"] += 1
-                first, ns, _cancel = srv.observe(args.endpoint, path)
+                # Until a device's first poll its values answer 5.03: ask again.
+                for _ in range(20):
+                    first, ns, _cancel = srv.observe(args.endpoint, path)
+                    if first.code != Code.SERVICE_UNAVAILABLE:
+                        break
+                    time.sleep(0.5)
                 codes[f"observe {first.code.dotted}"] += 1
                 if first.code.is_successful() and first.opt.observe is not None:
                     state["observing"] += 1

@@ -222,9 +222,22 @@ impl Client {
     }
 
     pub(super) fn check_observations(&mut self, now: Instant) {
+        self.check_observations_where(now, |_| true);
+    }
+
+    /// Evaluates the observations `wanted` picks: a device's new values concern
+    /// only observations under its prefix (and composite ones, which may span it).
+    pub(super) fn check_observations_where(
+        &mut self,
+        now: Instant,
+        wanted: impl Fn(&Observation) -> bool,
+    ) {
         let mut gone = Vec::new();
         for n in 0..self.observations.len() {
             let o = &self.observations[n];
+            if !wanted(o) {
+                continue;
+            }
             let Some(idx) = self.sessions.iter().position(|s| s.ssid == o.ssid) else {
                 continue;
             };
