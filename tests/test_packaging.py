@@ -55,6 +55,9 @@ EXPECTED = [
     "/usr/share/man/man8/lwgate.8.gz",
     # lwm2m.object_dirs' default: the package owns it, with a README saying what goes there.
     "/usr/share/lwgate/objects/README",
+    # The IPSO objects bridged devices map to (objects/ in the source).
+    "/usr/share/lwgate/objects/3303.xml",
+    "/usr/share/lwgate/objects/3311.xml",
 ]
 
 
