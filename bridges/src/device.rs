@@ -75,7 +75,9 @@ pub enum Availability {
     /// Why, in words for `lwgate status` and the journal ("connection refused by
     /// 127.0.0.1:502", "no answer from unit 3 within 500 ms", "exception 2 (illegal
     /// data address) at holding register 40").
-    Down { reason: String },
+    Down {
+        reason: String,
+    },
 }
 
 /// Counters for `lwgate status`.
@@ -101,7 +103,10 @@ pub enum Event {
         values: Vec<(ResourceId, Value)>,
     },
     /// Reachability changed (said once per change, not per failed request).
-    Availability { state: Availability, time: f64 },
+    Availability {
+        state: Availability,
+        time: f64,
+    },
     Stats(Stats),
 }
 
@@ -154,7 +159,14 @@ mod tests {
         assert_eq!(ResourceId::parse("/3303/0/5700"), Some(id));
         assert_eq!(id.to_string(), "/3303/0/5700");
         for bad in [
-            "", "3303", "3303/0", "3303/0/5700/1", "a/0/1", "3303/-1/1", "65535/0/1", "3303//1",
+            "",
+            "3303",
+            "3303/0",
+            "3303/0/5700/1",
+            "a/0/1",
+            "3303/-1/1",
+            "65535/0/1",
+            "3303//1",
             "3303/0/70000",
         ] {
             assert_eq!(ResourceId::parse(bad), None, "{bad}");

@@ -228,6 +228,19 @@ fn link_error(t: &Transport, name: &str, e: tokio_modbus::Error) -> String {
         {
             format!("malformed frame on {name}: {e}")
         }
+        // tokio-modbus reports a connection the peer closed as NotFound ("No such file
+        // or directory"), which would send an operator looking for a file.
+        (Transport::Tcp { .. }, tokio_modbus::Error::Transport(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound
+                    | io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            format!("connection to {name} closed by the device")
+        }
         (Transport::Tcp { .. }, tokio_modbus::Error::Transport(e)) => {
             format!("connection to {name} lost: {e}")
         }
