@@ -26,6 +26,17 @@ def lwgate():
     return path
 
 
+def wait_for(pred, timeout, what):
+    """Polls `pred` until it gives something true (returned), failing after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 class Agent:
     """One `lwgate run` process with its own config tree in a temp directory."""
 

@@ -12,6 +12,7 @@ import cbor2
 from aiocoap import Code, Message
 from aiocoap.numbers.types import Type
 
+from conftest import wait_for
 from lwm2m_formats import tlv_encode
 from lwm2m_server import SENML_CBOR, TLV, RawServer, TestServer
 from relay import Relay
@@ -27,16 +28,6 @@ def closed_port():
 
 def server_table(uri, ssid=101, lifetime=300):
     return f'[[server]]\nuri = "{uri}"\nssid = {ssid}\nlifetime = {lifetime}\n'
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def log_lines(a, word):

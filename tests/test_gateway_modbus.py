@@ -4,14 +4,15 @@ an end device behind /25, read, observed and written through its prefix, and
 reported as down (5.03, its /3/0/11) when it stops answering, until it is back."""
 
 import json
+import struct
 import time
 
 import cbor2
 import pytest
 from aiocoap import Code
 
-from conftest import ROOT
-from lwm2m_formats import links, senml_cbor, senml_json, tlv_decode
+from conftest import ROOT, wait_for
+from lwm2m_formats import links, senml_cbor, senml_json, tlv_resources
 from lwm2m_server import SENML_CBOR, SENML_JSON, TEXT, TLV, TestServer
 from modbus_sim import ModbusSim
 
@@ -93,21 +94,6 @@ def gateway(agent):
     sim.stop()
 
 
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def read_value(srv, path, accept=TEXT):
-    r = srv.read(EP, path, accept=accept)
-    return r
-
-
 def test_the_end_device_is_behind_25_and_read_through_its_prefix(gateway):
     a, srv, sim = gateway
     reg = srv.registrations[EP]
@@ -127,9 +113,9 @@ def test_the_end_device_is_behind_25_and_read_through_its_prefix(gateway):
     r = srv.read(EP, "/m1/3303/0", accept=SENML_CBOR)
     assert senml_cbor(r.payload)["/m1/3303/0/5700"] == 21.5
     r = srv.read(EP, "/m1/3303/0", accept=TLV)
-    res = {rid: body for _, rid, body in tlv_decode(r.payload)[0][2]} if tlv_decode(r.payload)[0][0] == 0 else {rid: body for _, rid, body in tlv_decode(r.payload)}
-    import struct
-    assert struct.unpack(">f", res[5700])[0] == 21.5 or struct.unpack(">d", res[5700])[0] == 21.5
+    flat = tlv_resources(r.payload)
+    raw = flat.get("5700", flat.get("0/5700"))
+    assert struct.unpack(">f" if len(raw) == 4 else ">d", raw)[0] == 21.5, flat
     assert float(srv.read(EP, "/m1/3311/0/5851").payload) == 40.0
     # Its own Device object, from its file.
     assert srv.read(EP, "/m1/3/0/0").payload == b"ACME Meters"
@@ -139,7 +125,10 @@ def test_the_end_device_is_behind_25_and_read_through_its_prefix(gateway):
     v = senml_json(r.payload)
     assert v["/m1/3303/0/5700"] == 21.5 and "/3/0/0" in v, v
     st = a.status_json()["devices"][0]
-    assert st["state"] == "up" and st["instance"] == 0 and st["last_ok"], st
+    assert st["state"] == "up" and st["instance"] == 0, st
+    # The counters follow within a second.
+    st = wait_for(lambda: (lambda d: d if d["last_ok"] else None)(a.status_json()["devices"][0]), 3, "the counters")
+    assert st["requests"] > 0 and abs(st["last_ok"] - time.time()) < 5, st
 
 
 def test_an_observed_end_device_value_notifies_from_polls(gateway):

@@ -40,6 +40,8 @@ pub struct EndDevices {
     /// Devices in devices.d that are not running (disabled, or their bridge refused
     /// them), with why, for `lwgate status`.
     idle: BTreeMap<String, (LoadedDevice, String)>,
+    /// A device started, stopped or changed availability since `take_changed`.
+    changed: bool,
 }
 
 impl EndDevices {
@@ -54,6 +56,7 @@ impl EndDevices {
             done,
             running: BTreeMap::new(),
             idle: BTreeMap::new(),
+            changed: true,
         }
     }
 
@@ -88,6 +91,7 @@ impl EndDevices {
             }
         }
         self.idle.clear();
+        self.changed = true;
         for (id, d) in wanted {
             if self.running.contains_key(id) {
                 continue;
@@ -218,6 +222,7 @@ impl EndDevices {
                     tree.set_multi(3, 0, 11, [(0, Value::Integer(error))].into());
                 }
                 r.availability = state;
+                self.changed = true;
                 Some(r.prefix.clone())
             }
             Event::Stats(s) => {
@@ -309,6 +314,11 @@ impl EndDevices {
             }
             let _ = done.send((ticket, result)).await;
         });
+    }
+
+    /// Whether the status rows changed in more than their counters since last asked.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// Rows for `lwgate status`, in devices.d order.

@@ -52,7 +52,7 @@ fn server_rows(loaded: &Loaded) -> Vec<ServerStatus> {
 }
 
 /// Copies the client's view of each server into the status snapshot.
-fn update_servers(status: &SharedStatus, engine: &engine::Engine, now: std::time::Instant) {
+fn update_servers(status: &SharedStatus, engine: &mut engine::Engine, now: std::time::Instant) {
     let Ok(mut st) = status.write() else {
         return;
     };
@@ -75,7 +75,10 @@ fn update_servers(status: &SharedStatus, engine: &engine::Engine, now: std::time
         })
         .collect();
     st.observations = engine.observation_count();
-    st.devices = engine.devices.status();
+    // Availability at once; the counters follow on the 1 s tick.
+    if engine.devices.take_changed() {
+        st.devices = engine.devices.status();
+    }
     st.bootstrap = engine.bootstrap.clone();
     st.smartcard_error = engine.card_error.clone();
     st.bootstrap_error = engine.bs_error.clone();
@@ -119,6 +122,9 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     }));
     let store_path = store.path().display().to_string();
     let mut engine = engine::Engine::new(&loaded, Instant::now(), store);
+    if let Ok(mut s) = status.write() {
+        s.devices = engine.devices.status();
+    }
 
     let socket_path = loaded.config.control.socket.clone();
     let listener = control::bind(&socket_path).await?;
@@ -152,7 +158,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     loop {
         let now = Instant::now();
         engine.flush();
-        update_servers(&status, &engine, now);
+        update_servers(&status, &mut engine, now);
         if let Some(t) = stop_by {
             if engine.stopped() {
                 break;
@@ -174,7 +180,12 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
                 tracing::info!("SIGINT: shutting down");
                 stop_by = Some(begin_shutdown(&mut engine));
             }
-            _ = sighup.recv() => reload_devices(&loaded, &mut engine),
+            _ = sighup.recv() => {
+                reload_devices(&loaded, &mut engine);
+                if let Ok(mut s) = status.write() {
+                    s.devices = engine.devices.status();
+                }
+            }
             Some((id, ev)) = engine.devices.events.recv() => engine.device_event(Instant::now(), &id, ev),
             Some((ticket, result)) = engine.devices.done.recv() => engine.device_done(Instant::now(), ticket, result),
             Some(ev) = engine.peers.rx.recv() => engine.peer_event(Instant::now(), ev),
@@ -184,6 +195,9 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 if let Ok(mut s) = status.write() {
                     s.uptime_s = started.elapsed().as_secs();
+                    // Once a second, not after every event: a hundred devices polled
+                    // at 1 Hz would otherwise rebuild these rows hundreds of times.
+                    s.devices = engine.devices.status();
                 }
                 if let Some(period) = watchdog {
                     if last_ping.elapsed() >= period {
