@@ -758,6 +758,12 @@ impl Dm<'_> {
             if p.len() < 3 {
                 return Err(OpError::BadRequest(format!("{p} is not a resource")));
             }
+            if p.prefix.is_some() {
+                // Writing an end device is its bridge's to confirm, one device at a
+                // time; an atomic write across devices is not something to promise,
+                // and writing only its tree would change nothing on the device.
+                return Err(OpError::MethodNotAllowed);
+            }
             let ipath = Path::with_prefix(p.prefix.as_deref(), &p.ids()[..2]);
             groups.entry(ipath).or_default().push((p, v));
         }

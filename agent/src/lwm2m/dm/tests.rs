@@ -250,6 +250,18 @@ fn composite_read_and_atomic_write() {
         Some(60),
         "nothing applied"
     );
+    // An end device's resource in a Write-Composite: refused whole, nothing applied
+    // (its bridge would never see a write to its tree).
+    let w = br#"[{"n":"/1/0/1","v":99},{"n":"/dev1/3303/0/5750","vs":"x"}]"#.to_vec();
+    assert_eq!(
+        d.handle(Op::WriteComposite {
+            format: Some(110),
+            payload: w
+        })
+        .code,
+        codes::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(d.trees.gateway.get_i64(1, 0, 1), Some(60));
     let w = br#"[{"n":"/1/0/1","v":99},{"n":"/3303/0/5750","vs":"air"}]"#.to_vec();
     assert_eq!(
         d.handle(Op::WriteComposite {
