@@ -2,7 +2,7 @@
 
 use super::error::{OpError, OpResult};
 
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Attributes {
     pub pmin: Option<u32>,
     pub pmax: Option<u32>,
@@ -21,7 +21,7 @@ impl Attributes {
     /// Applies `pmin=10&gt=…` style queries; a name without a value removes it.
     /// `level` is the number of path ids (1 object … 4 resource instance).
     pub fn apply(&self, queries: &[String], level: usize, numeric: bool) -> OpResult<Attributes> {
-        let mut a = self.clone();
+        let mut a = *self;
         if queries.is_empty() {
             return Err(OpError::BadRequest(
                 "Write-Attributes without attributes".into(),

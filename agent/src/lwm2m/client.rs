@@ -220,6 +220,10 @@ pub struct Client {
     next_ticket: u64,
     /// Set by `process` when the request it handled must wait for an end device.
     deferring: Option<DeviceOp>,
+    /// Changes whenever notification attributes may have changed (any server
+    /// request: Write-Attributes, or a write of /1/x/2-3; a restore): observations'
+    /// cached attributes older than this are looked up again.
+    attrs_generation: u64,
 }
 
 fn uri_of(trees: &Trees, ssid: u16) -> Option<String> {
@@ -256,6 +260,7 @@ impl Client {
             deferred: HashMap::new(),
             next_ticket: 1,
             deferring: None,
+            attrs_generation: 0,
         };
         let objs: Vec<u16> = c.trees.gateway.objects.keys().copied().collect();
         for obj in objs.into_iter().filter(|o| Self::persistent(*o)) {

@@ -27,6 +27,10 @@ pub struct Observation {
     /// independently of how often they are sent.
     pub sampled_at: Instant,
     pub sample: Vec<Record>,
+    /// The attributes in force, as of the client's attribute generation: looked up
+    /// once, not at every deadline (where a hundred observations made it the
+    /// client's busiest work).
+    pub attrs_cache: std::cell::Cell<Option<(u64, Attributes)>>,
 }
 
 /// Attributes in force for an observation: the most specific level wins per
@@ -143,6 +147,7 @@ mod tests {
             handle: None,
             sampled_at: now,
             sample: vec![(Path::new(&[3303, 0, 5700]), Value::Float(v))],
+            attrs_cache: Default::default(),
         }
     }
 

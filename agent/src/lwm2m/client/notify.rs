@@ -35,6 +35,17 @@ impl Client {
     }
 
     pub(super) fn effective_attrs(&self, o: &Observation) -> crate::lwm2m::attrs::Attributes {
+        if let Some((generation, a)) = o.attrs_cache.get() {
+            if generation == self.attrs_generation {
+                return a;
+            }
+        }
+        let a = self.lookup_attrs(o);
+        o.attrs_cache.set(Some((self.attrs_generation, a)));
+        a
+    }
+
+    fn lookup_attrs(&self, o: &Observation) -> crate::lwm2m::attrs::Attributes {
         let inst = self
             .sessions
             .iter()

@@ -192,6 +192,7 @@ impl Client {
             default_format,
         };
         let mut reply = dm.handle(op);
+        self.attrs_generation += 1;
         if let Some(op) = reply.device.take() {
             // Answered later, by `device_done` (see `on_request`).
             self.deferring = Some(op);
@@ -203,7 +204,7 @@ impl Client {
                     Some(a) => Persist::Attributes {
                         ssid,
                         path,
-                        attrs: a.clone(),
+                        attrs: *a,
                     },
                     None => Persist::ForgetAttributes { ssid, path },
                 });
@@ -248,6 +249,7 @@ impl Client {
                     handle: None,
                     sampled_at: now,
                     sample: values,
+                    attrs_cache: Default::default(),
                 });
             }
         }

@@ -139,10 +139,12 @@ impl Client {
                 handle: None,
                 sampled_at: self.epoch,
                 sample: Vec::new(),
+                attrs_cache: Default::default(),
             });
         }
         for (ssid, path, attrs) in r.attributes {
             self.attrs.insert((ssid, path), attrs);
+            self.attrs_generation += 1;
         }
         for (ssid, dropped, last) in r.counters {
             if let Some(s) = self.sessions.iter_mut().find(|s| s.ssid == ssid) {

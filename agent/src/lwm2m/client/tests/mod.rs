@@ -1337,3 +1337,35 @@ fn a_refused_port_is_the_reason_when_the_register_times_out() {
         Some("no answer from the server: 127.0.0.1:5701 refused the datagram")
     );
 }
+
+#[test]
+fn attributes_written_during_an_observation_take_effect() {
+    let mut h = H::new(&[account(101, 3000)]);
+    h.c.set_wall_clock(100.0);
+    h.register_all();
+    let token = observe_time(&mut h);
+    let mut sent_at = |h: &mut H, from: i64, to: i64| {
+        let mut at = Vec::new();
+        for t in from..to {
+            tick(h, t);
+            for (ssid, p) in h.take() {
+                if p.get_token() == token {
+                    at.push(t);
+                    ack(h, ssid, &p);
+                }
+            }
+        }
+        at
+    };
+    // pmin=pmax=1: every second (the attributes are looked up and kept meanwhile).
+    assert_eq!(sent_at(&mut h, 101, 106).len(), 5);
+    // The server slows it down: pmin=pmax=5 on the same resource.
+    let r = h.req(101, RequestType::Put, "/3/0/13", |p| {
+        p.add_option(CoapOption::UriQuery, b"pmin=5".to_vec());
+        p.add_option(CoapOption::UriQuery, b"pmax=5".to_vec());
+    });
+    assert_eq!(code(&r), codes::CHANGED);
+    let at = sent_at(&mut h, 106, 126);
+    assert!((3..=5).contains(&at.len()), "{at:?}");
+    assert!(at.windows(2).all(|w| w[1] - w[0] >= 5), "{at:?}");
+}
