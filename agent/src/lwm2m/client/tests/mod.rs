@@ -1344,7 +1344,7 @@ fn attributes_written_during_an_observation_take_effect() {
     h.c.set_wall_clock(100.0);
     h.register_all();
     let token = observe_time(&mut h);
-    let mut sent_at = |h: &mut H, from: i64, to: i64| {
+    let sent_at = |h: &mut H, from: i64, to: i64| {
         let mut at = Vec::new();
         for t in from..to {
             tick(h, t);
