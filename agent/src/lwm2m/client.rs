@@ -549,7 +549,7 @@ impl Client {
             }
         }
         self.expire_deferred(now);
-        self.check_observations(now);
+        self.check_due_observations(now);
     }
 
     /// Values may have changed (the driver refreshed system resources, a bridge reported).
@@ -559,7 +559,7 @@ impl Client {
 
     /// Values of the end device under `prefix` changed (its bridge polled it).
     pub fn device_values_changed(&mut self, now: Instant, prefix: &str) {
-        self.check_observations_where(now, |o| {
+        self.check_observations_where(now, |_, o| {
             !o.composite.is_empty() || o.path.prefix.as_deref() == Some(prefix)
         });
     }

@@ -31,6 +31,10 @@ pub struct Observation {
     /// once, not at every deadline (where a hundred observations made it the
     /// client's busiest work).
     pub attrs_cache: std::cell::Cell<Option<(u64, Attributes)>>,
+    /// A change was seen while pmin held it back: the end of pmin is a deadline.
+    /// (Without one, the end of pmin is no reason to look again, and a deadline
+    /// left in the past would spin the driver.)
+    pub held: bool,
 }
 
 /// Attributes in force for an observation: the most specific level wins per
@@ -85,6 +89,12 @@ pub fn should_notify(obs: &Observation, a: &Attributes, now: Instant, current: &
             return true;
         }
     }
+    changed_enough(obs, a, current)
+}
+
+/// Whether `current` differs from what was last sent as the attributes require
+/// (any change, or a gt/lt crossing, or an st step).
+fn changed_enough(obs: &Observation, a: &Attributes, current: &[Record]) -> bool {
     if current == obs.last_values.as_slice() {
         return false;
     }
@@ -97,6 +107,14 @@ pub fn should_notify(obs: &Observation, a: &Attributes, now: Instant, current: &
         }
         _ => true,
     }
+}
+
+/// A change pmin holds back now (it goes out when pmin ends).
+pub fn held_back(obs: &Observation, a: &Attributes, now: Instant, current: &[Record]) -> bool {
+    let elapsed = now.saturating_duration_since(obs.last_sent_at);
+    a.pmin
+        .is_some_and(|p| elapsed < Duration::from_secs(u64::from(p)))
+        && changed_enough(obs, a, current)
 }
 
 /// epmax in force: ignored unless greater than epmin (spec 5.1.1, like pmax < pmin).
@@ -123,6 +141,7 @@ pub fn deadline(obs: &Observation, a: &Attributes) -> Option<Instant> {
         .map(|p| obs.last_sent_at + Duration::from_secs(u64::from(p)));
     let pmin = a
         .pmin
+        .filter(|_| obs.held)
         .map(|p| obs.last_sent_at + Duration::from_secs(u64::from(p)));
     [pmin, pmax, sample].into_iter().flatten().min()
 }
@@ -148,6 +167,7 @@ mod tests {
             sampled_at: now,
             sample: vec![(Path::new(&[3303, 0, 5700]), Value::Float(v))],
             attrs_cache: Default::default(),
+            held: false,
         }
     }
 
@@ -250,7 +270,17 @@ mod tests {
             t0 + Duration::from_secs(60),
             &val(20.0)
         ));
-        assert_eq!(deadline(&o, &a), Some(t0 + Duration::from_secs(10)));
+        // Nothing held back: the next reason to look is pmax; a change held back
+        // by pmin makes the end of pmin one.
+        assert_eq!(deadline(&o, &a), Some(t0 + Duration::from_secs(60)));
+        assert!(held_back(&o, &a, t0 + Duration::from_secs(5), &val(25.0)));
+        assert!(!held_back(&o, &a, t0 + Duration::from_secs(5), &val(20.0)));
+        assert!(!held_back(&o, &a, t0 + Duration::from_secs(15), &val(25.0)));
+        let held = Observation {
+            held: true,
+            ..o.clone()
+        };
+        assert_eq!(deadline(&held, &a), Some(t0 + Duration::from_secs(10)));
     }
 
     #[test]

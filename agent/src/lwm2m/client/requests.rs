@@ -250,6 +250,7 @@ impl Client {
                     sampled_at: now,
                     sample: values,
                     attrs_cache: Default::default(),
+                    held: false,
                 });
             }
         }

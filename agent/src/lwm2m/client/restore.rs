@@ -140,6 +140,7 @@ impl Client {
                 sampled_at: self.epoch,
                 sample: Vec::new(),
                 attrs_cache: Default::default(),
+                held: false,
             });
         }
         for (ssid, path, attrs) in r.attributes {

@@ -1369,3 +1369,52 @@ fn attributes_written_during_an_observation_take_effect() {
     assert!((3..=5).contains(&at.len()), "{at:?}");
     assert!(at.windows(2).all(|w| w[1] - w[0] >= 5), "{at:?}");
 }
+
+#[test]
+fn an_observation_with_pmin_alone_sets_no_deadline_in_the_past() {
+    // pmin without a change held back is no reason to wake: a deadline left in the
+    // past made the driver spin at 100% CPU.
+    let mut h = H::new(&[account(101, 3000)]);
+    h.register_all();
+    let r = h.req(101, RequestType::Put, "/3/0/0", |p| {
+        p.add_option(CoapOption::UriQuery, b"pmin=1".to_vec());
+    });
+    assert_eq!(code(&r), codes::CHANGED);
+    let r = h.req(101, RequestType::Get, "/3/0/0", |p| {
+        message::set_uint(p, CoapOption::Observe, 0)
+    });
+    assert_eq!(message::observe(&r), Some(0));
+    let token = r.get_token().to_vec();
+    h.advance(Duration::from_secs(3));
+    h.c.values_changed(h.now);
+    assert!(
+        h.c.poll_timeout().is_none_or(|t| t > h.now),
+        "a deadline in the past"
+    );
+    // A change during pmin goes out when pmin ends, and only then.
+    h.c.trees
+        .gateway
+        .set(3, 0, 0, Value::String("ACME 2".into()));
+    h.c.values_changed(h.now);
+    let sent = |h: &mut H| {
+        let notes: Vec<_> = h
+            .take()
+            .into_iter()
+            .filter(|(_, p)| p.get_token() == token)
+            .collect();
+        for (ssid, p) in &notes {
+            ack(h, *ssid, p);
+        }
+        notes.len()
+    };
+    assert_eq!(sent(&mut h), 1, "pmin has passed: at once");
+    h.c.trees
+        .gateway
+        .set(3, 0, 0, Value::String("ACME 3".into()));
+    h.c.values_changed(h.now);
+    assert_eq!(sent(&mut h), 0, "held back by pmin");
+    assert!(h.c.poll_timeout().is_some_and(|t| t > h.now));
+    h.advance(Duration::from_secs(1));
+    assert_eq!(sent(&mut h), 1, "at the end of pmin");
+    assert!(h.c.poll_timeout().is_none_or(|t| t > h.now));
+}
