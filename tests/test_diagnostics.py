@@ -5,7 +5,6 @@ are of."""
 
 import base64
 import math
-import socket
 import time
 
 import cbor2
@@ -14,20 +13,11 @@ from aiocoap.numbers.types import Type
 
 from conftest import wait_for
 from lwm2m_formats import tlv_encode
-from lwm2m_server import SENML_CBOR, TLV, RawServer, TestServer
+from lwm2m_server import SENML_CBOR, TLV, RawServer, TestServer, _free_udp_port
+from test_core import server_table
 from relay import Relay
 
 EP = "test-gw"
-
-
-def closed_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_table(uri, ssid=101, lifetime=300):
-    return f'[[server]]\nuri = "{uri}"\nssid = {ssid}\nlifetime = {lifetime}\n'
 
 
 def log_lines(a, word):
@@ -35,7 +25,7 @@ def log_lines(a, word):
 
 
 def test_a_refused_port_is_reported_at_once_and_once(agent):
-    port = closed_port()
+    port = _free_udp_port()
     a = agent(servers=server_table(f"coap://127.0.0.1:{port}")).start()
     # Status names the reason within a second, not "no answer" 93 s later.
     srv = wait_for(lambda: (a.status_json()["servers"][0].get("last_error") or "") and a.status_json()["servers"][0], 3, "a reason")
@@ -215,7 +205,7 @@ def test_a_state_database_that_cannot_be_used_is_said_once_with_a_fix(agent, tmp
 
 
 def test_send_says_which_server_and_what_is_wrong(agent):
-    port = closed_port()
+    port = _free_udp_port()
     a = agent(servers=server_table(f"coap://127.0.0.1:{port}")).start()
     cfg = ["--config", str(a.config)]
     r = a.cli("send", "--help")

@@ -104,6 +104,8 @@ fn human_duration(s: u64) -> String {
 impl Status {
     /// The terminal view: what a field engineer scans first.
     pub fn render(&self) -> String {
+        // "now" as of the last status update, so the view is self-consistent.
+        let now = self.started_at.saturating_add(self.uptime_s);
         let mut o = String::new();
         let _ = writeln!(
             o,
@@ -146,8 +148,6 @@ impl Status {
                 let _ = write!(o, "; queued {} dropped {}", s.queued, s.dropped);
             }
             if let Some(t) = s.last_delivery {
-                // "now" as of the last status update, so the view is self-consistent.
-                let now = self.started_at.saturating_add(self.uptime_s);
                 let age = now.saturating_sub(u64::try_from(t).unwrap_or(0));
                 let _ = write!(o, "; last delivery {} ago", human_duration(age));
             }
@@ -158,7 +158,6 @@ impl Status {
         }
         let _ = writeln!(o, "observations: {}", self.observations);
         let _ = writeln!(o, "devices:  {}", self.devices.len());
-        let now = self.started_at.saturating_add(self.uptime_s);
         for d in &self.devices {
             let _ = write!(
                 o,

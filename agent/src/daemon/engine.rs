@@ -487,9 +487,7 @@ pub const BS_PEER: u16 = 0;
 /// One (not yet connected) peer per server account.
 fn peers_for(client: &Client) -> Peers {
     let mut peers = Peers::default();
-    for (ssid, uri) in client.servers() {
-        peers.insert(ssid, uri);
-    }
+    peers.reset(client.servers());
     peers
 }
 

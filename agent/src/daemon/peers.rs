@@ -133,9 +133,12 @@ impl Peers {
         self.map.insert(key, peer);
     }
 
-    /// Closes every socket.
-    pub fn clear(&mut self) {
+    /// Closes every socket and makes one (unopened) peer per server account.
+    pub fn reset(&mut self, servers: Vec<(u16, String)>) {
         self.map.clear();
+        for (key, uri) in servers {
+            self.insert(key, uri);
+        }
     }
 
     pub fn is_open(&self, key: u16) -> bool {
@@ -156,14 +159,7 @@ impl Peers {
             return;
         };
         match &peer.link {
-            Link::Open { sock, addr, .. } => {
-                log_datagram("→", key, *addr, &bytes);
-                // UDP sends do not block in practice; a full buffer is a lost
-                // datagram, which retransmission covers.
-                if let Err(e) = sock.try_send(&bytes) {
-                    tracing::debug!("{}: send to {addr}: {e}", label(key));
-                }
-            }
+            Link::Open { sock, addr, .. } => transmit(sock, *addr, key, &bytes),
             Link::Closed | Link::Opening => {
                 if peer.waiting.len() < WAITING_MAX {
                     peer.waiting.push(bytes);
@@ -230,10 +226,7 @@ impl Peers {
                         let sock = Arc::new(sock);
                         let reader = tokio::spawn(read_loop(sock.clone(), key, generation, tx));
                         for bytes in std::mem::take(&mut peer.waiting) {
-                            log_datagram("→", key, addr, &bytes);
-                            if let Err(e) = sock.try_send(&bytes) {
-                                tracing::debug!("{}: send to {addr}: {e}", label(key));
-                            }
+                            transmit(&sock, addr, key, &bytes);
                         }
                         peer.link = Link::Open { sock, addr, reader };
                         peer.error = None;
@@ -272,6 +265,15 @@ impl Peers {
                 Heard::Refused(key, why)
             }
         }
+    }
+}
+
+/// UDP sends do not block in practice; a full buffer is a lost datagram, which
+/// retransmission covers.
+fn transmit(sock: &UdpSocket, addr: SocketAddr, key: u16, bytes: &[u8]) {
+    log_datagram("→", key, addr, bytes);
+    if let Err(e) = sock.try_send(bytes) {
+        tracing::debug!("{}: send to {addr}: {e}", label(key));
     }
 }
 

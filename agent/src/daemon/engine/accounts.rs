@@ -101,10 +101,7 @@ impl Engine {
         self.client.set_wall_clock(unix_now());
         // The bootstrap server's socket stays (it may bootstrap us again on it).
         let bs_peer = self.peers.take(BS_PEER).filter(|_| self.keep_bs_peer);
-        self.peers.clear();
-        for (ssid, uri) in self.client.servers() {
-            self.peers.insert(ssid, uri);
-        }
+        self.peers.reset(self.client.servers());
         if let Some(p) = bs_peer {
             self.peers.put(BS_PEER, p);
         }
