@@ -92,12 +92,15 @@ pub enum Action {
     },
 }
 
-/// A server's request waiting for an end device.
+/// A server's request waiting for its end devices (several for a Write-Composite
+/// across devices): answered when the last one has, with the first failure if any.
 #[derive(Debug)]
 struct Deferred {
     ssid: u16,
     inc: Incoming,
-    op: DeviceOp,
+    /// The ops still out, by ticket.
+    waiting: HashMap<u64, DeviceOp>,
+    failed: Option<OpError>,
     expires: Instant,
 }
 
@@ -216,10 +219,13 @@ pub struct Client {
     /// from operator changes at restore.
     factory: std::collections::BTreeMap<(u16, u16), Vec<u8>>,
     /// Requests waiting for an end device, by ticket.
+    /// By request: the first ticket of its ops.
     deferred: HashMap<u64, Deferred>,
+    /// Ticket → request.
+    tickets: HashMap<u64, u64>,
     next_ticket: u64,
     /// Set by `process` when the request it handled must wait for an end device.
-    deferring: Option<DeviceOp>,
+    deferring: Vec<DeviceOp>,
     /// Changes whenever notification attributes may have changed (any server
     /// request: Write-Attributes, or a write of /1/x/2-3; a restore): observations'
     /// cached attributes older than this are looked up again.
@@ -258,8 +264,9 @@ impl Client {
             reg_activity: Vec::new(),
             factory: Default::default(),
             deferred: HashMap::new(),
+            tickets: HashMap::new(),
             next_ticket: 1,
-            deferring: None,
+            deferring: Vec::new(),
             attrs_generation: 0,
         };
         let objs: Vec<u16> = c.trees.gateway.objects.keys().copied().collect();

@@ -70,8 +70,10 @@ pub struct Reply {
     pub payload: Vec<u8>,
     pub location: Vec<String>,
     pub effects: Vec<Effect>,
-    /// Set when an end device must act first: the answer waits for its bridge.
-    pub device: Option<DeviceOp>,
+    /// Set when end devices must act first: the answer waits for their bridges
+    /// (one op per end-device instance a request writes; a Write-Composite may
+    /// name several).
+    pub devices: Vec<DeviceOp>,
 }
 
 /// What an end device must carry out before the server is answered.
@@ -100,13 +102,13 @@ impl Reply {
             payload: Vec::new(),
             location: Vec::new(),
             effects: Vec::new(),
-            device: None,
+            devices: Vec::new(),
         }
     }
 
     fn deferred(op: DeviceOp) -> Self {
         Self {
-            device: Some(op),
+            devices: vec![op],
             ..Self::code(codes::CHANGED)
         }
     }
@@ -758,16 +760,13 @@ impl Dm<'_> {
             if p.len() < 3 {
                 return Err(OpError::BadRequest(format!("{p} is not a resource")));
             }
-            if p.prefix.is_some() {
-                // Writing an end device is its bridge's to confirm, one device at a
-                // time; an atomic write across devices is not something to promise,
-                // and writing only its tree would change nothing on the device.
-                return Err(OpError::MethodNotAllowed);
-            }
             let ipath = Path::with_prefix(p.prefix.as_deref(), &p.ids()[..2]);
             groups.entry(ipath).or_default().push((p, v));
         }
+        // Every group is checked before anything is applied; the end devices' trees
+        // change only once their devices have taken the values (see `DeviceOp`).
         let mut staged = self.trees.clone();
+        let mut devices = Vec::new();
         for (ipath, recs) in &groups {
             let tree = staged.get(ipath.prefix.as_deref())?;
             if tree
@@ -787,12 +786,22 @@ impl Dm<'_> {
                 &stripped,
                 WriteMode::Update,
             )?;
+            if let Some(prefix) = &ipath.prefix {
+                devices.push(DeviceOp::Write {
+                    prefix: prefix.clone(),
+                    path: strip(ipath),
+                    records: stripped,
+                });
+            }
         }
-        *self.trees = staged;
+        // The gateway's own part is committed now; the staged end-device trees were
+        // only the check.
+        self.trees.gateway = staged.gateway;
         let mut reply = Reply::code(codes::CHANGED);
-        for ipath in groups.keys() {
+        for ipath in groups.keys().filter(|p| p.prefix.is_none()) {
             reply.effects.push(Effect::Written(ipath.clone()));
         }
+        reply.devices = devices;
         Ok(reply)
     }
 }

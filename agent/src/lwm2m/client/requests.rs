@@ -6,46 +6,57 @@ use super::*;
 impl Client {
     pub(super) fn on_request(&mut self, now: Instant, idx: usize, inc: Incoming) {
         let resp = self.process(now, idx, &inc);
-        match self.deferring.take() {
-            // The answer is the end device's: the request waits (a retransmission of
-            // it meanwhile is a duplicate the endpoint does not answer twice).
-            Some(op) => self.defer(now, idx, inc, op),
-            None => self.sessions[idx].coap.respond(&inc, resp),
+        let ops = std::mem::take(&mut self.deferring);
+        if ops.is_empty() {
+            self.sessions[idx].coap.respond(&inc, resp);
+        } else {
+            // The answer is the end devices': the request waits (a retransmission
+            // of it meanwhile is a duplicate the endpoint does not answer twice).
+            self.defer(now, idx, inc, ops);
         }
     }
 
-    fn defer(&mut self, now: Instant, idx: usize, inc: Incoming, op: DeviceOp) {
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
+    fn defer(&mut self, now: Instant, idx: usize, inc: Incoming, ops: Vec<DeviceOp>) {
+        let request = self.next_ticket;
+        let mut waiting = HashMap::new();
+        for op in ops {
+            let ticket = self.next_ticket;
+            self.next_ticket += 1;
+            self.tickets.insert(ticket, request);
+            waiting.insert(ticket, op.clone());
+            self.actions.push_back(Action::Device { ticket, op });
+        }
         self.deferred.insert(
-            ticket,
+            request,
             Deferred {
                 ssid: self.sessions[idx].ssid,
                 inc,
-                op: op.clone(),
+                waiting,
+                failed: None,
                 expires: now + DEVICE_ANSWER,
             },
         );
-        self.actions.push_back(Action::Device { ticket, op });
     }
 
-    /// The end device's answer to a deferred write or execute: the server gets its
-    /// response now; a write's values go into the device's tree (observers see them).
+    /// An end device's answer to a deferred write or execute: a write's values go
+    /// into the device's tree (observers see them); the server gets its response
+    /// once every device the request named has answered.
     pub fn device_done(&mut self, now: Instant, ticket: u64, result: Result<(), OpError>) {
         self.now = now;
-        let Some(d) = self.deferred.remove(&ticket) else {
+        let Some(request) = self.tickets.remove(&ticket) else {
             return; // expired meanwhile, and answered then
         };
-        let Some(idx) = self.sessions.iter().position(|s| s.ssid == d.ssid) else {
+        let Some(d) = self.deferred.get_mut(&request) else {
             return;
         };
-        let resp = match result {
+        let op = d.waiting.remove(&ticket);
+        match result {
             Ok(()) => {
-                if let DeviceOp::Write {
+                if let Some(DeviceOp::Write {
                     prefix,
                     path,
                     records,
-                } = &d.op
+                }) = &op
                 {
                     if let Ok(tree) = self.trees.get_mut(Some(prefix)) {
                         if let Err(e) = tree.write(&self.reg, path, records, WriteMode::Update) {
@@ -53,15 +64,38 @@ impl Client {
                         }
                     }
                 }
-                message::response(&d.inc.packet, codes::CHANGED)
             }
-            Err(e) => error_packet(&d.inc.packet, &e),
-        };
-        self.sessions[idx].coap.respond(&d.inc, resp);
+            Err(e) => {
+                if d.failed.is_none() {
+                    d.failed = Some(e);
+                }
+            }
+        }
+        if d.waiting.is_empty() {
+            self.answer_deferred(request);
+        }
         self.check_observations(now);
     }
 
-    /// Deferred requests whose device never answered get 5.03 rather than nothing.
+    fn answer_deferred(&mut self, request: u64) {
+        let Some(d) = self.deferred.remove(&request) else {
+            return;
+        };
+        for t in d.waiting.keys() {
+            self.tickets.remove(t);
+        }
+        let Some(idx) = self.sessions.iter().position(|s| s.ssid == d.ssid) else {
+            return;
+        };
+        let resp = match &d.failed {
+            None => message::response(&d.inc.packet, codes::CHANGED),
+            Some(e) => error_packet(&d.inc.packet, e),
+        };
+        self.sessions[idx].coap.respond(&d.inc, resp);
+    }
+
+    /// Deferred requests whose devices never answered get 5.03 rather than nothing
+    /// (what the devices that did answer have taken stays taken).
     pub(super) fn expire_deferred(&mut self, now: Instant) {
         let late: Vec<u64> = self
             .deferred
@@ -69,15 +103,16 @@ impl Client {
             .filter(|(_, d)| d.expires <= now)
             .map(|(t, _)| *t)
             .collect();
-        for t in late {
-            self.device_done(
-                now,
-                t,
-                Err(OpError::Unavailable(format!(
-                    "the end device did not answer within {} s",
-                    DEVICE_ANSWER.as_secs()
-                ))),
-            );
+        for request in late {
+            if let Some(d) = self.deferred.get_mut(&request) {
+                if d.failed.is_none() {
+                    d.failed = Some(OpError::Unavailable(format!(
+                        "the end device did not answer within {} s",
+                        DEVICE_ANSWER.as_secs()
+                    )));
+                }
+            }
+            self.answer_deferred(request);
         }
     }
 
@@ -193,9 +228,13 @@ impl Client {
         };
         let mut reply = dm.handle(op);
         self.attrs_generation += 1;
-        if let Some(op) = reply.device.take() {
-            // Answered later, by `device_done` (see `on_request`).
-            self.deferring = Some(op);
+        if !reply.devices.is_empty() {
+            // Answered later, by `device_done` (see `on_request`); what the request
+            // did to the gateway's own objects takes effect now.
+            self.deferring = std::mem::take(&mut reply.devices);
+            for e in std::mem::take(&mut reply.effects) {
+                self.apply_effect(now, idx, e);
+            }
             return message::response(req, codes::CHANGED);
         }
         if let Some(path) = attr_target.filter(|_| codes::is_success(reply.code)) {

@@ -250,9 +250,10 @@ fn composite_read_and_atomic_write() {
         Some(60),
         "nothing applied"
     );
-    // An end device's resource in a Write-Composite: refused whole, nothing applied
-    // (its bridge would never see a write to its tree).
-    let w = br#"[{"n":"/1/0/1","v":99},{"n":"/dev1/3303/0/5750","vs":"x"}]"#.to_vec();
+    // Across the gateway and an end device: checked whole first (a bad end-device
+    // record rejects all), then the gateway's part applied and the device's handed
+    // to its bridge; its tree waits for the device.
+    let w = br#"[{"n":"/1/0/1","v":99},{"n":"/dev1/3303/0/5700","v":1.0}]"#.to_vec();
     assert_eq!(
         d.handle(Op::WriteComposite {
             format: Some(110),
@@ -261,7 +262,28 @@ fn composite_read_and_atomic_write() {
         .code,
         codes::METHOD_NOT_ALLOWED
     );
-    assert_eq!(d.trees.gateway.get_i64(1, 0, 1), Some(60));
+    assert_eq!(d.trees.gateway.get_i64(1, 0, 1), Some(60), "nothing applied");
+    let w = br#"[{"n":"/1/0/1","v":77},{"n":"/dev1/3303/0/5750","vs":"x"}]"#.to_vec();
+    let r = d.handle(Op::WriteComposite {
+        format: Some(110),
+        payload: w,
+    });
+    assert_eq!(r.code, codes::CHANGED);
+    assert_eq!(d.trees.gateway.get_i64(1, 0, 1), Some(77));
+    assert_eq!(
+        r.devices,
+        vec![DeviceOp::Write {
+            prefix: "dev1".into(),
+            path: p("/3303/0"),
+            records: vec![(p("/3303/0/5750"), Value::String("x".into()))],
+        }]
+    );
+    assert_eq!(r.effects, vec![Effect::Written(p("/1/0"))]);
+    assert_ne!(
+        d.trees.devices["dev1"].get(3303, 0, 5750),
+        Some(&Value::String("x".into())),
+        "the device's tree waits for the device"
+    );
     let w = br#"[{"n":"/1/0/1","v":99},{"n":"/3303/0/5750","vs":"air"}]"#.to_vec();
     assert_eq!(
         d.handle(Op::WriteComposite {

@@ -214,6 +214,64 @@ fn a_device_that_never_answers_gets_5_03_in_bounded_time() {
 }
 
 #[test]
+fn a_write_composite_across_devices_is_answered_when_the_last_device_has() {
+    let mut h = with_device();
+    let m2 = h.c.trees.devices["m1"].clone();
+    h.c.trees.devices.insert("m2".into(), m2);
+    let body = br#"[{"n":"/1/0/1","v":120},{"n":"/m1/3311/0/5850","vb":true},{"n":"/m2/3311/0/5850","vb":true}]"#;
+    let mut p = message::request(RequestType::IPatch, &[], &[]);
+    h.mid += 1;
+    p.header.message_id = h.mid;
+    p.set_token(vec![7, h.mid as u8]);
+    message::set_content_format(&mut p, 110);
+    p.payload = body.to_vec();
+    h.c.handle_datagram(h.now, 101, &p.to_bytes().unwrap());
+    let out = h.take();
+    assert!(
+        out.iter().all(|(_, r)| r.header.message_id != p.header.message_id),
+        "no answer before the devices have acted"
+    );
+    // The gateway's own part is applied at once.
+    assert_eq!(h.c.trees.gateway.get_i64(1, 0, 1), Some(120));
+    let ops: Vec<(u64, DeviceOp)> = std::iter::from_fn(|| h.c.poll_action())
+        .filter_map(|a| match a {
+            Action::Device { ticket, op } => Some((ticket, op)),
+            _ => None,
+        })
+        .collect();
+    let prefixes: Vec<&str> = ops
+        .iter()
+        .map(|(_, op)| match op {
+            DeviceOp::Write { prefix, .. } => prefix.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(prefixes, ["m1", "m2"]);
+    h.c.device_done(h.now, ops[0].0, Ok(()));
+    assert!(h
+        .take()
+        .iter()
+        .all(|(_, r)| r.header.message_id != p.header.message_id));
+    assert_eq!(
+        h.c.trees.devices["m1"].get(3311, 0, 5850),
+        Some(&Value::Boolean(true))
+    );
+    h.c.device_done(
+        h.now,
+        ops[1].0,
+        Err(OpError::Unavailable("unit 2 did not answer".into())),
+    );
+    let r = answer_of(&mut h, &p);
+    assert_eq!(code(&r), codes::SERVICE_UNAVAILABLE);
+    assert!(text(&r).contains("unit 2"), "{}", text(&r));
+    assert_eq!(
+        h.c.trees.devices["m2"].get(3311, 0, 5850),
+        Some(&Value::Boolean(false)),
+        "what the device refused is not in its tree"
+    );
+}
+
+#[test]
 fn an_observed_end_device_value_notifies_from_polls() {
     let mut h = with_device();
     let r = h.req(101, RequestType::Get, "/m1/3303/0/5700", |p| {
