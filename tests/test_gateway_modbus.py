@@ -14,7 +14,7 @@ from aiocoap import Code
 from conftest import ROOT, wait_for
 from lwm2m_formats import links, senml_cbor, senml_json, tlv_resources
 from lwm2m_server import SENML_CBOR, SENML_JSON, TEXT, TLV, TestServer
-from modbus_sim import ModbusSim
+from modbus_sim import ModbusSim, PtyPair
 
 EP = "test-gw"
 
@@ -76,7 +76,7 @@ execute_value = true
 
 @pytest.fixture
 def gateway(agent):
-    sim = ModbusSim(units=(1,))
+    sim = ModbusSim(units=(1, 2))
     sim.set_float(1, 0, 21.5)
     sim.set_registers(1, 2, [ord("C") << 8 | ord("e"), ord("l") << 8])  # "Cel"
     sim.set_registers(1, 10, [80])  # dimmer 40.0 with scale 0.5
@@ -161,6 +161,41 @@ def test_writes_reach_the_device_and_are_answered_by_it(gateway):
     assert sim.coil(1, 5) is True
     # Execute on a resource the device has no point for: refused by the device.
     assert srv.execute(EP, "/m1/3311/0/5850").code == Code.METHOD_NOT_ALLOWED
+
+
+def test_composites_and_send_mix_the_gateway_and_the_end_device(gateway):
+    a, srv, sim = gateway
+    wait_for(lambda: srv.read(EP, "/m1/3303/0/5700").code == Code.CONTENT, 5, "the first poll")
+    # Write-Composite: the gateway's Default Minimum Period and the device's dimmer.
+    body = json.dumps([{"n": "/1/0/2", "v": 3}, {"n": "/m1/3311/0/5851", "v": 25}]).encode()
+    r = srv.write_composite(EP, body, SENML_JSON)
+    assert r.code == Code.CHANGED, (r.code, r.payload)
+    assert sim.registers(1, 10, 1) == [50], "scale 0.5 applied backwards"
+    assert srv.read(EP, "/1/0/2").payload == b"3"
+    assert float(srv.read(EP, "/m1/3311/0/5851").payload) == 25.0
+    # One read-only record refuses the whole write: nothing reaches either side.
+    body = json.dumps([{"n": "/1/0/2", "v": 9}, {"n": "/m1/3311/0/5851", "v": 30}, {"n": "/m1/3303/0/5700", "v": 1}]).encode()
+    assert srv.write_composite(EP, body, SENML_JSON).code == Code.METHOD_NOT_ALLOWED
+    assert srv.read(EP, "/1/0/2").payload == b"3" and sim.registers(1, 10, 1) == [50]
+    srv.write(EP, "/1/0/2", b"0", TEXT)
+    # Observe-Composite over both: a change on the device notifies with both values.
+    q = json.dumps([{"n": "/3/0/0"}, {"n": "/m1/3303/0/5700"}]).encode()
+    first, notes, cancel = srv.observe(EP, "/", accept=SENML_JSON, composite=q, cf=SENML_JSON)
+    assert first.code == Code.CONTENT, first
+    v = senml_json(first.payload)
+    assert v["/m1/3303/0/5700"] == 21.5 and "/3/0/0" in v, v
+    sim.set_float(1, 0, 19.75)
+    srv.wait_for(lambda: any(senml_json(n.payload).get("/m1/3303/0/5700") == 19.75 for n in notes if not isinstance(n, Exception)), 5, "a composite notification")
+    n = next(n for n in notes if senml_json(n.payload).get("/m1/3303/0/5700") == 19.75)
+    assert "/3/0/0" in senml_json(n.payload)
+    cancel()
+    # Send (1.1) of a gateway resource and an end-device resource, names with the prefix.
+    r = a.cli("send", "--config", str(a.config), "/3/0/0", "/m1/3303/0/5700", check=False)
+    assert r.returncode == 0, r.stderr
+    srv.wait_for(lambda: len(srv.sent) == 1, 10, "a Send")
+    cf, payload = srv.sent[0]
+    values = senml_cbor(payload)
+    assert values["/m1/3303/0/5700"] == 19.75 and "/3/0/0" in values, values
 
 
 def test_a_device_that_stops_answering_is_reported_and_recovers(gateway):
@@ -297,6 +332,115 @@ def test_an_observed_end_device_value_is_stored_offline_and_replayed(agent):
         relay.close()
         srv.close()
         sim.stop()
+
+
+def rtu_device(dev_id, tty, unit):
+    return f"""
+[device]
+id = "{dev_id}"
+protocol = "modbus-rtu"
+[modbus]
+tty = "{tty}"
+baud = 9600
+unit = {unit}
+poll_ms = 200
+timeout_ms = 300
+retries = 1
+[[modbus.point]]
+path = "3303/0/5700"
+register = "holding-register"
+address = 0
+type = "f32"
+[[modbus.point]]
+path = "3303/0/5750"
+register = "holding-register"
+address = 20
+type = "string"
+registers = 2
+[[modbus.point]]
+path = "3311/0/5850"
+register = "coil"
+address = 0
+type = "bool"
+writable = true
+"""
+
+
+def test_rtu_units_on_one_bus_through_their_prefixes(agent):
+    """Two units on one serial line (pymodbus RTU behind a socat pty pair): each is
+    an end device with its own prefix, read, written and observed; a burst of bad
+    CRCs is reported against the device it hit and both recover by themselves."""
+    pty = PtyPair()
+    sim = ModbusSim(units=(1, 2), rtu=pty.sim)
+    sim.set_float(1, 0, 7.5)
+    sim.set_float(2, 0, 8.5)
+    sim.set_registers(2, 20, [ord("R") << 8 | ord("H"), 0])
+    srv = TestServer()
+    try:
+        a = agent(
+            extra=f'[lwm2m]\nobject_dirs = ["{ROOT / "objects"}"]\n',
+            servers=f'[[server]]\nuri = "{srv.uri}"\nssid = 101\nlifetime = 300\n',
+        )
+        (a.devices / "a.toml").write_text(rtu_device("pump-a", pty.device, 1))
+        (a.devices / "b.toml").write_text(rtu_device("pump-b", pty.device, 2))
+        a.start()
+        srv.wait_registered(EP, 15)
+        for prefix, want in (("pump-a", 7.5), ("pump-b", 8.5)):
+            wait_for(lambda prefix=prefix: srv.read(EP, f"/{prefix}/3303/0/5700").code == Code.CONTENT, 10, f"{prefix}'s first poll")
+            assert float(srv.read(EP, f"/{prefix}/3303/0/5700").payload) == want
+        assert srv.read(EP, "/pump-b/3303/0/5750").payload == b"RH"
+        assert srv.write(EP, "/pump-b/3311/0/5850", b"1", TEXT).code == Code.CHANGED
+        assert sim.coil(2, 0) is True and sim.coil(1, 0) is False
+        rows = {d["id"]: d for d in a.status_json()["devices"]}
+        assert set(rows) == {"pump-a", "pump-b"} and all(r["state"] == "up" for r in rows.values()), rows
+        first, notes, cancel = srv.observe(EP, "/pump-a/3303/0/5700", accept=SENML_JSON)
+        sim.set_float(1, 0, 9.25)
+        srv.wait_for(lambda: any(senml_json(n.payload).get("/pump-a/3303/0/5700") == 9.25 for n in notes if not isinstance(n, Exception)), 5, "a notification from the RTU poll")
+        # Both tries of one request get a spoiled answer: that device is down, saying why.
+        seen = set()
+
+        def crc_reported():
+            for d in a.status_json()["devices"]:
+                if "bad CRC" in d["state"]:
+                    seen.add(d["id"])
+            return seen
+
+        sim.corrupt(2)
+        wait_for(crc_reported, 5, "the bad CRC in lwgate status")
+        wait_for(lambda: all(d["state"] == "up" for d in a.status_json()["devices"]), 5, "recovery")
+        sim.set_float(2, 0, 1.5)
+        wait_for(lambda: float(srv.read(EP, "/pump-b/3303/0/5700").payload) == 1.5, 5, "polls after the noise")
+        assert "bad CRC" in a.log.read_text()
+        cancel()
+        a.stop()
+    finally:
+        srv.close()
+        sim.stop()
+        pty.close()
+
+
+def test_an_exception_is_that_devices_problem_only(gateway):
+    """A unit that answers with Modbus exception 2 (illegal data address): reported
+    on that device, and its neighbour on the same connection goes on; it recovers
+    once the unit answers again."""
+    a, srv, sim = gateway
+    sim.fail(2, 2)
+    (a.devices / "ghost.toml").write_text(simple_device("ghost", sim.port, 2))
+    import signal
+
+    a.proc.send_signal(signal.SIGHUP)
+    row = wait_for(lambda: next((d for d in a.status_json()["devices"] if d["id"] == "ghost" and d["state"].startswith("down")), None), 10, "the exception in lwgate status")
+    assert "exception" in row["state"] and "illegal data address" in row["state"].lower(), row
+    r = srv.read(EP, "/ghost/3303/0/5700")
+    assert r.code == Code.SERVICE_UNAVAILABLE and b"exception" in r.payload, r.payload
+    meter = next(d for d in a.status_json()["devices"] if d["id"] == "meter-1")
+    assert meter["state"] == "up", meter
+    sim.set_float(1, 0, 30.0)
+    wait_for(lambda: float(srv.read(EP, "/m1/3303/0/5700").payload) == 30.0, 5, "the other device's polls")
+    sim.fail(2, None)
+    sim.set_float(2, 0, 4.5)
+    wait_for(lambda: srv.read(EP, "/ghost/3303/0/5700").code == Code.CONTENT, 5, "recovery")
+    assert float(srv.read(EP, "/ghost/3303/0/5700").payload) == 4.5
 
 
 def test_check_config_names_modbus_mistakes(agent):
