@@ -265,13 +265,25 @@ impl Engine {
             }
             return;
         }
-        self.sample();
+        // A request may read the system's values; an ACK or a response cannot (a
+        // hundred notifications a second bring a hundred ACKs).
+        if is_request(bytes) {
+            self.sample();
+        } else {
+            self.client.set_wall_clock(unix_now());
+        }
         self.client.handle_datagram(now, ssid, bytes);
     }
 
     pub fn timeout(&mut self, now: Instant) {
-        // Observations are evaluated here: their values must be those of this moment.
-        self.sample();
+        // Observations are evaluated here: their values must be those of this
+        // moment; the system's only matter to observations of the gateway's own
+        // objects (the 1 s refresh keeps them current for the rest).
+        if self.client.observes_gateway_objects() {
+            self.sample();
+        } else {
+            self.client.set_wall_clock(unix_now());
+        }
         self.client.handle_timeout(now);
         if let Some(b) = self.bs.as_mut() {
             b.handle_timeout(now);
@@ -310,7 +322,8 @@ impl Engine {
             .devices
             .event(id, ev, &mut self.client.trees, &self.reg)
         {
-            self.sample();
+            // The values are the device's; only their time is the gateway's.
+            self.client.set_wall_clock(unix_now());
             self.client.device_values_changed(now, &prefix);
         }
     }
@@ -338,6 +351,7 @@ impl Engine {
 
     /// A request from the control socket.
     pub fn command(&mut self, now: Instant, cmd: crate::control::Command) {
+        self.sample();
         match cmd {
             crate::control::Command::Send { ssid, paths, reply } => {
                 let parsed: Result<Vec<crate::model::Path>, String> = paths
@@ -466,6 +480,11 @@ impl Engine {
     pub fn observation_count(&self) -> usize {
         self.client.observation_count()
     }
+}
+
+/// A CoAP request (code class 0, not the empty 0.00 of an ACK or RST).
+fn is_request(datagram: &[u8]) -> bool {
+    datagram.get(1).is_some_and(|&code| code != 0 && code >> 5 == 0)
 }
 
 impl Drop for Engine {

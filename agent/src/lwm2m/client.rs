@@ -32,6 +32,8 @@ const CON_EVERY: Duration = Duration::from_secs(24 * 3600);
 const SEQ_RESTART_JUMP: u32 = 1 << 16;
 /// How long a server's write or execute on an end device waits for the device.
 const DEVICE_ANSWER: Duration = Duration::from_secs(20);
+/// The grid observation deadlines are evaluated on (see `observation_deadline`).
+const NOTIFY_TICK: Duration = Duration::from_millis(100);
 /// Default Disable Timeout (/1/x/5) when the resource is absent.
 const DEFAULT_DISABLE: Duration = Duration::from_secs(86_400);
 
@@ -479,6 +481,27 @@ impl Client {
         }
     }
 
+    /// An observation's next deadline, moved up to the next `NOTIFY_TICK` of the
+    /// client's clock: observations due within one tick are evaluated together
+    /// (one wake-up, one commit for their notifications), and a tick is small next
+    /// to pmin and pmax, which are whole seconds.
+    fn observation_deadline(&self, o: &Observation) -> Option<Instant> {
+        let t = observe::deadline(o, &self.effective_attrs(o))?;
+        let ticks = self.ticks(t);
+        let on_grid = self.tick(ticks);
+        Some(if on_grid < t { self.tick(ticks + 1) } else { on_grid })
+    }
+
+    /// Whole `NOTIFY_TICK`s from the client's epoch to `t` (rounded down).
+    fn ticks(&self, t: Instant) -> u128 {
+        t.saturating_duration_since(self.epoch).as_nanos() / NOTIFY_TICK.as_nanos()
+    }
+
+    fn tick(&self, n: u128) -> Instant {
+        let offset = u64::try_from(n * NOTIFY_TICK.as_nanos()).unwrap_or(u64::MAX);
+        self.epoch + Duration::from_nanos(offset)
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut consider = |x: Option<Instant>| {
@@ -499,8 +522,7 @@ impl Client {
             consider(self.sleep_at(idx));
         }
         for o in &self.observations {
-            let a = self.effective_attrs(o);
-            consider(observe::deadline(o, &a));
+            consider(self.observation_deadline(o));
         }
         for d in self.deferred.values() {
             consider(Some(d.expires));
@@ -684,6 +706,18 @@ impl Client {
 
     pub fn observation_count(&self) -> usize {
         self.observations.len()
+    }
+
+    /// Whether an observation reads the gateway's own objects (not only end
+    /// devices'), directly or in a composite.
+    pub fn observes_gateway_objects(&self) -> bool {
+        self.observations.iter().any(|o| {
+            if o.composite.is_empty() {
+                o.path.prefix.is_none()
+            } else {
+                o.composite.iter().any(|p| p.prefix.is_none())
+            }
+        })
     }
 }
 

@@ -7,10 +7,15 @@
 //! polled earliest deadline first; commands wait only for the poll in progress.
 //! A device that stops answering is probed less and less often (and with a single
 //! try), so it costs the others at most one timeout per probe.
+//!
+//! After its first poll a device is polled on a grid shared by the whole process
+//! (multiples of its period from one epoch): devices with the same period, on
+//! every bus, are read at the same moments, so the agent takes their values in one
+//! burst — one wake-up, one commit — instead of a hundred scattered ones.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
@@ -23,6 +28,21 @@ use super::config::{ModbusConfig, PointConfig};
 use super::link::{exception_name, Failure, Link};
 use super::plan::ReadRequest;
 use crate::device::{Availability, Command, CommandError, Event, EventTx, Stats, Value};
+
+/// The first moment of the process's poll grid.
+static GRID_EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// The first point of the poll grid of `period` after `now`.
+fn next_slot(epoch: Instant, now: Instant, period: Duration) -> Instant {
+    let period_ns = period.as_nanos().max(1);
+    let slots = now.saturating_duration_since(epoch).as_nanos() / period_ns + 1;
+    let offset = u64::try_from(slots * period_ns).unwrap_or(u64::MAX);
+    epoch + Duration::from_nanos(offset)
+}
+
+fn next_poll_after(now: Instant, period: Duration) -> Instant {
+    next_slot(*GRID_EPOCH.get_or_init(Instant::now), now, period)
+}
 
 /// A device as its bus task serves it.
 #[derive(Debug, Clone)]
@@ -321,7 +341,7 @@ impl Bus {
         d.stats.last_ok = Some(time);
         d.probe_every = Duration::ZERO;
         let period = Duration::from_millis(d.setup.config.poll_ms);
-        d.next_poll = (d.next_poll + period).max(Instant::now());
+        d.next_poll = next_poll_after(Instant::now(), period);
         let (id, stats) = (d.setup.id.clone(), d.stats.clone());
         // A full channel drops values rather than stalling the bus: the next poll
         // brings fresh ones.
@@ -391,7 +411,7 @@ impl Bus {
         let unit = d.unit();
         let reason = match f {
             Failure::Exception(code) => {
-                d.next_poll = (d.next_poll + period).max(now);
+                d.next_poll = next_poll_after(now, period);
                 format!(
                     "unit {unit}: exception {code} ({}) reading {}",
                     exception_name(code),
@@ -411,7 +431,7 @@ impl Bus {
                 no_answer(unit, d.setup.config.timeout_ms, tries, stray)
             }
             Failure::Link(reason) => {
-                d.next_poll = (d.next_poll + period).max(now);
+                d.next_poll = next_poll_after(now, period);
                 reason
             }
         };
@@ -629,4 +649,29 @@ fn codec_value(v: Value) -> Result<codec::Value, String> {
             return Err("expected a boolean, number or text, got opaque bytes".into())
         }
     })
+}
+
+#[cfg(test)]
+mod grid_tests {
+    use super::*;
+
+    #[test]
+    fn the_next_slot_is_the_first_grid_point_after_now() {
+        let epoch = Instant::now();
+        let s = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        assert_eq!(next_slot(epoch, epoch, s), epoch + s);
+        assert_eq!(next_slot(epoch, epoch + ms(3), s), epoch + s);
+        assert_eq!(next_slot(epoch, epoch + ms(999), s), epoch + s);
+        // Exactly on a point: the next one (a poll at a slot never repeats it).
+        assert_eq!(next_slot(epoch, epoch + s, s), epoch + 2 * s);
+        // An overrun skips to the next point instead of polling late twice.
+        assert_eq!(next_slot(epoch, epoch + ms(2500), s), epoch + 3 * s);
+        // Devices with the same period share the grid whenever they were added.
+        let a = next_slot(epoch, epoch + ms(10_123), ms(250));
+        let b = next_slot(epoch, epoch + ms(10_201), ms(250));
+        assert_eq!((a, b), (epoch + ms(10_250), epoch + ms(10_250)));
+        // A zero period cannot divide by zero.
+        assert!(next_slot(epoch, epoch + ms(5), Duration::ZERO) > epoch + ms(5));
+    }
 }

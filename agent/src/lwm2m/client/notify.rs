@@ -240,13 +240,22 @@ impl Client {
     /// have something new to say (a value change is `values_changed`'s to see):
     /// with a hundred observations, evaluating each at every deadline was the
     /// client's busiest work.
+    ///
+    /// They are evaluated as of the tick they were due at (the last one before
+    /// `now`; every due observation's own deadline lies at or before it), so the
+    /// notifications sent now count their next pmin and pmax from the grid and
+    /// stay on it, instead of drifting a tick later each period.
     pub(super) fn check_due_observations(&mut self, now: Instant) {
         let due: Vec<bool> = self
             .observations
             .iter()
-            .map(|o| observe::deadline(o, &self.effective_attrs(o)).is_some_and(|t| t <= now))
+            .map(|o| self.observation_deadline(o).is_some_and(|t| t <= now))
             .collect();
-        self.check_observations_where(now, |n, _| due.get(n).copied().unwrap_or(false));
+        if !due.contains(&true) {
+            return;
+        }
+        let at = self.tick(self.ticks(now)).max(self.epoch);
+        self.check_observations_where(at, |n, _| due.get(n).copied().unwrap_or(false));
     }
 
     /// Evaluates the observations `wanted` picks: a device's new values concern
