@@ -152,6 +152,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         crate::VERSION
     );
     systemd::ready(&summary);
+    release_freed_memory();
 
     let mut last_ping = Instant::now();
     let mut stop_by: Option<Instant> = None;
@@ -218,6 +219,19 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Gives the heap that start-up (config, object definitions, the database's
+/// migrations) or a reload used and freed back to the system: glibc keeps freed
+/// memory in its arenas otherwise, and it would count in the daemon's RSS for as
+/// long as it runs.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the kernel;
+    // it takes no pointers and is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Events taken in one go, at most, before the next flush.
 const DRAIN_MAX: usize = 512;
 
@@ -265,5 +279,6 @@ fn reload_devices(loaded: &Loaded, engine: &mut engine::Engine) {
         }
     }
     let n = engine.devices.status().len();
+    release_freed_memory();
     systemd::reloaded(&format!("{n} device(s)"));
 }
