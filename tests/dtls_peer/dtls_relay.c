@@ -395,6 +395,8 @@ static int verify_client(gnutls_session_t s)
         if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) == 0) {
             snprintf(p->verify, sizeof p->verify, "%s", (char *)out.data);
             gnutls_free(out.data);
+            for (size_t n = strlen(p->verify); n && p->verify[n - 1] == ' ';)
+                p->verify[--n] = 0;
         } else {
             snprintf(p->verify, sizeof p->verify, "verification status 0x%x", status);
         }
@@ -514,6 +516,13 @@ static void hexstr(const unsigned char *d, size_t n, char *out)
 
 static void ev_peer_identity(struct peer *p)
 {
+    gnutls_datum_t user = {0};
+    if (!p->psk_id_len && gnutls_psk_server_get_username2(p->s, &user) == 0 && user.size) {
+        /* A resumed session: the PSK callback did not run this time. */
+        p->psk_id_len = user.size < MAX_ID ? user.size : MAX_ID;
+        memcpy(p->psk_id, user.data, p->psk_id_len);
+        p->psk_known = 1;
+    }
     if (p->psk_id_len) {
         ev_bytes("psk_identity", p->psk_id, p->psk_id_len);
         ev_bool("psk_identity_known", p->psk_known);
