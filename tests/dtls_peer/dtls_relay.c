@@ -188,6 +188,22 @@ static void ev_end(void)
     fflush(stdout);
 }
 
+/* An alert as its RFC 5246 name (bad_record_mac) and number: the names
+ * clients print, unlike GnuTLS's prose ("Bad record MAC"). */
+static void ev_alert(const char *k, int code)
+{
+    char name[64], key[64];
+    const char *s = gnutls_alert_get_strname((gnutls_alert_description_t)code);
+    size_t i = 0;
+    if (s && !strncmp(s, "GNUTLS_A_", 9))
+        for (s += 9; *s && i < sizeof name - 1; s++)
+            name[i++] = (char)(*s >= 'A' && *s <= 'Z' ? *s - 'A' + 'a' : *s);
+    name[i] = 0;
+    ev_str(k, i ? name : "unknown");
+    snprintf(key, sizeof key, "%s_code", k);
+    ev_int(key, code);
+}
+
 /* ---- addresses ------------------------------------------------------------ */
 
 static size_t addr_key(const struct sockaddr_storage *a, unsigned char *out)
@@ -604,7 +620,7 @@ static void handshake_step(struct peer *p)
         ev_str("client", p->name);
         ev_str("error", gnutls_strerror_name(r));
         if (r == GNUTLS_E_WARNING_ALERT_RECEIVED)
-            ev_str("alert_received", gnutls_alert_get_name(gnutls_alert_get(p->s)));
+            ev_alert("alert_received", gnutls_alert_get(p->s));
         ev_end();
         return;
     }
@@ -625,13 +641,13 @@ static void handshake_failed(struct peer *p, int r, int alert, const char *reaso
     }
     ev_str("reason", reason ? reason : gnutls_strerror(r));
     if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
-        ev_str("alert_received", gnutls_alert_get_name(gnutls_alert_get(p->s)));
+        ev_alert("alert_received", gnutls_alert_get(p->s));
     } else {
         int level;
         if (alert < 0)
             alert = gnutls_error_to_alert(r, &level);
         if (alert >= 0) {
-            ev_str("alert_sent", gnutls_alert_get_name((gnutls_alert_description_t)alert));
+            ev_alert("alert_sent", alert);
             gnutls_alert_send(p->s, GNUTLS_AL_FATAL, (gnutls_alert_description_t)alert);
         }
     }
@@ -675,13 +691,13 @@ static void record_step(struct peer *p)
             ev_str("client", p->name);
             ev_str("error", gnutls_strerror_name((int)r));
             if (r == GNUTLS_E_WARNING_ALERT_RECEIVED)
-                ev_str("alert_received", gnutls_alert_get_name(gnutls_alert_get(p->s)));
+                ev_alert("alert_received", gnutls_alert_get(p->s));
             ev_end();
             continue;
         }
         char why[256];
         if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
-            snprintf(why, sizeof why, "alert received: %s", gnutls_alert_get_name(gnutls_alert_get(p->s)));
+            snprintf(why, sizeof why, "alert received: %s", gnutls_alert_get_strname(gnutls_alert_get(p->s)));
         else
             snprintf(why, sizeof why, "%s", gnutls_strerror((int)r));
         ev_closed(p, why);
