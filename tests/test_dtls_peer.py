@@ -150,6 +150,7 @@ def test_psk_registration_through_relay(flavor, server, peers):
     assert hs["psk_identity"] == PSK_ID and hs["psk_identity_known"] is True
     # The server sees the client on the relay's upstream socket for it.
     assert reg.remote.sockaddr[1] == hs["upstream_port"]
+    assert hs["sni"] == "127.0.0.1"  # libcoap sends the address as SNI; GnuTLS lets IPv4 through
     assert peer.wait_event("closed", reason="close_notify")
 
 
@@ -289,13 +290,18 @@ def test_drop_first_handshake_datagrams(flavor, server, peers):
     assert hs["t"] - drops[0]["t"] >= 2.5  # two retransmission timeouts went by
 
 
-def test_drop_first_outgoing_handshake_datagrams(server, peers):
-    """The relay's HelloVerifyRequest and its first ServerHello flight are lost."""
-    peer = peers(server.port, psk={PSK_ID: PSK_KEY}, drop_first_out=2)
+@pytest.mark.parametrize("cookies", [True, False], ids=["cookies", "no-cookie"])
+def test_drop_first_outgoing_handshake_datagrams(cookies, server, peers):
+    """With cookies the relay's first two HelloVerifyRequests are lost; without,
+    its first two ServerHello flights, which it must send again when the
+    client's ClientHello comes again."""
+    peer = peers(server.port, psk={PSK_ID: PSK_KEY}, drop_first_out=2, cookies=cookies)
     out = register("openssl", peer.uri, "drop-out", *psk_args(), timeout=40)
     assert "c:2.01" in out, out
     server.wait_registered("drop-out", timeout=5)
     assert len(peer.find("drop", reason="drop-first-out", dir="out")) == 2
+    assert len(peer.find("hello_verify")) == (3 if cookies else 0)
+    assert len(peer.find("handshake")) == 1, peer.dump()
 
 
 # ---- long-lived associations with openssl s_client ----------------------------------
@@ -306,7 +312,8 @@ class SClient:
     go out as records; what comes back is read from its stdout."""
 
     def __init__(self, peer, bind=None, sess_out=None, sess_in=None, extra=()):
-        args = [need("openssl"), "s_client", "-dtls1_2", "-connect", f"127.0.0.1:{peer.port}", "-quiet",
+        host = f"[{peer.host}]" if ":" in peer.host else peer.host
+        args = [need("openssl"), "s_client", "-dtls1_2", "-connect", f"{host}:{peer.port}", "-quiet",
                 "-psk", PSK_KEY.hex(), "-psk_identity", PSK_ID, "-cipher", "PSK-AES128-CCM8", *extra]
         if bind:
             args += ["-bind", bind]
@@ -319,7 +326,8 @@ class SClient:
 
     def request(self, code, path, query=(), payload=b""):
         self.mid += 1
-        m = Message(mtype=Type.CON, mid=self.mid, token=self.mid.to_bytes(2, "big"), code=code, payload=payload)
+        m = Message(code=code, payload=payload)
+        m.mtype, m.mid, m.token = Type.CON, self.mid, self.mid.to_bytes(2, "big")
         m.opt.uri_path = [s for s in path.split("/") if s]
         m.opt.uri_query = list(query)
         self.proc.stdin.write(m.encode())
@@ -432,6 +440,23 @@ def test_resumption(mechanism, server, peers, sclients, tmp_path):
         assert hs["resumed"] is expect_resumed, peer.dump()
         assert hs["psk_identity"] == PSK_ID
         c.close()
+
+
+def test_ipv6(server, peers, sclients):
+    """The relay on [::1]. GnuTLS refuses an IP literal as SNI (RFC 6066 allows
+    host names only), and libcoap's clients send "::1": refused, with the reason.
+    A client that sends no SNI for an address gets through."""
+    peer = peers(server.port, psk={PSK_ID: PSK_KEY}, listen="[::1]:0")
+    assert peer.uri == f"coaps://[::1]:{peer.port}"
+    c = sclients(peer, extra=("-noservername",))
+    assert c.register("v6").code == Code.CREATED
+    hs = peer.wait_event("handshake", ok=True)
+    assert hs["client"].startswith("[::1]:") and "sni" not in hs
+    mark = peer.mark()
+    out = register("openssl", peer.uri, "v6-sni", *psk_args())
+    assert "c:2.01" not in out
+    hs = peer.wait_event("handshake", ok=False, since=mark)
+    assert hs["error"] == "GNUTLS_E_RECEIVED_DISALLOWED_NAME" and hs["alert_sent"] == "illegal_parameter"
 
 
 # ---- malformed input ----------------------------------------------------------------
