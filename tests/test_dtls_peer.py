@@ -393,6 +393,22 @@ def test_blackout_forget_and_close(server, peers, sclients):
     assert c2.proc.wait(5) is not None  # s_client ends on the close_notify
 
 
+def test_idle_association_forgotten(server, peers, sclients):
+    """--idle: a silent association is forgotten, as servers expire theirs; the
+    client's next records are stray until it handshakes again."""
+    peer = peers(server.port, psk={PSK_ID: PSK_KEY}, idle=1)
+    c = sclients(peer)
+    assert c.register("idle").code == Code.CREATED
+    peer.command("sessions")
+    assert peer.find("session", established=True)
+    closed = peer.wait_event("closed", reason="idle", timeout=5)
+    assert closed["established"] is True
+    mark = peer.mark()
+    c.register("idle-again")
+    assert peer.wait_event("stray", since=mark, timeout=3)["content_type"] == 23
+    assert c.response(timeout=0.5) is None
+
+
 def test_new_association_from_same_address(server, peers, sclients):
     """A client that vanished without close_notify comes back from the same port
     (a reboot): the relay replaces the association after a cookie exchange and
