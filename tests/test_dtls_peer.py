@@ -372,7 +372,7 @@ def test_blackout_forget_and_close(server, peers, sclients):
     assert r is not None and r.code == Code.CREATED, peer.dump()
     # A blackout: the request is lost both ways' worth; afterwards it flows again.
     peer.blackout(1.5)
-    c.register("sc-2")
+    c.request(Code.POST, "rd", ["ep=sc-2"], b"</1/0>")
     assert peer.wait_event("drop", reason="blackout", dir="in", timeout=3)
     assert c.response(timeout=0.5) is None
     peer.wait_event("blackout_end", timeout=5)
@@ -382,7 +382,7 @@ def test_blackout_forget_and_close(server, peers, sclients):
     # are ignored as a real server would, reported as stray.
     peer.forget()
     mark = peer.mark()
-    c.register("sc-4")
+    c.request(Code.POST, "rd", ["ep=sc-4"], b"</1/0>")
     stray = peer.wait_event("stray", since=mark, timeout=3)
     assert stray["content_type"] == 23  # application data of an unknown association
     assert c.response(timeout=0.5) is None
@@ -404,7 +404,7 @@ def test_idle_association_forgotten(server, peers, sclients):
     closed = peer.wait_event("closed", reason="idle", timeout=5)
     assert closed["established"] is True
     mark = peer.mark()
-    c.register("idle-again")
+    c.request(Code.POST, "rd", ["ep=idle-again"], b"</1/0>")
     assert peer.wait_event("stray", since=mark, timeout=3)["content_type"] == 23
     assert c.response(timeout=0.5) is None
 
