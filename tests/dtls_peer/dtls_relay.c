@@ -189,18 +189,24 @@ static void ev_end(void)
     fflush(stdout);
 }
 
-/* An alert as its RFC 5246 name (bad_record_mac) and number: the names
- * clients print, unlike GnuTLS's prose ("Bad record MAC"). */
-static void ev_alert(const char *k, int code)
+/* An alert's RFC 5246 name (bad_record_mac): what clients print, unlike
+ * GnuTLS's prose ("Bad record MAC"). */
+static const char *alert_name(int code)
 {
-    char name[64], key[64];
+    static char name[64];
     const char *s = gnutls_alert_get_strname((gnutls_alert_description_t)code);
     size_t i = 0;
     if (s && !strncmp(s, "GNUTLS_A_", 9))
         for (s += 9; *s && i < sizeof name - 1; s++)
             name[i++] = (char)(*s >= 'A' && *s <= 'Z' ? *s - 'A' + 'a' : *s);
     name[i] = 0;
-    ev_str(k, i ? name : "unknown");
+    return i ? name : "unknown";
+}
+
+static void ev_alert(const char *k, int code)
+{
+    char key[64];
+    ev_str(k, alert_name(code));
     snprintf(key, sizeof key, "%s_code", k);
     ev_int(key, code);
 }
@@ -706,7 +712,7 @@ static void record_step(struct peer *p)
         }
         char why[256];
         if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
-            snprintf(why, sizeof why, "alert received: %s", gnutls_alert_get_strname(gnutls_alert_get(p->s)));
+            snprintf(why, sizeof why, "alert received: %s", alert_name(gnutls_alert_get(p->s)));
         else
             snprintf(why, sizeof why, "%s", gnutls_strerror((int)r));
         ev_closed(p, why);
