@@ -173,6 +173,17 @@ def test_get_content_through_relay_default_suites(peers, tmp_path):
         srv.wait()
 
 
+def test_psk_file(server, peers, tmp_path):
+    """--psk-file: one identity and hex key a line, comments allowed."""
+    f = tmp_path / "psk.txt"
+    f.write_text(f"# identity:hexkey\n{PSK_ID}:{PSK_KEY.hex()}\n\n  ep-two:{b'second-key'.hex()}\n")
+    peer = peers(server.port, extra=["--psk-file", str(f)])
+    assert "c:2.01" in register("openssl", peer.uri, "file-1", *psk_args())
+    assert "c:2.01" in register("gnutls", peer.uri, "file-2", *psk_args("ep-two", b"second-key"))
+    ids = [h["psk_identity"] for h in peer.find("handshake", ok=True)]
+    assert ids == [PSK_ID, "ep-two"]
+
+
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_wrong_psk_fails_with_reason(flavor, server, peers):
     peer = peers(server.port, psk={PSK_ID: PSK_KEY}, priority=PSK_CCM8)
