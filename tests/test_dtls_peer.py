@@ -381,7 +381,7 @@ def test_blackout_forget_and_close(server, peers, sclients):
     c = sclients(peer)
     r = c.register("sc-1")
     assert r is not None and r.code == Code.CREATED, peer.dump()
-    # A blackout: the request is lost both ways' worth; afterwards it flows again.
+    # A blackout: the request is lost; afterwards requests flow again.
     peer.blackout(1.5)
     c.request(Code.POST, "rd", ["ep=sc-2"], b"</1/0>")
     assert peer.wait_event("drop", reason="blackout", dir="in", timeout=3)
@@ -389,6 +389,12 @@ def test_blackout_forget_and_close(server, peers, sclients):
     peer.wait_event("blackout_end", timeout=5)
     assert c.register("sc-3").code == Code.CREATED
     assert "sc-2" not in server.registrations
+    # `drop 1`: the next datagram from a client is lost, the one after is not.
+    peer.drop(1)
+    c.request(Code.POST, "rd", ["ep=sc-dropped"], b"</1/0>")
+    assert peer.wait_event("drop", reason="drop", dir="in", timeout=3)
+    assert c.register("sc-after-drop").code == Code.CREATED
+    assert "sc-dropped" not in server.registrations
     # The relay forgets the association (a server restart): the client's records
     # are ignored as a real server would, reported as stray.
     peer.forget()
