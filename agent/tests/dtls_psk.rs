@@ -1,0 +1,66 @@
+//! DTLS PSK against independent peers: libcoap's servers on OpenSSL and GnuTLS,
+//! `gnutls-serv` and `openssl s_server`.
+
+mod dtls_support;
+
+use dtls_support::*;
+use lwgate::dtls::{DtlsConfig, DtlsContext, DtlsSession};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "lwgate-test-secret";
+
+fn psk(identity: &str, key: &[u8], deadline: Duration) -> DtlsContext {
+    let mut c = DtlsConfig::psk(identity, key.to_vec());
+    c.handshake_timeout = deadline;
+    DtlsContext::new(&c).unwrap()
+}
+
+/// Handshake, then a CoAP GET whose 2.05 response must decrypt.
+fn get_well_known(peer: &Peer, ctx: &DtlsContext) -> (bool, String) {
+    let mut s = DtlsSession::new(ctx, None, Instant::now()).unwrap();
+    let mut d = Driver::new(peer.port);
+    // Sent before the handshake ends: queued, then encrypted.
+    s.send(&coap_get_well_known(0x1234)).unwrap();
+    let app = d.run(&mut s, Duration::from_secs(10), |_, app| !app.is_empty());
+    let got = established(&s);
+    assert_eq!(coap_code(&app[0]), "2.05", "{}", peer.output());
+    assert!(
+        String::from_utf8_lossy(&app[0]).contains("</>"),
+        "{:?}",
+        app[0]
+    );
+    s.close();
+    while let Some(d2) = s.poll_transmit() {
+        let _ = d.sock.send(&d2);
+    }
+    got
+}
+
+#[test]
+fn psk_coap_get_against_libcoap_openssl_and_gnutls() {
+    let dir = tempfile::tempdir().unwrap();
+    for bin in ["coap-server-openssl", "coap-server-gnutls"] {
+        let peer = coap_server_psk(bin, KEY, dir.path());
+        let ctx = psk("lwgate-dev", KEY.as_bytes(), Duration::from_secs(5));
+        let (resumed, cipher) = get_well_known(&peer, &ctx);
+        assert!(!resumed);
+        println!("{bin}: established with {cipher}");
+    }
+}
+
+#[test]
+fn wrong_psk_fails_within_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    for bin in ["coap-server-openssl", "coap-server-gnutls"] {
+        let peer = coap_server_psk(bin, KEY, dir.path());
+        let ctx = psk("lwgate-dev", b"not-the-key", Duration::from_secs(2));
+        let t0 = Instant::now();
+        let mut s = DtlsSession::new(&ctx, None, t0).unwrap();
+        Driver::new(peer.port).handshake(&mut s, Duration::from_secs(5));
+        let why = failure(&s);
+        let took = t0.elapsed();
+        println!("{bin}: wrong PSK → {why:?} after {took:?}");
+        assert!(took < Duration::from_millis(2_600), "{took:?}");
+        assert!(why.contains("PSK"), "{why}");
+    }
+}
