@@ -49,9 +49,11 @@ fn udp_bound(port: u16) -> bool {
     ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
         std::fs::read_to_string(f)
             .map(|s| {
-                s.lines()
-                    .skip(1)
-                    .any(|l| l.split_whitespace().nth(1).is_some_and(|a| format!("{a} ").contains(&needle)))
+                s.lines().skip(1).any(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|a| format!("{a} ").contains(&needle))
+                })
             })
             .unwrap_or(false)
     })
@@ -112,7 +114,16 @@ pub fn coap_server_psk(bin: &str, key: &str, dir: &Path) -> Peer {
     let p = free_port_pair();
     Peer::spawn(
         bin,
-        Command::new(bin).args(["-A", "127.0.0.1", "-p", &p.to_string(), "-k", key, "-h", "hint"]),
+        Command::new(bin).args([
+            "-A",
+            "127.0.0.1",
+            "-p",
+            &p.to_string(),
+            "-k",
+            key,
+            "-h",
+            "hint",
+        ]),
         p + 1,
         dir,
     )
@@ -124,14 +135,16 @@ pub fn coap_server_pki(bin: &str, pki: &Pki, dir: &Path) -> Peer {
     let p = free_port_pair();
     Peer::spawn(
         bin,
-        Command::new(bin).args(["-A", "127.0.0.1", "-p", &p.to_string()]).args([
-            "-c".as_ref(),
-            pki.server_cert.as_os_str(),
-            "-j".as_ref(),
-            pki.server_key.as_os_str(),
-            "-C".as_ref(),
-            pki.ca_cert.as_os_str(),
-        ]),
+        Command::new(bin)
+            .args(["-A", "127.0.0.1", "-p", &p.to_string()])
+            .args([
+                "-c".as_ref(),
+                pki.server_cert.as_os_str(),
+                "-j".as_ref(),
+                pki.server_key.as_os_str(),
+                "-C".as_ref(),
+                pki.ca_cert.as_os_str(),
+            ]),
         p + 1,
         dir,
     )
@@ -165,7 +178,13 @@ fn openssl(dir: &Path, args: &[&str]) {
 impl Pki {
     pub fn generate(dir: &Path) -> Pki {
         require("openssl", "openssl");
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
         for ca in ["ca", "other-ca"] {
             let mut a = vec!["req", "-x509", "-days", "30", "-subj"];
             let subj = format!("/CN=lwgate test {ca}");
@@ -176,7 +195,11 @@ impl Pki {
             openssl(dir, &a);
         }
         let leaf = |name: &str, san: &str| {
-            let (k, r, c) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+            let (k, r, c) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+            );
             let subj = format!("/CN={name}");
             let mut a = vec!["req", "-subj", &subj];
             a.extend(ec);
@@ -187,8 +210,21 @@ impl Pki {
             openssl(
                 dir,
                 &[
-                    "x509", "-req", "-in", &r, "-CA", "ca.pem", "-CAkey", "ca.key",
-                    "-CAcreateserial", "-days", "30", "-extfile", &ext, "-out", &c,
+                    "x509",
+                    "-req",
+                    "-in",
+                    &r,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "30",
+                    "-extfile",
+                    &ext,
+                    "-out",
+                    &c,
                 ],
             );
         };
@@ -213,10 +249,18 @@ impl Pki {
 /// Checks OpenSSL kept datagram boundaries: a datagram holds whole records
 /// only, and never more than the MTU.
 pub fn assert_whole_records(d: &[u8]) {
-    assert!(d.len() <= MTU, "datagram of {} bytes exceeds the MTU {MTU}", d.len());
+    assert!(
+        d.len() <= MTU,
+        "datagram of {} bytes exceeds the MTU {MTU}",
+        d.len()
+    );
     let mut i = 0;
     while i < d.len() {
-        assert!(d.len() - i >= 13, "truncated record header at {i} of {}", d.len());
+        assert!(
+            d.len() - i >= 13,
+            "truncated record header at {i} of {}",
+            d.len()
+        );
         // The ClientHello's record says DTLS 1.0 (0xFEFF), as RFC 6347 allows.
         assert!(
             matches!(d[i + 1..i + 3], [0xFE, 0xFD | 0xFF]),
@@ -285,10 +329,16 @@ impl Driver {
                 return app;
             }
             let now = Instant::now();
-            assert!(now - t0 < limit, "driver limit {limit:?} passed in {:?}", s.state());
+            assert!(
+                now - t0 < limit,
+                "driver limit {limit:?} passed in {:?}",
+                s.state()
+            );
             let wait = s
                 .poll_timeout()
-                .map_or(Duration::from_millis(100), |t| t.saturating_duration_since(now))
+                .map_or(Duration::from_millis(100), |t| {
+                    t.saturating_duration_since(now)
+                })
                 .clamp(Duration::from_millis(1), Duration::from_millis(100));
             self.sock.set_read_timeout(Some(wait)).unwrap();
             match self.sock.recv(&mut buf) {
@@ -352,4 +402,41 @@ pub fn failure(s: &DtlsSession) -> String {
         DtlsState::Failed(why) => why.clone(),
         other => panic!("not failed: {other:?}"),
     }
+}
+
+/// `gnutls-serv` as a DTLS echo server with a PSK file (`identity:hexkey`).
+pub fn gnutls_serv_psk(identity: &str, key: &[u8], dir: &Path) -> Peer {
+    require("gnutls-serv", "gnutls-bin");
+    let file = dir.join(format!("psk-{identity}.txt"));
+    std::fs::write(&file, format!("{identity}:{}\n", hex(key))).unwrap();
+    let port = free_port();
+    Peer::spawn(
+        "gnutls-serv",
+        Command::new("gnutls-serv")
+            .args(["--udp", "--echo", "-p", &port.to_string(), "--pskpasswd"])
+            .arg(&file)
+            .args(["--priority", "NORMAL:+PSK:+ECDHE-PSK:+AES-128-CCM-8"]),
+        port,
+        dir,
+    )
+}
+
+/// `openssl s_server -dtls1_2` with extra arguments (it serves one client at a
+/// time, up to `-naccept`).
+pub fn s_server(args: &[&str], dir: &Path) -> Peer {
+    require("openssl", "openssl");
+    let port = free_port();
+    let accept = format!("127.0.0.1:{port}");
+    Peer::spawn(
+        "s_server",
+        Command::new("openssl")
+            .args(["s_server", "-dtls1_2", "-accept", &accept])
+            .args(args),
+        port,
+        dir,
+    )
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
