@@ -60,14 +60,15 @@ impl fmt::Debug for DtlsContext {
 
 /// Refuses RFC 7250 on an OpenSSL that cannot do it, naming the version.
 fn rpk_unsupported() -> DtlsError {
-    let v = openssl::version::version();
+    let full = openssl::version::version();
+    let v = full.strip_prefix("OpenSSL ").unwrap_or(full);
     if openssl::version::number() < RPK_VERSION {
         DtlsError::Unsupported(format!(
             "this build's OpenSSL (version {v}) has no raw public keys (RFC 7250 needs 3.2)"
         ))
     } else {
         DtlsError::Unsupported(format!(
-            "raw public keys (RFC 7250) are not implemented in lwgate's DTLS yet ({v})"
+            "raw public keys (RFC 7250) are not implemented in lwgate's DTLS yet (OpenSSL {v})"
         ))
     }
 }
