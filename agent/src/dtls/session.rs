@@ -45,7 +45,41 @@ pub struct DtlsSession {
     queued: VecDeque<Vec<u8>>,
     heard: bool,
     offered_resumption: bool,
+    /// Why the server failed the resumed handshake we then replaced by a full one.
+    resumption_refused: Option<String>,
     handshake_time: Option<Duration>,
+}
+
+/// A fresh SSL on the context's settings, offering `resume` when it came from a
+/// session of this context; says whether it was offered.
+fn open(
+    ctx: &DtlsContext,
+    resume: Option<&SessionTicket>,
+) -> Result<(SslStream<Wire>, bool), DtlsError> {
+    let inner = &ctx.inner;
+    let mut ssl = Ssl::new(&inner.ctx)?;
+    ssl.set_mtu(u32::from(inner.mtu))?;
+    ffi::set_retransmit_schedule(&mut ssl);
+    if let Some(name) = &inner.sni {
+        let ip = name.parse::<IpAddr>().ok();
+        if ip.is_none() {
+            ssl.set_hostname(name)?;
+        }
+        if inner.check_name {
+            match ip {
+                Some(ip) => ssl.param_mut().set_ip(ip)?,
+                None => ssl.param_mut().set_host(name)?,
+            }
+        }
+    }
+    let mut offered = false;
+    if let Some(t) = resume.filter(|t| t.context_id == inner.id) {
+        // SAFETY: OpenSSL may resume a session only on the SSL_CTX that made it;
+        // the matching id says this ticket's session came from this one.
+        unsafe { ssl.set_session(&t.session)? };
+        offered = true;
+    }
+    Ok((SslStream::new(ssl, Wire::default())?, offered))
 }
 
 impl fmt::Debug for DtlsSession {
@@ -65,40 +99,18 @@ impl DtlsSession {
         resume: Option<&SessionTicket>,
         now: Instant,
     ) -> Result<Self, DtlsError> {
-        let inner = &ctx.inner;
-        let mut ssl = Ssl::new(&inner.ctx)?;
-        ssl.set_mtu(u32::from(inner.mtu))?;
-        ffi::set_retransmit_schedule(&mut ssl);
-        if let Some(name) = &inner.sni {
-            let ip = name.parse::<IpAddr>().ok();
-            if ip.is_none() {
-                ssl.set_hostname(name)?;
-            }
-            if inner.check_name {
-                match ip {
-                    Some(ip) => ssl.param_mut().set_ip(ip)?,
-                    None => ssl.param_mut().set_host(name)?,
-                }
-            }
-        }
-        let mut offered_resumption = false;
-        if let Some(t) = resume.filter(|t| t.context_id == inner.id) {
-            // SAFETY: OpenSSL may resume a session only on the SSL_CTX that made
-            // it; the matching id says this ticket's session came from this one.
-            unsafe { ssl.set_session(&t.session)? };
-            offered_resumption = true;
-        }
-        let stream = SslStream::new(ssl, Wire::default())?;
+        let (stream, offered_resumption) = open(ctx, resume)?;
         let mut s = Self {
             ctx: ctx.clone(),
             stream,
             state: DtlsState::Handshaking,
             started: now,
-            deadline: now + inner.handshake_timeout,
+            deadline: now + ctx.inner.handshake_timeout,
             retransmit_at: None,
             queued: VecDeque::new(),
             heard: false,
             offered_resumption,
+            resumption_refused: None,
             handshake_time: None,
         };
         s.drive_handshake(now);
@@ -117,6 +129,14 @@ impl DtlsSession {
     /// Whether a resumption was offered (to tell a refused one from none).
     pub fn offered_resumption(&self) -> bool {
         self.offered_resumption
+    }
+
+    /// Why the server failed the resumed handshake, when it did: the session then
+    /// made a full handshake instead, within the same deadline. (libcoap's
+    /// OpenSSL server does this for certificate sessions: it sets no session id
+    /// context and answers a resumption with internal_error.)
+    pub fn resumption_refused(&self) -> Option<&str> {
+        self.resumption_refused.as_deref()
     }
 
     /// From `new` to the handshake's end, by the `now`s given.
@@ -257,8 +277,28 @@ impl DtlsSession {
             Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => {}
             Err(e) => {
                 let why = failure::describe(&e, self.stream.ssl(), &self.facts());
-                self.fail(why);
+                if self.offered_resumption && self.resumption_refused.is_none() {
+                    self.full_handshake_instead(why, now);
+                } else {
+                    self.fail(why);
+                }
             }
+        }
+    }
+
+    /// Some servers fail a resumption they cannot honour instead of falling back
+    /// to a full handshake themselves; we start one on a fresh SSL.
+    fn full_handshake_instead(&mut self, why: String, now: Instant) {
+        self.resumption_refused = Some(why);
+        match open(&self.ctx, None) {
+            Ok((mut stream, _)) => {
+                // Whatever the failed attempt still had to send goes first.
+                let left = std::mem::take(&mut self.stream.get_mut().outgoing);
+                stream.get_mut().outgoing = left;
+                self.stream = stream;
+                self.drive_handshake(now);
+            }
+            Err(e) => self.fail(format!("cannot restart the handshake: {e}")),
         }
     }
 

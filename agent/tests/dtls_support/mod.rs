@@ -423,7 +423,7 @@ pub fn gnutls_serv_psk(identity: &str, key: &[u8], dir: &Path) -> Peer {
 
 /// `openssl s_server -dtls1_2` with extra arguments (it serves one client at a
 /// time, up to `-naccept`).
-pub fn s_server(args: &[&str], dir: &Path) -> Peer {
+pub fn s_server<A: AsRef<std::ffi::OsStr>>(args: &[A], dir: &Path) -> Peer {
     require("openssl", "openssl");
     let port = free_port();
     let accept = format!("127.0.0.1:{port}");
