@@ -279,9 +279,25 @@ pub struct Driver {
     pub drop_out: usize,
     /// The server's first N datagrams are discarded (simulated loss).
     pub drop_in: usize,
+    /// The first N datagrams each way that carry an encrypted (epoch 1) record
+    /// are lost: the final flights (Finished).
+    pub drop_finished_out: usize,
+    pub drop_finished_in: usize,
     pub sent: usize,
     pub received: usize,
     pub records_checked: usize,
+}
+
+/// Whether a datagram holds a record of epoch 1 or later.
+pub fn has_encrypted_record(d: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 13 <= d.len() {
+        if d[i + 3..i + 5] != [0, 0] {
+            return true;
+        }
+        i += 13 + usize::from(u16::from_be_bytes([d[i + 11], d[i + 12]]));
+    }
+    false
 }
 
 impl Driver {
@@ -292,6 +308,8 @@ impl Driver {
             sock,
             drop_out: 0,
             drop_in: 0,
+            drop_finished_out: 0,
+            drop_finished_in: 0,
             sent: 0,
             received: 0,
             records_checked: 0,
@@ -305,6 +323,10 @@ impl Driver {
             self.sent += 1;
             if self.drop_out > 0 {
                 self.drop_out -= 1;
+                continue;
+            }
+            if self.drop_finished_out > 0 && has_encrypted_record(&d) {
+                self.drop_finished_out -= 1;
                 continue;
             }
             // An ICMP error from an earlier datagram may surface here.
@@ -346,6 +368,10 @@ impl Driver {
                     self.received += 1;
                     if self.drop_in > 0 {
                         self.drop_in -= 1;
+                        continue;
+                    }
+                    if self.drop_finished_in > 0 && has_encrypted_record(&buf[..n]) {
+                        self.drop_finished_in -= 1;
                         continue;
                     }
                     app.extend(s.handle_datagram(&buf[..n], Instant::now()));
