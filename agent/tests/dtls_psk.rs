@@ -17,11 +17,18 @@ fn psk(identity: &str, key: &[u8], deadline: Duration) -> DtlsContext {
 
 /// Handshake, then a CoAP GET whose 2.05 response must decrypt.
 fn get_well_known(peer: &Peer, ctx: &DtlsContext) -> (bool, String) {
+    try_get_well_known(peer, ctx).unwrap()
+}
+
+fn try_get_well_known(peer: &Peer, ctx: &DtlsContext) -> Result<(bool, String), String> {
     let mut s = DtlsSession::new(ctx, None, Instant::now()).unwrap();
     let mut d = Driver::new(peer.port);
     // Sent before the handshake ends: queued, then encrypted.
     s.send(&coap_get_well_known(0x1234)).unwrap();
     let app = d.run(&mut s, Duration::from_secs(10), |_, app| !app.is_empty());
+    if let lwgate::dtls::DtlsState::Failed(why) = s.state() {
+        return Err(why.clone());
+    }
     let got = established(&s);
     assert_eq!(coap_code(&app[0]), "2.05", "{}", peer.output());
     assert!(
@@ -33,7 +40,7 @@ fn get_well_known(peer: &Peer, ctx: &DtlsContext) -> (bool, String) {
     while let Some(d2) = s.poll_transmit() {
         let _ = d.sock.send(&d2);
     }
-    got
+    Ok(got)
 }
 
 #[test]
@@ -135,4 +142,70 @@ fn unknown_identity() {
     assert!(peer
         .output()
         .contains("client identity not what we expected"));
+}
+
+#[test]
+fn each_default_suite_by_iana_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(dir.path());
+    for bin in ["coap-server-openssl", "coap-server-gnutls"] {
+        let peer = coap_server_psk(bin, KEY, dir.path());
+        for n in [0xC0A8u16, 0x00A8, 0x00AE, 0xC037] {
+            let mut c = DtlsConfig::psk("lwgate-dev", KEY.as_bytes().to_vec());
+            c.ciphers = Some(vec![n]);
+            match try_get_well_known(&peer, &DtlsContext::new(&c).unwrap()) {
+                Ok((_, cipher)) => {
+                    assert_eq!(lwgate::dtls::ciphers::iana_number(&cipher), Some(n))
+                }
+                // libcoap 4.3.1's OpenSSL server leaves the CBC PSK suites out.
+                Err(why) if bin == "coap-server-openssl" && matches!(n, 0x00AE | 0xC037) => {
+                    assert_eq!(
+                        why,
+                        "server refused the handshake (no PSK suite in common, \
+                         or identity or key refused) (alert: handshake_failure)"
+                    );
+                }
+                Err(why) => panic!("{bin}: 0x{n:04X} → {why}"),
+            }
+        }
+        drop(peer);
+        let peer = coap_server_pki(bin, &pki, dir.path());
+        for n in [0xC0AEu16, 0xC02B, 0xC023] {
+            let mut c = DtlsConfig::new(lwgate::dtls::Security::Certificate {
+                own_cert: Pki::read(&pki.client_cert),
+                own_key: Pki::read(&pki.client_key),
+                server: lwgate::dtls::ServerTrust::CaFile(pki.ca_cert.clone()),
+            });
+            c.ciphers = Some(vec![n]);
+            let (_, cipher) = get_well_known(&peer, &DtlsContext::new(&c).unwrap());
+            assert_eq!(lwgate::dtls::ciphers::iana_number(&cipher), Some(n));
+        }
+    }
+    // The two libcoap-openssl refuses, against openssl s_server.
+    let hexkey = hex(KEY.as_bytes());
+    let peer = s_server(
+        &[
+            "-nocert",
+            "-psk",
+            &hexkey,
+            "-psk_identity",
+            "lwgate-dev",
+            "-cipher",
+            "PSK",
+        ],
+        dir.path(),
+    );
+    for n in [0x00AEu16, 0xC037] {
+        let mut c = DtlsConfig::psk("lwgate-dev", KEY.as_bytes().to_vec());
+        c.ciphers = Some(vec![n]);
+        let mut s = DtlsSession::new(&DtlsContext::new(&c).unwrap(), None, Instant::now()).unwrap();
+        let mut d = Driver::new(peer.port);
+        d.handshake(&mut s, Duration::from_secs(5));
+        let (_, cipher) = established(&s);
+        assert_eq!(lwgate::dtls::ciphers::iana_number(&cipher), Some(n));
+        s.close();
+        while let Some(x) = s.poll_transmit() {
+            let _ = d.sock.send(&x);
+        }
+    }
 }

@@ -99,6 +99,18 @@ impl Peer {
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Whether the peer says `needle` within a second (its output is buffered).
+    pub fn says(&self, needle: &str) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(1) {
+            if self.output().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
 }
 
 impl Drop for Peer {
@@ -288,6 +300,26 @@ pub struct Driver {
     pub records_checked: usize,
 }
 
+/// With DTLS_TEST_TRACE set, one line per datagram: direction and records
+/// (content type, epoch, length).
+fn trace(dir: &str, d: &[u8]) {
+    if std::env::var_os("DTLS_TEST_TRACE").is_none() {
+        return;
+    }
+    let mut recs = Vec::new();
+    let mut i = 0;
+    while i + 13 <= d.len() {
+        let len = usize::from(u16::from_be_bytes([d[i + 11], d[i + 12]]));
+        recs.push(format!(
+            "t{} e{} {len}",
+            d[i],
+            u16::from_be_bytes([d[i + 3], d[i + 4]])
+        ));
+        i += 13 + len;
+    }
+    eprintln!("{dir} {} bytes: {}", d.len(), recs.join(", "));
+}
+
 /// Whether a datagram holds a record of epoch 1 or later.
 pub fn has_encrypted_record(d: &[u8]) -> bool {
     let mut i = 0;
@@ -319,6 +351,7 @@ impl Driver {
     fn flush(&mut self, s: &mut DtlsSession) {
         while let Some(d) = s.poll_transmit() {
             assert_whole_records(&d);
+            trace("→", &d);
             self.records_checked += 1;
             self.sent += 1;
             if self.drop_out > 0 {
@@ -365,6 +398,7 @@ impl Driver {
             self.sock.set_read_timeout(Some(wait)).unwrap();
             match self.sock.recv(&mut buf) {
                 Ok(n) => {
+                    trace("←", &buf[..n]);
                     self.received += 1;
                     if self.drop_in > 0 {
                         self.drop_in -= 1;
