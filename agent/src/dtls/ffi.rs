@@ -74,7 +74,8 @@ pub fn timeout(ssl: &SslRef) -> Option<Duration> {
 }
 
 /// Retransmits if OpenSSL's timer has expired: 1 retransmitted, 0 not due, < 0
-/// the handshake failed (too many timeouts).
+/// the handshake failed (too many timeouts). A shared reference, as rust-openssl's
+/// own wrappers take for calls that change the SSL: `SslRef` is an opaque cell.
 pub fn handle_timeout(ssl: &SslRef) -> c_long {
     // SAFETY: DTLS_CTRL_HANDLE_TIMEOUT takes no argument; `ssl` is a live SSL.
     unsafe {

@@ -99,18 +99,6 @@ impl Peer {
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-
-    /// Whether the peer says `needle` within a second (its output is buffered).
-    pub fn says(&self, needle: &str) -> bool {
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(1) {
-            if self.output().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
 }
 
 impl Drop for Peer {
