@@ -49,6 +49,9 @@ EXPECTED = [
     "/usr/bin/lwgate",
     "/etc/lwgate/lwgate.toml",
     "/etc/lwgate/devices.d/README",
+    # Commented examples an installer copies to <name>.toml (ignored as they are).
+    "/etc/lwgate/devices.d/modbus-tcp.toml.example",
+    "/etc/lwgate/devices.d/modbus-rtu.toml.example",
     "/usr/lib/sysusers.d/lwgate.conf",
     "/usr/lib/tmpfiles.d/lwgate.conf",
     "/usr/share/doc/lwgate/README.md",
@@ -90,7 +93,7 @@ def test_rpm_contents(packages):
     assert not [f for f in files if f.startswith("/usr/lib/.build-id")], files
     flags = rpm_query(rpm, "[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILENAMES}\n]")
     by_path = {line.split()[-1]: line.split()[:-1] for line in flags.splitlines()}
-    for conf in ("/etc/lwgate/lwgate.toml", "/etc/lwgate/devices.d/README"):
+    for conf in ("/etc/lwgate/lwgate.toml", "/etc/lwgate/devices.d/README", "/etc/lwgate/devices.d/modbus-tcp.toml.example"):
         assert set("cn") <= set(by_path[conf][0]), flags  # %config(noreplace)
     # The rpm owns its directories (so erase removes them when empty), including
     # the ones that hold no file of its own.
@@ -111,8 +114,9 @@ def test_rpm_header_matches_deb(packages):
     assert rpm_query(rpm, "%{SUMMARY}") == summary.strip()
     words = lambda text: " ".join(text.split())  # noqa: E731 - the two wrap differently
     assert words(rpm_query(rpm, "%{DESCRIPTION}")) == words(extended)
-    # Claims stay with what this version does (issue 9): no proxying of devices yet.
-    assert "not yet" in extended and "proxies" not in extended
+    # Claims stay with what this version does: Modbus end devices behind /25, and
+    # what is not in it yet said so.
+    assert "Modbus" in words(extended) and "DTLS (coaps://), firmware update" in words(extended)
     assert rpm_query(rpm, "%{GROUP}") not in ("", "Unspecified")
     assert rpm_query(rpm, "%{BUILDHOST}") not in ("", "(none)")
     assert fields["Maintainer"].strip() in rpm_query(rpm, "%{CHANGELOGNAME}")

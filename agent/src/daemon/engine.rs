@@ -484,7 +484,9 @@ impl Engine {
 
 /// A CoAP request (code class 0, not the empty 0.00 of an ACK or RST).
 fn is_request(datagram: &[u8]) -> bool {
-    datagram.get(1).is_some_and(|&code| code != 0 && code >> 5 == 0)
+    datagram
+        .get(1)
+        .is_some_and(|&code| code != 0 && code >> 5 == 0)
 }
 
 impl Drop for Engine {

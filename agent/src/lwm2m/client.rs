@@ -489,7 +489,11 @@ impl Client {
         let t = observe::deadline(o, &self.effective_attrs(o))?;
         let ticks = self.ticks(t);
         let on_grid = self.tick(ticks);
-        Some(if on_grid < t { self.tick(ticks + 1) } else { on_grid })
+        Some(if on_grid < t {
+            self.tick(ticks + 1)
+        } else {
+            on_grid
+        })
     }
 
     /// Whole `NOTIFY_TICK`s from the client's epoch to `t` (rounded down).

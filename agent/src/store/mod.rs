@@ -188,7 +188,11 @@ mod tests {
         assert!(e.contains("another lwgate"), "{e}");
         drop(first);
         assert_eq!(
-            Store::open(&path).unwrap().get_meta("k").unwrap().as_deref(),
+            Store::open(&path)
+                .unwrap()
+                .get_meta("k")
+                .unwrap()
+                .as_deref(),
             Some("v")
         );
     }

@@ -262,7 +262,11 @@ fn composite_read_and_atomic_write() {
         .code,
         codes::METHOD_NOT_ALLOWED
     );
-    assert_eq!(d.trees.gateway.get_i64(1, 0, 1), Some(60), "nothing applied");
+    assert_eq!(
+        d.trees.gateway.get_i64(1, 0, 1),
+        Some(60),
+        "nothing applied"
+    );
     let w = br#"[{"n":"/1/0/1","v":77},{"n":"/dev1/3303/0/5750","vs":"x"}]"#.to_vec();
     let r = d.handle(Op::WriteComposite {
         format: Some(110),

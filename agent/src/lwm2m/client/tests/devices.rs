@@ -228,7 +228,8 @@ fn a_write_composite_across_devices_is_answered_when_the_last_device_has() {
     h.c.handle_datagram(h.now, 101, &p.to_bytes().unwrap());
     let out = h.take();
     assert!(
-        out.iter().all(|(_, r)| r.header.message_id != p.header.message_id),
+        out.iter()
+            .all(|(_, r)| r.header.message_id != p.header.message_id),
         "no answer before the devices have acted"
     );
     // The gateway's own part is applied at once.
@@ -360,4 +361,60 @@ fn with_several_servers_the_25_instance_acl_governs_the_end_device() {
     });
     let r = h.get(101, "/m1/3303/0/5700", None);
     assert_eq!(code(&r), codes::UNAUTHORIZED);
+}
+
+#[test]
+fn observations_due_within_a_tick_notify_together_and_stay_on_the_grid() {
+    let mut h = with_device();
+    // Off the 100 ms grid, as a server's requests are.
+    h.advance(Duration::from_millis(45));
+    let mut tokens = Vec::new();
+    for path in ["/m1/3303/0/5700", "/m1/3311/0/5850"] {
+        let r = h.req(101, RequestType::Put, path, |p| {
+            p.add_option(CoapOption::UriQuery, b"pmin=1".to_vec());
+            p.add_option(CoapOption::UriQuery, b"pmax=1".to_vec());
+        });
+        assert_eq!(code(&r), codes::CHANGED);
+        let r = h.req(101, RequestType::Get, path, |p| {
+            message::set_uint(p, CoapOption::Observe, 0);
+        });
+        assert_eq!(message::observe(&r), Some(0));
+        tokens.push(r.get_token().to_vec());
+        // The second observation starts 30 ms after the first.
+        h.advance(Duration::from_millis(30));
+    }
+    let start = h.now;
+    let mut seen: Vec<(usize, Duration)> = Vec::new();
+    for _ in 0..600 {
+        h.advance(Duration::from_millis(10));
+        for (_, p) in h.take() {
+            if let Some(i) = tokens.iter().position(|t| t.as_slice() == p.get_token()) {
+                seen.push((i, h.now - start));
+                if p.header.get_type() == MessageType::Confirmable {
+                    ack(&mut h, 101, &p);
+                }
+            }
+        }
+    }
+    let times = |i: usize| -> Vec<Duration> {
+        seen.iter()
+            .filter(|(j, _)| *j == i)
+            .map(|(_, t)| *t)
+            .collect()
+    };
+    let (a, b) = (times(0), times(1));
+    assert!(a.len() >= 5, "{seen:?}");
+    // After the first period both are due in the same tick and notified together:
+    // the second goes out as soon as the first is acknowledged (NSTART 1), one
+    // 10 ms step later here, not the 30 ms they were apart.
+    for (ta, tb) in a[1..].iter().zip(&b[1..]) {
+        assert!(
+            *tb >= *ta && *tb - *ta <= Duration::from_millis(10),
+            "{seen:?}"
+        );
+    }
+    // And once a second exactly, not a tick later each period.
+    for w in a[1..].windows(2) {
+        assert_eq!(w[1] - w[0], Duration::from_secs(1), "{seen:?}");
+    }
 }
