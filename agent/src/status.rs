@@ -48,6 +48,10 @@ pub struct ServerStatus {
     /// `starting`, `registering`, `registered`, `retrying in Ns …`, `disabled for Ns`, `stopped`.
     pub state: String,
     pub last_error: Option<String>,
+    /// `psk over DTLS: established (DTLSv1.2 PSK-AES128-CCM8)`, or the handshake's
+    /// state or last failure; absent for NoSec.
+    #[serde(default)]
+    pub security: Option<String>,
     /// Registration location on the server (`/rd/…`) while registered.
     #[serde(default)]
     pub location: Option<String>,
@@ -155,6 +159,9 @@ impl Status {
                 let _ = write!(o, " ({e})");
             }
             o.push('\n');
+            if let Some(sec) = &s.security {
+                let _ = writeln!(o, "    security: {sec}");
+            }
         }
         let _ = writeln!(o, "observations: {}", self.observations);
         let _ = writeln!(o, "devices:  {}", self.devices.len());
@@ -224,6 +231,7 @@ mod tests {
                 lifetime_s: 300,
                 state: "failed".into(),
                 last_error: Some("timeout".into()),
+                security: Some("psk over DTLS: handshaking".into()),
                 location: None,
                 lwm2m_version: None,
                 queued: 0,

@@ -3,7 +3,8 @@
 
 use super::bootstrap::{self, CardIdentity};
 use super::devices::EndDevices;
-use super::peers::{Heard, PeerEvent, Peers};
+use super::peers::{Heard, PeerEvent, PeerSecurity, Peers};
+use super::security;
 use super::system;
 use crate::coap::TxParams;
 use crate::codec::Format;
@@ -14,6 +15,7 @@ use crate::lwm2m::{Action, Client, ClientConfig, SessionStatus, Version};
 use crate::model::{ddf, Registry};
 use crate::store::batch::Batcher;
 use crate::store::Store;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,6 +30,9 @@ pub struct Engine {
     /// When the system facts were last read into the gateway's objects.
     sampled_at: Option<Instant>,
     pub peers: Peers,
+    /// DTLS settings LwM2M has no resource for, by Short Server ID (BS_PEER: the
+    /// bootstrap server).
+    security_local: HashMap<u16, security::Local>,
     storage_dir: PathBuf,
     system: config::SystemSection,
     store: Store,
@@ -177,12 +182,12 @@ impl Engine {
             Err(e) => tracing::error!("cannot load the stored state, starting afresh: {e}"),
         }
         let (card_tx, card_rx) = mpsc::channel(1);
-        let peers = peers_for(&client);
-        Self {
+        let mut engine = Self {
             client,
             devices,
             sampled_at: Some(now),
-            peers,
+            peers: Peers::default(),
+            security_local: security_locals(cfg),
             storage_dir,
             system: cfg.system.clone(),
             store,
@@ -216,18 +221,51 @@ impl Engine {
             card_checking: false,
             card_tx,
             card_rx,
-        }
+        };
+        let peers = engine.server_peers();
+        engine.peers.reset(peers);
+        engine
     }
 
     /// A datagram, a socket opened or refused, an address that did not resolve.
     pub fn peer_event(&mut self, now: Instant, ev: PeerEvent) {
-        match self.peers.handle(ev) {
-            Heard::Datagram(key, bytes) => self.datagram(now, key, &bytes),
-            Heard::Unreachable(key, why) if key == BS_PEER => self.bootstrap_failed(now, why),
-            Heard::Unreachable(key, why) => self.client.unreachable(now, key, &why),
-            Heard::Refused(key, why) if key != BS_PEER => self.client.refused(now, key, &why),
-            Heard::Refused(..) | Heard::Nothing => {}
+        let heard = self.peers.handle(ev);
+        self.heard(now, heard);
+    }
+
+    fn heard(&mut self, now: Instant, heard: Vec<Heard>) {
+        for h in heard {
+            match h {
+                Heard::Datagram(key, bytes) => self.datagram(now, key, &bytes),
+                Heard::Unreachable(key, why) if key == BS_PEER => self.bootstrap_failed(now, why),
+                Heard::Unreachable(key, why) => self.client.unreachable(now, key, &why),
+                Heard::Refused(key, why) if key != BS_PEER => self.client.refused(now, key, &why),
+                Heard::Refused(..) => {}
+            }
         }
+    }
+
+    /// One peer per server account, secured as its Security instance says.
+    fn server_peers(&self) -> Vec<(u16, String, PeerSecurity)> {
+        self.client
+            .servers()
+            .into_iter()
+            .map(|(ssid, uri)| {
+                let local = self.security_local.get(&ssid).cloned().unwrap_or_default();
+                let sec = security::peer_security(&self.client.trees.gateway, Some(ssid), &local);
+                (ssid, uri, sec)
+            })
+            .collect()
+    }
+
+    /// The bootstrap server's peer, secured as its Security instance says.
+    fn bootstrap_peer_security(&self) -> PeerSecurity {
+        let local = self
+            .security_local
+            .get(&BS_PEER)
+            .cloned()
+            .unwrap_or_default();
+        security::peer_security(&self.client.trees.gateway, None, &local)
     }
 
     pub fn deadline(&self) -> Option<Instant> {
@@ -235,6 +273,9 @@ impl Engine {
             self.client.poll_timeout(),
             self.batch.deadline(),
             self.bs.as_ref().and_then(|b| b.poll_timeout()),
+            self.peers.deadline(),
+            // A DTLS failure found while sending is taken at once, by `timeout`.
+            self.peers.has_heard().then(Instant::now),
             self.bs_not_before.filter(|_| self.bs.is_none()),
             self.bs_purge_at,
         ]
@@ -284,6 +325,9 @@ impl Engine {
         } else {
             self.client.set_wall_clock(unix_now());
         }
+        self.peers.handle_timeout(now);
+        let heard = self.peers.take_heard();
+        self.heard(now, heard);
         self.client.handle_timeout(now);
         if let Some(b) = self.bs.as_mut() {
             b.handle_timeout(now);
@@ -466,13 +510,14 @@ impl Engine {
         }
     }
 
-    pub fn status(&self, now: Instant) -> Vec<(SessionStatus, Option<String>)> {
+    pub fn status(&self, now: Instant) -> Vec<(SessionStatus, Option<String>, Option<String>)> {
         self.client
             .status(now)
             .into_iter()
             .map(|s| {
                 let net = self.peers.error(s.ssid);
-                (s, net)
+                let security = self.peers.security(s.ssid);
+                (s, net, security)
             })
             .collect()
     }
@@ -502,15 +547,14 @@ impl Drop for Engine {
 /// New accounts: the trees, the card they came from (and its accounts), a label for status.
 type Reprovision = (Trees, Option<(CardIdentity, Vec<u16>)>, String);
 
+/// The config's DTLS settings that have no LwM2M resource (none yet: a CA file
+/// and the handshake deadline come with the security keys of `[[server]]`).
+fn security_locals(_cfg: &config::Config) -> HashMap<u16, security::Local> {
+    HashMap::new()
+}
+
 /// Key of the bootstrap server in `peers` (0 is not a valid Short Server ID).
 pub const BS_PEER: u16 = 0;
-
-/// One (not yet connected) peer per server account.
-fn peers_for(client: &Client) -> Peers {
-    let mut peers = Peers::default();
-    peers.reset(client.servers());
-    peers
-}
 
 fn unix_now() -> f64 {
     std::time::SystemTime::now()

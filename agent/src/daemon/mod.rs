@@ -5,6 +5,8 @@ mod bootstrap;
 mod devices;
 mod engine;
 mod peers;
+mod secure_link;
+mod security;
 pub mod system;
 mod systemd;
 
@@ -42,6 +44,7 @@ fn server_rows(loaded: &Loaded) -> Vec<ServerStatus> {
             lifetime_s: s.lifetime.0,
             state: "starting".into(),
             last_error: None,
+            security: None,
             location: None,
             lwm2m_version: None,
             queued: 0,
@@ -60,13 +63,14 @@ fn update_servers(status: &SharedStatus, engine: &mut engine::Engine, now: std::
     st.servers = engine
         .status(now)
         .into_iter()
-        .map(|(s, net_error)| ServerStatus {
+        .map(|(s, net_error, security)| ServerStatus {
             ssid: s.ssid,
             uri: s.uri,
             binding: s.binding,
             lifetime_s: s.lifetime,
             state: s.state,
             last_error: net_error.or(s.last_error),
+            security,
             location: s.location,
             lwm2m_version: Some(s.version.to_string()),
             queued: s.queued,
@@ -96,6 +100,10 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
+    // The control socket first: a second daemon is told that one is already
+    // running, before it meets the first one's lock on the state database.
+    let socket_path = loaded.config.control.socket.clone();
+    let listener = control::bind(&socket_path).await?;
     let store = Store::open(&loaded.config.store.path)?;
     let starts = store.record_start()?;
     let schema_version = store.schema_version()?;
@@ -126,8 +134,6 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         s.devices = engine.devices.status();
     }
 
-    let socket_path = loaded.config.control.socket.clone();
-    let listener = control::bind(&socket_path).await?;
     let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel(16);
     let control_task = tokio::spawn(control::serve(listener, status.clone(), cmd_tx));
 

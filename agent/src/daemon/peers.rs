@@ -2,14 +2,18 @@
 //! opened when the core first has something to send (DNS may be down at boot; a
 //! name that does not resolve is retried on the core's back-off, not on a timer),
 //! and what the network said about each (unresolvable, refused) for the journal and
-//! `lwgate status`. Every datagram in and out is traced at debug level.
+//! `lwgate status`. Every datagram in and out is traced at debug level (the
+//! plaintext CoAP, DTLS or not). A `coaps://` peer runs a `SecureLink` between
+//! its socket and the core.
 
+use super::secure_link::{SecureLink, Step};
 use crate::coap::trace;
 use crate::config;
+use crate::dtls::DtlsConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -45,7 +49,6 @@ pub enum Heard {
     Unreachable(u16, String),
     /// The server's host answered that nothing listens on the port.
     Refused(u16, String),
-    Nothing,
 }
 
 enum Link {
@@ -65,6 +68,17 @@ pub struct Peer {
     link: Link,
     waiting: Vec<Vec<u8>>,
     error: Option<String>,
+    /// DTLS for a coaps:// server; `Err` when its Security instance cannot make a
+    /// session (said at every attempt: nothing can be sent).
+    secure: Result<Option<SecureLink>, String>,
+    last_addr: Option<SocketAddr>,
+}
+
+/// What a peer is secured with, as `Peers::insert` takes it.
+pub enum PeerSecurity {
+    None,
+    Dtls(Box<DtlsConfig>, &'static str),
+    Unusable(String),
 }
 
 impl Drop for Peer {
@@ -80,6 +94,8 @@ pub struct Peers {
     next_generation: u64,
     tx: mpsc::Sender<PeerEvent>,
     pub rx: mpsc::Receiver<PeerEvent>,
+    /// What sends and timeouts found (DTLS failures), for the engine to take.
+    heard: Vec<Heard>,
 }
 
 /// How a peer is named in the trace and the journal.
@@ -99,15 +115,26 @@ impl Default for Peers {
             next_generation: 1,
             tx,
             rx,
+            heard: Vec::new(),
         }
     }
 }
 
 impl Peers {
     /// Adds (or replaces, closing the old socket) the peer for `key`.
-    pub fn insert(&mut self, key: u16, uri: String) {
+    pub fn insert(&mut self, key: u16, uri: String, security: PeerSecurity) {
         let generation = self.next_generation;
         self.next_generation += 1;
+        let secure = match security {
+            PeerSecurity::None => Ok(None),
+            PeerSecurity::Dtls(cfg, mode) => SecureLink::new(&cfg, mode)
+                .map(Some)
+                .map_err(|e| format!("DTLS ({mode}) cannot be set up: {e}")),
+            PeerSecurity::Unusable(why) => Err(why),
+        };
+        if let Err(why) = &secure {
+            tracing::error!(server = %uri, "{}: {why}", label(key));
+        }
         self.map.insert(
             key,
             Peer {
@@ -116,8 +143,80 @@ impl Peers {
                 link: Link::Closed,
                 waiting: Vec::new(),
                 error: None,
+                secure,
+                last_addr: None,
             },
         );
+    }
+
+    pub fn has_heard(&self) -> bool {
+        !self.heard.is_empty()
+    }
+
+    /// What DTLS failures sends and timeouts found since last asked.
+    pub fn take_heard(&mut self) -> Vec<Heard> {
+        std::mem::take(&mut self.heard)
+    }
+
+    /// The earliest DTLS timer (handshake retransmission or deadline).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.map
+            .values()
+            .filter_map(|p| p.secure.as_ref().ok()?.as_ref()?.deadline())
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let keys: Vec<u16> = self.map.keys().copied().collect();
+        for key in keys {
+            let Some(peer) = self.map.get_mut(&key) else {
+                continue;
+            };
+            let Ok(Some(link)) = peer.secure.as_mut() else {
+                continue;
+            };
+            if link.deadline().is_some_and(|t| t <= now) {
+                let step = link.handle_timeout(now);
+                self.apply(key, step);
+            }
+        }
+    }
+
+    /// The security mode and DTLS state of a peer, for `lwgate status`.
+    pub fn security(&self, key: u16) -> Option<String> {
+        match &self.map.get(&key)?.secure {
+            Ok(Some(link)) => Some(link.describe()),
+            Ok(None) => None,
+            Err(why) => Some(format!("unusable: {why}")),
+        }
+    }
+
+    /// Puts a secure link's output on the socket and its news where they belong.
+    fn apply(&mut self, key: u16, step: Step) -> Vec<Heard> {
+        let Some(peer) = self.map.get_mut(&key) else {
+            return Vec::new();
+        };
+        if let Link::Open { sock, addr, .. } = &peer.link {
+            for d in &step.wire {
+                if let Err(e) = sock.try_send(d) {
+                    tracing::debug!("{}: send to {addr}: {e}", label(key));
+                }
+            }
+        }
+        if let Some(how) = &step.established {
+            tracing::info!(server = %peer.uri, "{}: {how}", label(key));
+            peer.error = None;
+        }
+        if let Some(why) = step.failed {
+            let why = format!("DTLS handshake failed: {why}");
+            tracing::warn!(server = %peer.uri, "{}: {why}", label(key));
+            peer.error = Some(why.clone());
+            self.heard.push(Heard::Unreachable(key, why));
+        }
+        step.app
+            .into_iter()
+            .map(|bytes| Heard::Datagram(key, bytes))
+            .collect()
     }
 
     pub fn contains(&self, key: u16) -> bool {
@@ -134,10 +233,10 @@ impl Peers {
     }
 
     /// Closes every socket and makes one (unopened) peer per server account.
-    pub fn reset(&mut self, servers: Vec<(u16, String)>) {
+    pub fn reset(&mut self, servers: Vec<(u16, String, PeerSecurity)>) {
         self.map.clear();
-        for (key, uri) in servers {
-            self.insert(key, uri);
+        for (key, uri, security) in servers {
+            self.insert(key, uri, security);
         }
     }
 
@@ -158,14 +257,31 @@ impl Peers {
             tracing::debug!("{}: no such peer; datagram dropped", label(key));
             return;
         };
-        match &peer.link {
-            Link::Open { sock, addr, .. } => transmit(sock, *addr, key, &bytes),
+        if let Err(why) = &peer.secure {
+            self.heard.push(Heard::Unreachable(key, why.clone()));
+            return;
+        }
+        let step = match &peer.link {
+            Link::Open { sock, addr, .. } => {
+                log_datagram("→", key, *addr, &bytes);
+                match peer.secure.as_mut() {
+                    Ok(Some(link)) => Some(link.send(&bytes, Instant::now())),
+                    _ => {
+                        transmit(sock, *addr, key, &bytes);
+                        None
+                    }
+                }
+            }
             Link::Closed | Link::Opening => {
                 if peer.waiting.len() < WAITING_MAX {
                     peer.waiting.push(bytes);
                 }
                 self.open(key);
+                None
             }
+        };
+        if let Some(step) = step {
+            self.apply(key, step);
         }
     }
 
@@ -193,19 +309,34 @@ impl Peers {
     }
 
     /// Takes one event from the sockets or the resolver.
-    pub fn handle(&mut self, ev: PeerEvent) -> Heard {
+    pub fn handle(&mut self, ev: PeerEvent) -> Vec<Heard> {
         match ev {
             PeerEvent::Datagram { key, bytes } => {
                 let Some(peer) = self.map.get_mut(&key) else {
-                    return Heard::Nothing;
+                    return Vec::new();
                 };
-                if let Link::Open { addr, .. } = &peer.link {
-                    log_datagram("←", key, *addr, &bytes);
-                }
                 if peer.error.take().is_some() {
                     tracing::info!(server = %peer.uri, "{}: the server answers again", label(key));
                 }
-                Heard::Datagram(key, bytes)
+                let addr = match &peer.link {
+                    Link::Open { addr, .. } => Some(*addr),
+                    _ => None,
+                };
+                let heard = match peer.secure.as_mut() {
+                    Ok(Some(link)) => {
+                        let step = link.receive(&bytes, Instant::now());
+                        self.apply(key, step)
+                    }
+                    _ => vec![Heard::Datagram(key, bytes)],
+                };
+                if let Some(addr) = addr {
+                    for h in &heard {
+                        if let Heard::Datagram(_, b) = h {
+                            log_datagram("←", key, addr, b);
+                        }
+                    }
+                }
+                heard
             }
             PeerEvent::Opened {
                 key,
@@ -218,19 +349,27 @@ impl Peers {
                     .get_mut(&key)
                     .filter(|p| p.generation == generation)
                 else {
-                    return Heard::Nothing; // replaced meanwhile
+                    return Vec::new(); // replaced meanwhile
                 };
                 match result {
                     Ok((sock, addr)) => {
                         tracing::info!(server = %peer.uri, "{}: using {addr}", label(key));
                         let sock = Arc::new(sock);
                         let reader = tokio::spawn(read_loop(sock.clone(), key, generation, tx));
-                        for bytes in std::mem::take(&mut peer.waiting) {
-                            transmit(&sock, addr, key, &bytes);
+                        let waiting = std::mem::take(&mut peer.waiting);
+                        if let Ok(Some(link)) = peer.secure.as_mut() {
+                            // A session is bound to the address it was made with.
+                            if peer.last_addr.is_some_and(|a| a != addr) {
+                                link.forget_session();
+                            }
                         }
+                        peer.last_addr = Some(addr);
                         peer.link = Link::Open { sock, addr, reader };
                         peer.error = None;
-                        Heard::Nothing
+                        for bytes in waiting {
+                            self.send(key, bytes);
+                        }
+                        Vec::new()
                     }
                     Err(e) => {
                         // The next attempt comes when the core sends again, on its back-off.
@@ -238,7 +377,7 @@ impl Peers {
                         peer.link = Link::Closed;
                         peer.waiting.clear();
                         peer.error = Some(e.clone());
-                        Heard::Unreachable(key, e)
+                        vec![Heard::Unreachable(key, e)]
                     }
                 }
             }
@@ -248,10 +387,10 @@ impl Peers {
                     .get_mut(&key)
                     .filter(|p| p.generation == generation)
                 else {
-                    return Heard::Nothing;
+                    return Vec::new();
                 };
                 let Link::Open { addr, .. } = &peer.link else {
-                    return Heard::Nothing;
+                    return Vec::new();
                 };
                 let why = format!(
                     "{addr} refused the datagram (ICMP port unreachable): nothing listens on UDP port {}",
@@ -262,7 +401,7 @@ impl Peers {
                     tracing::warn!(server = %peer.uri, "{}: {why}", label(key));
                     peer.error = Some(why.clone());
                 }
-                Heard::Refused(key, why)
+                vec![Heard::Refused(key, why)]
             }
         }
     }

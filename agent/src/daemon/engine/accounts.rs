@@ -101,7 +101,8 @@ impl Engine {
         self.client.set_wall_clock(unix_now());
         // The bootstrap server's socket stays (it may bootstrap us again on it).
         let bs_peer = self.peers.take(BS_PEER).filter(|_| self.keep_bs_peer);
-        self.peers.reset(self.client.servers());
+        let peers = self.server_peers();
+        self.peers.reset(peers);
         if let Some(p) = bs_peer {
             self.peers.put(BS_PEER, p);
         }
@@ -158,7 +159,8 @@ impl Engine {
         // The bootstrap server gets its peer on demand; once it is open, the next
         // flush starts the bootstrap.
         if !self.peers.contains(BS_PEER) {
-            self.peers.insert(BS_PEER, uri.clone());
+            let security = self.bootstrap_peer_security();
+            self.peers.insert(BS_PEER, uri.clone(), security);
         }
         if !self.peers.is_open(BS_PEER) {
             self.bs_triggered = triggered;
