@@ -152,17 +152,50 @@ pub fn bootstrap_uri(t: &crate::lwm2m::Tree) -> Option<String> {
         })
 }
 
-pub fn factory_accounts(loaded: &Loaded) -> Vec<Account> {
+/// The `[[server]]` accounts with the Security-object material `config::load`
+/// read and checked (DER keys and certificates, SNI, cipher suites).
+pub fn factory_accounts(loaded: &Loaded) -> Vec<factory::SecuredAccount> {
     loaded
         .config
         .servers
         .iter()
-        .map(|s| Account {
-            uri: s.uri.clone(),
-            ssid: s.ssid,
-            lifetime: s.lifetime.0,
-            binding: s.binding.clone(),
-            notification_storing: s.notification_storing,
+        .map(|s| factory::SecuredAccount {
+            account: Account {
+                uri: s.uri.clone(),
+                ssid: s.ssid,
+                lifetime: s.lifetime.0,
+                binding: s.binding.clone(),
+                notification_storing: s.notification_storing,
+            },
+            // `load` fills it for every table it accepts; a table that did not
+            // come through `load` keeps its mode and no keys, which the DTLS
+            // layer refuses rather than falling back to NoSec.
+            security: s
+                .credentials
+                .clone()
+                .unwrap_or_else(|| factory::AccountSecurity {
+                    credentials: match s.security {
+                        crate::config::SecurityMode::Nosec => factory::Credentials::NoSec,
+                        crate::config::SecurityMode::Psk => factory::Credentials::Psk {
+                            identity: Vec::new(),
+                            key: Default::default(),
+                        },
+                        crate::config::SecurityMode::Rpk => factory::Credentials::Rpk {
+                            public_key: Vec::new(),
+                            server_public_key: Vec::new(),
+                            private_key: Default::default(),
+                        },
+                        crate::config::SecurityMode::Certificate => {
+                            factory::Credentials::Certificate {
+                                certificate: Vec::new(),
+                                server_certificate: Vec::new(),
+                                private_key: Default::default(),
+                                usage: None,
+                            }
+                        }
+                    },
+                    ..Default::default()
+                }),
         })
         .collect()
 }
