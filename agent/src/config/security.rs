@@ -89,6 +89,15 @@ macro_rules! with_security_keys {
         }
 
         impl $name {
+            /// The Security-object material (/0/x/2–5, 14–16) `config::load`
+            /// read and checked; a table that did not come through `load` keeps
+            /// its mode without keys, which the DTLS layer refuses (never NoSec).
+            pub fn account_security(&self) -> $crate::lwm2m::factory::AccountSecurity {
+                self.credentials
+                    .clone()
+                    .unwrap_or_else(|| $crate::config::server::keyless(self.security))
+            }
+
             pub fn security_keys(&self) -> $crate::config::security::SecurityKeys<'_> {
                 $crate::config::security::SecurityKeys {
                     security: self.security,

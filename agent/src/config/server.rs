@@ -1,6 +1,7 @@
 //! `[[server]]` tables: the factory-bootstrap LwM2M server accounts.
 
 use super::types::{self, Seconds};
+use crate::lwm2m::factory;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -48,6 +49,33 @@ pub struct ServerConfig {
     #[serde(default)]
     pub queue_timeout: Option<Seconds>,
 }
+}
+
+/// A table that did not come through `load` keeps its mode and has no keys,
+/// which the DTLS layer refuses rather than falling back to NoSec.
+pub(crate) fn keyless(mode: SecurityMode) -> factory::AccountSecurity {
+    let credentials = match mode {
+        SecurityMode::Nosec => factory::Credentials::NoSec,
+        SecurityMode::Psk => factory::Credentials::Psk {
+            identity: Vec::new(),
+            key: Default::default(),
+        },
+        SecurityMode::Rpk => factory::Credentials::Rpk {
+            public_key: Vec::new(),
+            server_public_key: Vec::new(),
+            private_key: Default::default(),
+        },
+        SecurityMode::Certificate => factory::Credentials::Certificate {
+            certificate: Vec::new(),
+            server_certificate: Vec::new(),
+            private_key: Default::default(),
+            usage: None,
+        },
+    };
+    factory::AccountSecurity {
+        credentials,
+        ..Default::default()
+    }
 }
 
 /// The `[[server]]` array. Its own deserializer only so that a `[server]` table

@@ -167,35 +167,7 @@ pub fn factory_accounts(loaded: &Loaded) -> Vec<factory::SecuredAccount> {
                 binding: s.binding.clone(),
                 notification_storing: s.notification_storing,
             },
-            // `load` fills it for every table it accepts; a table that did not
-            // come through `load` keeps its mode and no keys, which the DTLS
-            // layer refuses rather than falling back to NoSec.
-            security: s
-                .credentials
-                .clone()
-                .unwrap_or_else(|| factory::AccountSecurity {
-                    credentials: match s.security {
-                        crate::config::SecurityMode::Nosec => factory::Credentials::NoSec,
-                        crate::config::SecurityMode::Psk => factory::Credentials::Psk {
-                            identity: Vec::new(),
-                            key: Default::default(),
-                        },
-                        crate::config::SecurityMode::Rpk => factory::Credentials::Rpk {
-                            public_key: Vec::new(),
-                            server_public_key: Vec::new(),
-                            private_key: Default::default(),
-                        },
-                        crate::config::SecurityMode::Certificate => {
-                            factory::Credentials::Certificate {
-                                certificate: Vec::new(),
-                                server_certificate: Vec::new(),
-                                private_key: Default::default(),
-                                usage: None,
-                            }
-                        }
-                    },
-                    ..Default::default()
-                }),
+            security: s.account_security(),
         })
         .collect()
 }
