@@ -673,7 +673,7 @@ mod security {
             "{dbg}"
         );
         let l = f
-            .load(&format!("[[server]]\nuri = \"coaps://h\"\nssid = 1\nsecurity = \"certificate\"\ncertificate = \"client.pem\"\nprivate_key = \"client.key\"\nserver_certificate = \"server.der\"\n"))
+            .load("[[server]]\nuri = \"coaps://h\"\nssid = 1\nsecurity = \"certificate\"\ncertificate = \"client.pem\"\nprivate_key = \"client.key\"\nserver_certificate = \"server.der\"\n")
             .unwrap();
         let der = f.key.private_key_to_pkcs8().unwrap();
         let dbg = format!("{:?}", l.config);
@@ -1049,8 +1049,8 @@ mod security {
             panic!("/0/0/16 is not multiple")
         };
         let got: Vec<u64> = m
-            .iter()
-            .map(|(_, v)| match v {
+            .values()
+            .map(|v| match v {
                 Value::Unsigned(n) => *n,
                 v => panic!("{v:?}"),
             })
@@ -1091,7 +1091,7 @@ mod security {
     fn the_bootstrap_server_takes_the_same_keys() {
         let f = Fixture::new();
         let l = f
-            .load(&format!("[bootstrap.server]\nuri = \"coaps://bs.example:5784\"\nhold_off = 5\nsecurity = \"psk\"\npsk_identity = \"gw-bs\"\npsk_key_file = \"psk.hex\"\nhandshake_timeout = 20\n"))
+            .load("[bootstrap.server]\nuri = \"coaps://bs.example:5784\"\nhold_off = 5\nsecurity = \"psk\"\npsk_identity = \"gw-bs\"\npsk_key_file = \"psk.hex\"\nhandshake_timeout = 20\n")
             .unwrap();
         let bs = l
             .config

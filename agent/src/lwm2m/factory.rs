@@ -287,3 +287,154 @@ pub fn trees<L: AccountList + ?Sized>(accounts: &L, info: &DeviceInfo) -> Trees 
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lwm2m::tree::Res;
+
+    fn account(ssid: u16) -> Account {
+        Account {
+            uri: format!("coaps://s{ssid}.example"),
+            ssid,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plain_accounts_are_nosec() {
+        let t = trees(&[account(1)], &DeviceInfo::default());
+        let g = &t.gateway;
+        assert_eq!(g.get(0, 0, 2), Some(&Value::Integer(3)));
+        for rid in [3, 4, 5] {
+            assert_eq!(g.get(0, 0, rid), Some(&Value::Opaque(Vec::new())));
+        }
+        for rid in [14, 15, 16] {
+            assert!(g.instance(0, 0).is_some_and(|i| !i.contains_key(&rid)));
+        }
+        let none: Vec<Account> = Vec::new();
+        assert!(trees(&none, &DeviceInfo::default())
+            .gateway
+            .instance(0, 0)
+            .is_none());
+    }
+
+    #[test]
+    fn secured_accounts_write_their_security_resources() {
+        let psk = SecuredAccount {
+            account: account(1),
+            security: AccountSecurity {
+                credentials: Credentials::Psk {
+                    identity: b"gw".to_vec(),
+                    key: SecretBytes(vec![1, 2, 3]),
+                },
+                sni: Some("s1.example".into()),
+                cipher_suites: vec![0xC0A8, 0x00A8],
+            },
+        };
+        let cert = SecuredAccount {
+            account: account(2),
+            security: AccountSecurity {
+                credentials: Credentials::Certificate {
+                    certificate: b"CERT".to_vec(),
+                    server_certificate: b"SRV".to_vec(),
+                    private_key: SecretBytes(b"KEY".to_vec()),
+                    usage: Some(1),
+                },
+                ..Default::default()
+            },
+        };
+        let rpk = SecuredAccount {
+            account: account(3),
+            security: AccountSecurity {
+                credentials: Credentials::Rpk {
+                    public_key: b"PUB".to_vec(),
+                    server_public_key: b"SPUB".to_vec(),
+                    private_key: SecretBytes(b"PRIV".to_vec()),
+                },
+                ..Default::default()
+            },
+        };
+        let t = trees(&vec![psk, cert, rpk], &DeviceInfo::default());
+        let g = &t.gateway;
+        let o = |b: &[u8]| Some(Value::Opaque(b.to_vec()));
+        assert_eq!(g.get(0, 0, 2), Some(&Value::Integer(0)));
+        assert_eq!(g.get(0, 0, 3).cloned(), o(b"gw"));
+        assert_eq!(g.get(0, 0, 4).cloned(), o(b""));
+        assert_eq!(g.get(0, 0, 5).cloned(), o(&[1, 2, 3]));
+        assert_eq!(g.get(0, 0, 14), Some(&Value::String("s1.example".into())));
+        assert_eq!(g.get(0, 0, 15), None);
+        match g.instance(0, 0).and_then(|i| i.get(&16)) {
+            Some(Res::Multi(m)) => assert_eq!(
+                m.values().cloned().collect::<Vec<_>>(),
+                [Value::Unsigned(0xC0A8), Value::Unsigned(0x00A8)]
+            ),
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(g.get(0, 1, 2), Some(&Value::Integer(2)));
+        assert_eq!(g.get(0, 1, 3).cloned(), o(b"CERT"));
+        assert_eq!(g.get(0, 1, 4).cloned(), o(b"SRV"));
+        assert_eq!(g.get(0, 1, 5).cloned(), o(b"KEY"));
+        assert_eq!(g.get(0, 1, 15), Some(&Value::Unsigned(1)));
+        assert_eq!(g.get(0, 1, 14), None);
+        assert_eq!(g.get(0, 2, 2), Some(&Value::Integer(1)));
+        assert_eq!(g.get(0, 2, 3).cloned(), o(b"PUB"));
+        assert_eq!(g.get(0, 2, 4).cloned(), o(b"SPUB"));
+        assert_eq!(g.get(0, 2, 5).cloned(), o(b"PRIV"));
+        assert_eq!(g.get(0, 2, 10), Some(&Value::Integer(3)));
+        assert_eq!(g.get(1, 2, 0), Some(&Value::Integer(3)));
+    }
+
+    #[test]
+    fn rewriting_drops_what_the_new_material_lacks() {
+        let mut g = Tree::default();
+        let full = AccountSecurity {
+            credentials: Credentials::Certificate {
+                certificate: b"C".to_vec(),
+                server_certificate: Vec::new(),
+                private_key: SecretBytes(b"K".to_vec()),
+                usage: Some(3),
+            },
+            sni: Some("h".into()),
+            cipher_suites: vec![0xC0AE],
+        };
+        write_security(&mut g, 0, &full);
+        write_security(&mut g, 0, &AccountSecurity::default());
+        assert_eq!(g.get(0, 0, 2), Some(&Value::Integer(3)));
+        for rid in [14, 15, 16] {
+            assert!(
+                g.instance(0, 0).is_some_and(|i| !i.contains_key(&rid)),
+                "{rid}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_keys() {
+        let s = format!(
+            "{:?}",
+            AccountSecurity {
+                credentials: Credentials::Psk {
+                    identity: b"gw-1".to_vec(),
+                    key: SecretBytes(b"TOPSECRET".to_vec()),
+                },
+                ..Default::default()
+            }
+        );
+        assert!(
+            s.contains("gw-1") && s.contains("<9 bytes redacted>"),
+            "{s}"
+        );
+        assert!(!s.contains("TOPSECRET") && !s.contains("84, 79"), "{s}");
+        let s = format!(
+            "{:?}",
+            Credentials::Certificate {
+                certificate: b"C".to_vec(),
+                server_certificate: Vec::new(),
+                private_key: SecretBytes(b"PRIVATE".to_vec()),
+                usage: None,
+            }
+        );
+        assert!(!s.contains("PRIVATE") && !s.contains("80, 82"), "{s}");
+    }
+}
