@@ -3,6 +3,8 @@
 //! Unknown keys are rejected everywhere: a misspelt key that is silently ignored is
 //! the most expensive kind of field bug.
 
+#[macro_use]
+mod security;
 mod devices;
 mod endpoint;
 mod error;
@@ -12,6 +14,9 @@ mod types;
 pub use devices::{load_devices, LoadedDevice};
 pub use endpoint::default_endpoint_name;
 pub use error::{ConfigError, ConfigErrors};
+pub use security::{
+    iana_name, rpk_unsupported, CipherSuite, SecretHex, SecurityKeys, DEFAULT_HANDSHAKE_TIMEOUT,
+};
 pub use server::{parse_uri, SecurityMode, ServerAddr, ServerConfig, BINDINGS};
 pub use types::{LogLevel, Seconds};
 
@@ -248,6 +253,9 @@ pub struct SmartcardSection {
     pub pin_file: Option<PathBuf>,
 }
 
+with_security_keys! {
+/// `[bootstrap.server]`: the bootstrap-server account, with the same security
+/// keys as a `[[server]]` table.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapServerSection {
@@ -259,6 +267,7 @@ pub struct BootstrapServerSection {
     /// default EXCHANGE_LIFETIME (247 s).
     #[serde(default)]
     pub finish_timeout: Option<Seconds>,
+}
 }
 
 /// A parsed and validated configuration with the paths it was read from.
@@ -282,10 +291,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(path, "", format!("cannot read the file: {e}")))?;
-    let config = parse(path, &text)?;
+    let mut config = parse(path, &text)?;
     let mut errors = validate(path, &config);
-    error::locate(&text, &mut errors);
     let mut warnings = Vec::new();
+    resolve_security(path, &mut config, &mut errors, &mut warnings);
+    error::locate(&text, &mut errors);
 
     let endpoint = match &config.endpoint.name {
         Some(n) => n.clone(),
@@ -317,6 +327,35 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
         devices,
         warnings,
     })
+}
+
+/// Reads and checks every table's DTLS keys and files, makes their paths
+/// absolute and fills in `credentials`.
+fn resolve_security(
+    path: &Path,
+    config: &mut Config,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) {
+    let base = security::base_dir(path);
+    for (i, s) in config.servers.iter_mut().enumerate() {
+        let table = format!("server[{i}]");
+        s.rebase_paths(&base);
+        let keys = s.security_keys();
+        warnings.extend(security::inline_key_warning(path, &table, &keys));
+        let r = security::resolve(path, &table, &s.uri, &keys);
+        errors.extend(r.errors);
+        s.credentials = r.security;
+    }
+    if let Some(bs) = config.bootstrap.as_mut().and_then(|b| b.server.as_mut()) {
+        let table = "bootstrap.server";
+        bs.rebase_paths(&base);
+        let keys = bs.security_keys();
+        warnings.extend(security::inline_key_warning(path, table, &keys));
+        let r = security::resolve(path, table, &bs.uri, &keys);
+        errors.extend(r.errors);
+        bs.credentials = r.security;
+    }
 }
 
 fn devices_dir(path: &Path, config: &Config) -> PathBuf {

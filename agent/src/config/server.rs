@@ -1,6 +1,7 @@
 //! `[[server]]` tables: the factory-bootstrap LwM2M server accounts.
 
 use super::types::{self, Seconds};
+use crate::lwm2m::factory;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -15,10 +16,11 @@ fn yes() -> bool {
     true
 }
 
+with_security_keys! {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// `coap://host[:port]` (`coaps://` once DTLS lands).
+    /// `coap://host[:port]`, or `coaps://host[:port]` with a `security` mode.
     pub uri: String,
     /// Short Server ID, 1..=65534 (0 and 65535 are reserved by the spec).
     #[serde(deserialize_with = "types::ssid")]
@@ -28,8 +30,6 @@ pub struct ServerConfig {
     /// LwM2M 1.0 binding mode: U, UQ, S, SQ, US, UQS.
     #[serde(default = "default_binding")]
     pub binding: String,
-    #[serde(default)]
-    pub security: SecurityMode,
     /// Server object resource 6: keep notifications on disk while the server is unreachable.
     #[serde(default = "yes")]
     pub notification_storing: bool,
@@ -48,6 +48,34 @@ pub struct ServerConfig {
     /// listening until it has something to send. Default: MAX_TRANSMIT_WAIT (93 s).
     #[serde(default)]
     pub queue_timeout: Option<Seconds>,
+}
+}
+
+/// A table that did not come through `load` keeps its mode and has no keys,
+/// which the DTLS layer refuses rather than falling back to NoSec.
+pub(crate) fn keyless(mode: SecurityMode) -> factory::AccountSecurity {
+    let credentials = match mode {
+        SecurityMode::Nosec => factory::Credentials::NoSec,
+        SecurityMode::Psk => factory::Credentials::Psk {
+            identity: Vec::new(),
+            key: Default::default(),
+        },
+        SecurityMode::Rpk => factory::Credentials::Rpk {
+            public_key: Vec::new(),
+            server_public_key: Vec::new(),
+            private_key: Default::default(),
+        },
+        SecurityMode::Certificate => factory::Credentials::Certificate {
+            certificate: Vec::new(),
+            server_certificate: Vec::new(),
+            private_key: Default::default(),
+            usage: None,
+        },
+    };
+    factory::AccountSecurity {
+        credentials,
+        ..Default::default()
+    }
 }
 
 /// The `[[server]]` array. Its own deserializer only so that a `[server]` table
@@ -72,9 +100,17 @@ pub(super) fn servers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ServerConfi
     d.deserialize_seq(V)
 }
 
+/// `security`: LwM2M's Security Mode (/0/x/2).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SecurityMode {
+    /// Pre-shared key, mode 0.
+    Psk,
+    /// RFC 7250 raw public keys, mode 1.
+    Rpk,
+    /// X.509 certificates, mode 2.
+    Certificate,
+    /// No DTLS, mode 3.
     #[default]
     Nosec,
 }
@@ -82,7 +118,20 @@ pub enum SecurityMode {
 impl SecurityMode {
     pub fn as_str(self) -> &'static str {
         match self {
+            SecurityMode::Psk => "psk",
+            SecurityMode::Rpk => "rpk",
+            SecurityMode::Certificate => "certificate",
             SecurityMode::Nosec => "nosec",
+        }
+    }
+
+    /// The value of LwM2M's Security Mode resource (/0/x/2).
+    pub fn lwm2m(self) -> i64 {
+        match self {
+            SecurityMode::Psk => 0,
+            SecurityMode::Rpk => 1,
+            SecurityMode::Certificate => 2,
+            SecurityMode::Nosec => 3,
         }
     }
 }
@@ -90,7 +139,7 @@ impl SecurityMode {
 /// The binding modes of LwM2M 1.0 (Table 21).
 pub const BINDINGS: [&str; 6] = ["U", "UQ", "S", "SQ", "US", "UQS"];
 
-/// Host and port of a `coap://` URI, after validation.
+/// Scheme, host and port of a `coap://` or `coaps://` URI, after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerAddr {
     pub scheme: String,
@@ -100,7 +149,8 @@ pub struct ServerAddr {
     pub port: u16,
 }
 
-/// Parses `coap://host[:port][/]`; IPv6 literals go in brackets.
+/// Parses `coap://host[:port][/]` (default port 5683) or `coaps://…` (DTLS,
+/// default port 5684); IPv6 literals go in brackets.
 ///
 /// Stricter than "whatever the resolver might take": a URI that passes here but
 /// cannot be resolved or connected fails only at run time, every 10 s, in a
@@ -112,14 +162,10 @@ pub fn parse_uri(uri: &str) -> Result<ServerAddr, String> {
         .ok_or_else(|| format!("expected a URI like \"coap://host:5683\", got \"{uri}\""))?;
     let default_port = match scheme {
         "coap" => 5683,
-        "coaps" => {
-            return Err(format!(
-                "expected a coap:// URI, got \"{uri}\" (coaps:// needs DTLS, which this version does not support yet)"
-            ))
-        }
+        "coaps" => 5684,
         _ => {
             return Err(format!(
-                "expected scheme coap://, got \"{scheme}://\" in \"{uri}\""
+                "expected scheme coap:// or coaps://, got \"{scheme}://\" in \"{uri}\""
             ))
         }
     };
@@ -245,7 +291,7 @@ fn check_host(host: &str, uri: &str) -> Result<(), String> {
     }
 }
 
-fn host_name_problem(host: &str) -> Option<String> {
+pub(super) fn host_name_problem(host: &str) -> Option<String> {
     if let Some(c) = host
         .chars()
         .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
@@ -340,7 +386,6 @@ mod tests {
             "coap://h:",
             "coap://h:+80",
             "coap://h/rd",
-            "coaps://h",
             "coap://[::1",
             "coap://[::1]x",
             "coap://::1",
@@ -448,10 +493,17 @@ mod tests {
     }
 
     #[test]
-    fn coaps_is_still_refused_with_its_reason() {
+    fn coaps_defaults_to_port_5684() {
+        let a = parse_uri("coaps://h").unwrap();
         assert_eq!(
-            err("coaps://h:5684"),
-            "expected a coap:// URI, got \"coaps://h:5684\" (coaps:// needs DTLS, which this version does not support yet)"
+            (a.scheme.as_str(), a.host.as_str(), a.port),
+            ("coaps", "h", 5684)
+        );
+        let a = parse_uri("coaps://[::1]:15684/").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("::1", 15684));
+        assert_eq!(
+            err("http://h"),
+            "expected scheme coap:// or coaps://, got \"http://\" in \"http://h\""
         );
     }
 }

@@ -88,6 +88,13 @@ pub(super) fn max_retransmit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u
     whole(d, MAX_RETRANSMIT_EXPECTED).map(Some)
 }
 
+pub(crate) const CERTIFICATE_USAGE_EXPECTED: &str =
+    "a Certificate Usage, a whole number from 0 to 3";
+
+pub(crate) fn certificate_usage<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    whole(d, CERTIFICATE_USAGE_EXPECTED).map(Some)
+}
+
 pub(super) fn queue_cap<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     whole(d, QUEUE_CAP_EXPECTED)
 }

@@ -152,17 +152,22 @@ pub fn bootstrap_uri(t: &crate::lwm2m::Tree) -> Option<String> {
         })
 }
 
-pub fn factory_accounts(loaded: &Loaded) -> Vec<Account> {
+/// The `[[server]]` accounts with the Security-object material `config::load`
+/// read and checked (DER keys and certificates, SNI, cipher suites).
+pub fn factory_accounts(loaded: &Loaded) -> Vec<factory::SecuredAccount> {
     loaded
         .config
         .servers
         .iter()
-        .map(|s| Account {
-            uri: s.uri.clone(),
-            ssid: s.ssid,
-            lifetime: s.lifetime.0,
-            binding: s.binding.clone(),
-            notification_storing: s.notification_storing,
+        .map(|s| factory::SecuredAccount {
+            account: Account {
+                uri: s.uri.clone(),
+                ssid: s.ssid,
+                lifetime: s.lifetime.0,
+                binding: s.binding.clone(),
+                notification_storing: s.notification_storing,
+            },
+            security: s.account_security(),
         })
         .collect()
 }

@@ -48,6 +48,11 @@ const SECURITY: &[Row] = &[
         I,
         "s",
     ),
+    // Security object 1.1.
+    (13, "Matching Type", NO, false, false, U, ""),
+    (14, "SNI", NO, false, false, S, ""),
+    (15, "Certificate Usage", NO, false, false, U, ""),
+    (16, "DTLS/TLS Ciphersuite", NO, true, false, U, ""),
 ];
 
 const SERVER: &[Row] = &[
