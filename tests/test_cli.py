@@ -101,7 +101,6 @@ def test_bracketed_ipv6_uri_is_accepted(lwgate, tmp_path):
         ("coap://user@h", "expected no user name (user@)"),
         ("coap://h/?ep=x", "expected no query"),
         ("coap://h#x", "expected no fragment"),
-        ("coaps://h", "coaps:// needs DTLS, which this version does not support yet"),
     ],
 )
 def test_uri_that_cannot_work_is_rejected(lwgate, tmp_path, uri, why):
@@ -109,6 +108,13 @@ def test_uri_that_cannot_work_is_rejected(lwgate, tmp_path, uri, why):
     r = check(lwgate, cfg, f'[[server]]\nssid = 101\nuri = "{uri}"\n')
     assert r.returncode == 1
     assert f"{cfg}:3: server[0].uri: " in r.stderr and why in r.stderr, r.stderr
+
+
+def test_coaps_without_security_says_which_key_is_missing(lwgate, tmp_path):
+    cfg = tmp_path / "lwgate.toml"
+    r = check(lwgate, cfg, '[[server]]\nssid = 101\nuri = "coaps://h"\n')
+    assert r.returncode == 1
+    assert f"{cfg}:1: server[0].security: coaps:// needs security = psk, rpk or certificate" in r.stderr, r.stderr
 
 
 def test_ssid_out_of_range_names_the_range_and_line(lwgate, tmp_path):

@@ -125,6 +125,7 @@ pub fn add_bootstrap_account(trees: &mut Trees, loaded: &Loaded) {
     g.set(0, i, 3, Value::Opaque(Vec::new()));
     g.set(0, i, 4, Value::Opaque(Vec::new()));
     g.set(0, i, 5, Value::Opaque(Vec::new()));
+    crate::lwm2m::factory::write_security(g, i, &bs.account_security());
     if let Some(h) = bs.hold_off {
         g.set(0, i, 11, Value::Integer(i64::from(h)));
     }

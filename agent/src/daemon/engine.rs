@@ -547,10 +547,28 @@ impl Drop for Engine {
 /// New accounts: the trees, the card they came from (and its accounts), a label for status.
 type Reprovision = (Trees, Option<(CardIdentity, Vec<u16>)>, String);
 
-/// The config's DTLS settings that have no LwM2M resource (none yet: a CA file
-/// and the handshake deadline come with the security keys of `[[server]]`).
-fn security_locals(_cfg: &config::Config) -> HashMap<u16, security::Local> {
-    HashMap::new()
+/// The config's DTLS settings that have no LwM2M resource: a CA file and the
+/// handshake deadline, per `[[server]]` and for `[bootstrap.server]`.
+fn security_locals(cfg: &config::Config) -> HashMap<u16, security::Local> {
+    let mut m: HashMap<u16, security::Local> = cfg
+        .servers
+        .iter()
+        .map(|s| {
+            let local = security::Local {
+                ca_file: s.ca_file.clone(),
+                handshake_timeout: Some(s.handshake_timeout.as_duration()),
+            };
+            (s.ssid, local)
+        })
+        .collect();
+    if let Some(bs) = cfg.bootstrap.as_ref().and_then(|b| b.server.as_ref()) {
+        let local = security::Local {
+            ca_file: bs.ca_file.clone(),
+            handshake_timeout: Some(bs.handshake_timeout.as_duration()),
+        };
+        m.insert(BS_PEER, local);
+    }
+    m
 }
 
 /// Key of the bootstrap server in `peers` (0 is not a valid Short Server ID).

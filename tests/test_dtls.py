@@ -1,0 +1,121 @@
+"""lwgate over DTLS (coaps://) as an operator meets it: the aiocoap test LwM2M
+server behind the GnuTLS relay of tests/dtls_peer (a DTLS stack other than
+lwgate's OpenSSL), PSK from lwgate.toml. Registration, reads and observation go
+through the session; a wrong key fails at our handshake deadline with a reason;
+lost handshake packets are retransmitted; a server that lost its sessions gets a
+new handshake; after a kill -9 the registration goes on through a new session."""
+
+import time
+
+from aiocoap import Code
+
+from conftest import wait_for
+from dtls_peer import DtlsPeer
+from lwm2m_server import SENML_JSON, TestServer
+
+EP = "test-gw"
+KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
+
+
+def psk_server(uri, key=KEY, identity=EP, extra=""):
+    return (
+        f'[[server]]\nuri = "{uri}"\nssid = 101\nlifetime = 300\n'
+        f'security = "psk"\npsk_identity = "{identity}"\npsk_key = "{key.hex()}"\n'
+        f"handshake_timeout = 5\n{extra}"
+    )
+
+
+def server_row(a):
+    return a.status_json()["servers"][0]
+
+
+def test_registers_reads_and_observes_over_dtls_psk(agent):
+    srv = TestServer()
+    with DtlsPeer(srv.port, psk={EP: KEY}) as relay:
+        a = agent(servers=psk_server(relay.uri)).start()
+        hs = relay.wait_event("handshake", ok=True, timeout=20)
+        assert hs["psk_identity"] == EP, hs
+        reg = srv.wait_registered(EP, 20)
+        assert reg.remote.sockaddr[1] == hs["upstream_port"], "the registration came through the relay"
+        assert srv.read(EP, "/3/0/0").code == Code.CONTENT
+        first, notes, cancel = srv.observe(EP, "/3/0/13", accept=SENML_JSON)
+        srv.write_attributes(EP, "/3/0/13", "pmin=1", "pmax=1")
+        srv.wait_for(lambda: len(notes) >= 2, 15, "notifications over DTLS")
+        cancel()
+        row = server_row(a)
+        assert row["state"] == "registered", row
+        assert row["security"].startswith("psk over DTLS: established (DTLSv1.2 "), row
+        out = a.cli("status", "--config", str(a.config)).stdout
+        assert "security: psk over DTLS: established" in out, out
+        assert KEY.hex() not in a.log.read_text() and KEY.hex() not in out
+        a.stop()
+        assert reg.deregistered, "De-register went over DTLS too"
+
+
+def test_a_wrong_key_fails_within_the_deadline_and_is_retried_with_back_off(agent):
+    srv = TestServer()
+    with DtlsPeer(srv.port, psk={EP: bytes(16)}) as relay:
+        a = agent(servers=psk_server(relay.uri)).start()
+        t0 = time.monotonic()
+        ev = relay.wait_event("handshake", ok=False, timeout=20)
+        assert ev.get("alert_sent") or ev.get("error"), ev
+        row = wait_for(lambda: (lambda r: r if r["last_error"] and "DTLS" in r["last_error"] else None)(server_row(a)), 20, "the failure in lwgate status")
+        took = time.monotonic() - t0
+        assert took < 20, f"the failure took {took:.1f} s"
+        assert "retrying" in row["state"], row
+        assert KEY.hex() not in row["last_error"], row
+        # The daemon goes on answering meanwhile, and tries again on its back-off.
+        n = len([e for e in relay.events if e.get("event") == "handshake"])
+        wait_for(lambda: len([e for e in relay.events if e.get("event") == "handshake"]) > n, 30, "a second attempt")
+        assert not srv.registrations
+        a.stop()
+
+
+def test_lost_handshake_packets_are_retransmitted(agent):
+    srv = TestServer()
+    with DtlsPeer(srv.port, psk={EP: KEY}, drop_first=2) as relay:
+        a = agent(servers=psk_server(relay.uri)).start()
+        srv.wait_registered(EP, 20)
+        assert any(e.get("event") == "drop" for e in relay.events), relay.events
+        a.stop()
+
+
+def test_a_server_that_lost_its_sessions_gets_a_new_handshake(agent):
+    srv = TestServer()
+    with DtlsPeer(srv.port, psk={EP: KEY}) as relay:
+        a = agent(servers=psk_server(relay.uri, extra="ack_timeout = 1\n")).start()
+        srv.wait_registered(EP, 20)
+        srv.write_attributes(EP, "/3/0/13", "pmin=1", "pmax=1")
+        first, notes, cancel = srv.observe(EP, "/3/0/13", accept=SENML_JSON)
+        srv.wait_for(lambda: len(notes) >= 1, 10, "a notification")
+        mark = relay.mark()
+        # Every session and key forgotten, as a restarted server: lwgate's records
+        # now go unanswered, and after a few seconds of that it handshakes again.
+        relay.restart()
+        hs = relay.wait_event("handshake", ok=True, since=mark, timeout=40)
+        assert not hs.get("resumed"), hs
+        assert "new handshake" in a.log.read_text()
+        # Traffic flows through the new session (the relay gives it a new upstream
+        # port, so the old observation's notifications are no longer the server's).
+        r = a.cli("send", "--config", str(a.config), "/3/0/0", check=False)
+        assert r.returncode == 0, r.stderr
+        srv.wait_for(lambda: len(srv.sent) == 1, 20, "a Send through the new session")
+        cancel()
+        a.stop()
+
+
+def test_kill_9_on_dtls_keeps_the_registration_and_handshakes_again(agent):
+    srv = TestServer()
+    with DtlsPeer(srv.port, psk={EP: KEY}) as relay:
+        a = agent(servers=psk_server(relay.uri)).start()
+        reg = srv.wait_registered(EP, 20)
+        a.kill()
+        mark = relay.mark()
+        a.start()
+        relay.wait_event("handshake", ok=True, since=mark, timeout=20)
+        # The restarted agent knows its registration: an Update (from its new
+        # address, through the new session), not a new Register.
+        srv.wait_for(lambda: len(reg.updates) >= 1, 20, "the Registration Update")
+        assert [e for e in srv.events if e[0] == "register"] == [("register", EP)], srv.events
+        assert srv.read(EP, "/3/0/0").code == Code.CONTENT
+        a.stop()
