@@ -228,3 +228,32 @@ fn a_1_0_bootstrap_server_refusing_pct_is_asked_again_as_1_0() {
     h.b.handle_datagram(h.now, &r.to_bytes().unwrap());
     assert!(matches!(h.b.outcome(), Some(Outcome::Failed(_))));
 }
+
+#[test]
+fn finish_accepts_secured_accounts_and_names_what_does_not_fit() {
+    let server = |uri: &str, mode: i64, id: &[u8], key: &[u8]| {
+        let mut t = Tree::default();
+        t.set(0, 1, 0, Value::String(uri.into()));
+        t.set(0, 1, 1, Value::Boolean(false));
+        t.set(0, 1, 2, Value::Integer(mode));
+        t.set(0, 1, 3, Value::Opaque(id.to_vec()));
+        t.set(0, 1, 4, Value::Opaque(Vec::new()));
+        t.set(0, 1, 5, Value::Opaque(key.to_vec()));
+        t.set(0, 1, 10, Value::Integer(101));
+        t.set(1, 0, 0, Value::Integer(101));
+        t.set(1, 0, 1, Value::Integer(300));
+        t
+    };
+    assert_eq!(check(&server("coaps://h", 0, b"gw", b"k")), Ok(1));
+    assert_eq!(check(&server("coap://h", 3, b"", b"")), Ok(1));
+    let e = check(&server("coaps://h", 3, b"", b"")).unwrap_err();
+    assert!(e.contains("needs DTLS") && e.contains("NoSec"), "{e}");
+    let e = check(&server("coap://h", 0, b"gw", b"k")).unwrap_err();
+    assert!(e.contains("coaps://"), "{e}");
+    let e = check(&server("coaps://h", 0, b"gw", b"")).unwrap_err();
+    assert!(e.contains("without a key (/0/1/5)"), "{e}");
+    let e = check(&server("coaps://h", 2, b"cert", b"key")).unwrap_err();
+    assert!(e.contains("the server's certificate"), "{e}");
+    let e = check(&server("coaps://h", 1, b"", b"")).unwrap_err();
+    assert!(e.contains("OpenSSL 3.2"), "{e}");
+}
