@@ -12,13 +12,14 @@ use std::process::ExitCode;
     version = crate::VERSION,
     about = "LwM2M client and edge-gateway agent",
     long_about = "lwgate is the LwM2M client of a Linux gateway: it registers the gateway with \
-                  LwM2M servers over CoAP/UDP and lets them manage it (read, write, execute, \
+                  LwM2M servers over CoAP/UDP or DTLS (coaps://, PSK or certificates) and \
+                  lets them manage it (read, write, execute, \
                   observe, Send), keeps notifications while a server is unreachable, and \
                   bootstraps from its config, a UICC smartcard or a bootstrap server. Modbus \
                   RTU/TCP devices in devices.d appear to the servers as end devices behind the \
                   LwM2M Gateway object (/25). This version does not yet bridge serial-line or \
-                  MQTT devices (their files are checked, not polled), nor speak DTLS \
-                  (coaps://), firmware update or SMS. Normally run by systemd (lwgate.service)."
+                  MQTT devices (their files are checked, not polled), nor do raw public \
+                  keys, firmware update or SMS. Normally run by systemd (lwgate.service)."
 )]
 pub struct Cli {
     #[command(subcommand)]
