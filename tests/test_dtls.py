@@ -25,6 +25,15 @@ def psk_server(uri, key=KEY, identity=EP, extra=""):
     )
 
 
+def registered_and_observing(srv):
+    """Waits for the registration, then observes /3/0/13 every second."""
+    srv.wait_registered(EP, 20)
+    srv.write_attributes(EP, "/3/0/13", "pmin=1", "pmax=1")
+    _, notes, cancel = srv.observe(EP, "/3/0/13", accept=SENML_JSON)
+    srv.wait_for(lambda: len(notes) >= 1, 10, "a notification")
+    return notes, cancel
+
+
 def server_row(a):
     return a.status_json()["servers"][0]
 
@@ -84,10 +93,7 @@ def test_a_server_that_lost_its_sessions_gets_a_new_handshake(agent):
     srv = TestServer()
     with DtlsPeer(srv.port, psk={EP: KEY}) as relay:
         a = agent(servers=psk_server(relay.uri, extra="ack_timeout = 1\n")).start()
-        srv.wait_registered(EP, 20)
-        srv.write_attributes(EP, "/3/0/13", "pmin=1", "pmax=1")
-        first, notes, cancel = srv.observe(EP, "/3/0/13", accept=SENML_JSON)
-        srv.wait_for(lambda: len(notes) >= 1, 10, "a notification")
+        notes, cancel = registered_and_observing(srv)
         mark = relay.mark()
         # Every session and key forgotten, as a restarted server: lwgate's records
         # now go unanswered, and after a few seconds of that it handshakes again.
@@ -125,10 +131,7 @@ def test_notifications_are_stored_through_a_dtls_outage_and_replayed(agent):
     srv = TestServer()
     with DtlsPeer(srv.port, psk={EP: KEY}) as relay:
         a = agent(servers=psk_server(relay.uri, extra="ack_timeout = 1\nmax_retransmit = 1\n")).start()
-        srv.wait_registered(EP, 20)
-        srv.write_attributes(EP, "/3/0/13", "pmin=1", "pmax=1")
-        first, notes, cancel = srv.observe(EP, "/3/0/13", accept=SENML_JSON)
-        srv.wait_for(lambda: len(notes) >= 1, 10, "a notification")
+        notes, cancel = registered_and_observing(srv)
         relay.blackout(12)
         wait_for(lambda: server_row(a)["queued"] >= 3, 20, "notifications stored during the outage")
         t_out = time.time()
