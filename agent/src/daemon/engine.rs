@@ -557,6 +557,7 @@ fn security_locals(cfg: &config::Config) -> HashMap<u16, security::Local> {
             let local = security::Local {
                 ca_file: s.ca_file.clone(),
                 handshake_timeout: Some(s.handshake_timeout.as_duration()),
+                certificate: s.certificate.clone(),
             };
             (s.ssid, local)
         })
@@ -565,6 +566,7 @@ fn security_locals(cfg: &config::Config) -> HashMap<u16, security::Local> {
         let local = security::Local {
             ca_file: bs.ca_file.clone(),
             handshake_timeout: Some(bs.handshake_timeout.as_duration()),
+            certificate: bs.certificate.clone(),
         };
         m.insert(BS_PEER, local);
     }

@@ -175,7 +175,13 @@ impl SecureLink {
                 protocol,
             }) => {
                 let how = if *resumed { ", resumed" } else { "" };
-                format!("established ({protocol} {cipher}{how})")
+                let took = self
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.handshake_time())
+                    .map(|d| format!(" in {:.1} ms", d.as_secs_f64() * 1000.0))
+                    .unwrap_or_default();
+                format!("established ({protocol} {cipher}{how}){took}")
             }
             Some(DtlsState::Failed(why)) => format!("failed: {why}"),
             Some(DtlsState::Closed) => "closed".into(),

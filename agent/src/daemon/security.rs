@@ -18,6 +18,9 @@ pub struct Local {
     /// CAs the server's certificate must chain to (instead of a pinned /0/x/4).
     pub ca_file: Option<PathBuf>,
     pub handshake_timeout: Option<Duration>,
+    /// Our certificate's file (PEM): /0/x/3 holds the leaf only, the file may
+    /// carry the intermediates the server needs to build our chain.
+    pub certificate: Option<PathBuf>,
 }
 
 /// The Security Mode of /0/x/2, for `lwgate status`.
@@ -57,6 +60,13 @@ fn integer(inst: &Instance, res: u16) -> Option<i64> {
 
 pub fn mode(inst: &Instance) -> i64 {
     integer(inst, 2).unwrap_or(3)
+}
+
+/// Whether the first certificate of a PEM file is the DER certificate `leaf`.
+fn same_leaf(pem: &[u8], leaf: &[u8]) -> bool {
+    openssl::x509::X509::from_pem(pem)
+        .and_then(|c| c.to_der())
+        .is_ok_and(|der| der == leaf)
 }
 
 /// The URI's host when it is a name: what SNI carries when /0/x/14 is empty.
@@ -129,8 +139,16 @@ pub fn dtls_config(inst: &Instance, local: &Local) -> Result<Option<DtlsConfig>,
                         .into())
                 }
             };
+            // The file's chain when it still holds the leaf /0/x/3 has (a server
+            // or a card may have provisioned another since).
+            let own_cert = local
+                .certificate
+                .as_ref()
+                .and_then(|f| std::fs::read(f).ok())
+                .filter(|pem| same_leaf(pem, &identity))
+                .unwrap_or(identity);
             Security::Certificate {
-                own_cert: identity,
+                own_cert,
                 own_key: secret,
                 server: trust,
             }
@@ -272,6 +290,7 @@ mod tests {
         let local = Local {
             ca_file: Some("/etc/lwgate/ca.pem".into()),
             handshake_timeout: Some(Duration::from_secs(5)),
+            certificate: None,
         };
         let c = dtls_config(&i, &local).unwrap().unwrap();
         assert!(matches!(
