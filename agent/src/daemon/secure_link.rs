@@ -1,6 +1,6 @@
 //! DTLS under one server peer: a session made when there is something to send,
 //! remade after a failure, after the server's address changed, or when it has
-//! gone stale (datagrams sent for `STALE` with nothing heard back: the server lost
+//! gone stale (confirmable messages sent for `STALE` with nothing heard back: the server lost
 //! the session, or a NAT forgot our mapping); the last session is offered for
 //! resumption. What the CoAP core sends and receives stays plaintext.
 
@@ -23,6 +23,11 @@ pub struct Step {
     pub failed: Option<String>,
     /// The handshake has just completed.
     pub established: Option<String>,
+}
+
+/// CoAP's message type 0 (CON), in the first byte's bits 4–5.
+fn is_confirmable(datagram: &[u8]) -> bool {
+    datagram.first().is_some_and(|b| (b >> 4) & 0b11 == 0)
 }
 
 pub struct SecureLink {
@@ -100,7 +105,11 @@ impl SecureLink {
                 tracing::debug!("DTLS: datagram not sent: {e}");
             }
         }
-        self.unanswered_since.get_or_insert(now);
+        // Only a confirmable message promises an answer; NON notifications and our
+        // ACKs may rightly go unanswered for ever.
+        if is_confirmable(app) {
+            self.unanswered_since.get_or_insert(now);
+        }
         self.drain(&mut step);
         step
     }
@@ -187,5 +196,19 @@ impl SecureLink {
             Some(DtlsState::Closed) => "closed".into(),
         };
         format!("{} over DTLS: {state}", self.mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_confirmable_messages_wait_for_an_answer() {
+        assert!(is_confirmable(&[0x40, 0x01, 0, 1])); // CON GET
+        assert!(!is_confirmable(&[0x50, 0x45, 0, 1])); // NON 2.05
+        assert!(!is_confirmable(&[0x60, 0x00, 0, 1])); // ACK
+        assert!(!is_confirmable(&[0x70, 0x00, 0, 1])); // RST
+        assert!(!is_confirmable(&[]));
     }
 }
