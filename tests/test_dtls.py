@@ -1,6 +1,6 @@
 """lwgate over DTLS (coaps://) as an operator meets it: the aiocoap test LwM2M
 server behind the GnuTLS relay of tests/dtls_peer (a DTLS stack other than
-lwgate's OpenSSL), PSK from lwgate.toml. Registration, reads and observation go
+lwgate's OpenSSL), PSK or certificates from lwgate.toml. Registration, reads and observation go
 through the session; a wrong key fails at our handshake deadline with a reason;
 lost handshake packets are retransmitted; a server that lost its sessions gets a
 new handshake; after a kill -9 the registration goes on through a new session."""
@@ -142,4 +142,71 @@ def test_notifications_are_stored_through_a_dtls_outage_and_replayed(agent):
         assert server_row(a)["security"].startswith("psk over DTLS: established"), server_row(a)
         assert time.time() - t_out < 60
         cancel()
+        a.stop()
+
+
+def make_pki(d, name="ca"):
+    """An ECDSA P-256 CA with a server certificate (localhost, 127.0.0.1) and a
+    client certificate (CN = the endpoint), made by the openssl CLI."""
+    import subprocess
+
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key")
+    run("req", "-x509", "-new", "-key", f"{name}.key", "-subj", f"/CN=test {name}", "-days", "2", "-out", f"{name}.pem")
+    for who, subj, ext in (
+        ("server", "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+        ("client", f"/CN={EP}", "extendedKeyUsage=clientAuth"),
+    ):
+        run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{who}.key")
+        run("req", "-new", "-key", f"{who}.key", "-subj", subj, "-out", f"{who}.csr")
+        (d / f"{who}.ext").write_text(ext + "\n")
+        run("x509", "-req", "-in", f"{who}.csr", "-CA", f"{name}.pem", "-CAkey", f"{name}.key",
+            "-CAcreateserial", "-days", "2", "-extfile", f"{who}.ext", "-out", f"{who}.pem")
+    (d / "client.key").chmod(0o600)
+    return d
+
+
+def cert_server(uri, d, trust):
+    return (
+        f'[[server]]\nuri = "{uri}"\nssid = 101\nlifetime = 300\nsecurity = "certificate"\n'
+        f'certificate = "{d / "client.pem"}"\nprivate_key = "{d / "client.key"}"\n{trust}\nhandshake_timeout = 5\n'
+    )
+
+
+def test_certificates_both_ways_checked_against_a_ca(agent, tmp_path):
+    d = make_pki(tmp_path)
+    srv = TestServer()
+    with DtlsPeer(srv.port, cert=d / "server.pem", key=d / "server.key", ca=d / "ca.pem", client_cert="require") as relay:
+        a = agent(servers=cert_server(relay.uri, d, f'ca_file = "{d / "ca.pem"}"')).start()
+        hs = relay.wait_event("handshake", ok=True, timeout=20)
+        assert f"CN={EP}" in hs.get("peer_dn", ""), hs
+        assert "ECDHE_ECDSA" in hs["suite"], hs
+        srv.wait_registered(EP, 20)
+        assert srv.read(EP, "/3/0/0").code == Code.CONTENT
+        assert server_row(a)["security"].startswith("certificate over DTLS: established"), server_row(a)
+        a.stop()
+
+
+def test_a_pinned_server_certificate(agent, tmp_path):
+    d = make_pki(tmp_path)
+    srv = TestServer()
+    with DtlsPeer(srv.port, cert=d / "server.pem", key=d / "server.key", ca=d / "ca.pem", client_cert="require") as relay:
+        a = agent(servers=cert_server(relay.uri, d, f'server_certificate = "{d / "server.pem"}"')).start()
+        srv.wait_registered(EP, 20)
+        a.stop()
+
+
+def test_an_untrusted_server_certificate_is_refused_with_the_reason(agent, tmp_path):
+    d = make_pki(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    make_pki(other, name="otherca")
+    srv = TestServer()
+    with DtlsPeer(srv.port, cert=d / "server.pem", key=d / "server.key", ca=d / "ca.pem", client_cert="require") as relay:
+        a = agent(servers=cert_server(relay.uri, d, f'ca_file = "{other / "otherca.pem"}"')).start()
+        row = wait_for(lambda: (lambda r: r if r["last_error"] and "DTLS" in r["last_error"] else None)(server_row(a)), 20, "the failure in lwgate status")
+        assert "server certificate not trusted" in row["last_error"], row
+        assert not srv.registrations
         a.stop()
