@@ -210,3 +210,49 @@ def test_an_untrusted_server_certificate_is_refused_with_the_reason(agent, tmp_p
         assert "server certificate not trusted" in row["last_error"], row
         assert not srv.registrations
         a.stop()
+
+
+def test_bootstrap_over_dtls_provisions_a_dtls_server_account(agent):
+    """A bootstrap server behind one DTLS relay (identity bs-id) gives the gateway a
+    PSK account on a server behind another; the gateway registers there over its
+    own session, and after a restart again, without bootstrapping again."""
+    from lwm2m_formats import tlv_encode
+    from lwm2m_server import TLV
+
+    bs, dm = TestServer(), TestServer()
+    bs_key, dm_key = bytes(range(16)), bytes(range(16, 32))
+    with DtlsPeer(bs.port, psk={"bs-id": bs_key}) as bs_relay, DtlsPeer(dm.port, psk={EP: dm_key}) as dm_relay:
+        a = agent(
+            extra=(f'[bootstrap.server]\nuri = "{bs_relay.uri}"\nsecurity = "psk"\n'
+                   f'psk_identity = "bs-id"\npsk_key = "{bs_key.hex()}"\nhandshake_timeout = 5\n'),
+            servers="",
+        ).start()
+        bs.wait_for(lambda: EP in bs.bs_clients, 20, "Bootstrap-Request over DTLS")
+        assert bs_relay.wait_event("handshake", ok=True)["psk_identity"] == "bs-id"
+        assert bs.bs(EP, Code.DELETE, "/").code == Code.DELETED
+
+        def security(uri, mode):
+            body = (tlv_encode(3, 0, uri.encode()) + tlv_encode(3, 1, b"\x00") + tlv_encode(3, 2, bytes([mode]))
+                    + tlv_encode(3, 3, EP.encode()) + tlv_encode(3, 5, dm_key) + tlv_encode(3, 10, bytes([101])))
+            return tlv_encode(0, 1, body)
+
+        server = tlv_encode(0, 0, tlv_encode(3, 0, bytes([101])) + tlv_encode(3, 1, bytes([60])) + tlv_encode(3, 7, b"U"))
+        assert bs.bs(EP, Code.PUT, "/1", server, content_format=TLV).code == Code.CHANGED
+        # coaps:// with NoSec does not fit: Finish is refused, with the reason.
+        assert bs.bs(EP, Code.PUT, "/0", security(dm_relay.uri, 3), content_format=TLV).code == Code.CHANGED
+        r = bs.bs(EP, Code.POST, "/bs")
+        assert r.code == Code.NOT_ACCEPTABLE and b"NoSec" in r.payload, (r.code, r.payload)
+        assert bs.bs(EP, Code.PUT, "/0", security(dm_relay.uri, 0), content_format=TLV).code == Code.CHANGED
+        assert bs.bs(EP, Code.POST, "/bs").code == Code.CHANGED
+        reg = dm.wait_registered(EP, 30)
+        assert dm_relay.wait_event("handshake", ok=True)["psk_identity"] == EP
+        assert server_row(a)["security"].startswith("psk over DTLS: established"), server_row(a)
+        assert a.stop() == 0
+        mark = dm_relay.mark()
+        a.start()
+        dm_relay.wait_event("handshake", ok=True, since=mark, timeout=20)
+        dm.wait_for(lambda: len(reg.updates) + dm.events.count(("register", EP)) >= 2, 30, "registered again")
+        assert a.status_json()["bootstrap"].startswith("bootstrap server (stored")
+        a.stop()
+    bs.close()
+    dm.close()
