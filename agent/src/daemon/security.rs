@@ -7,6 +7,7 @@
 
 use super::peers::PeerSecurity;
 use crate::dtls::{CertUsage, DtlsConfig, Security, ServerTrust};
+use crate::lwm2m::security_mode;
 use crate::lwm2m::tree::{Instance, Res, Tree};
 use crate::model::Value;
 use std::path::PathBuf;
@@ -21,18 +22,6 @@ pub struct Local {
     /// Our certificate's file (PEM): /0/x/3 holds the leaf only, the file may
     /// carry the intermediates the server needs to build our chain.
     pub certificate: Option<PathBuf>,
-}
-
-/// The Security Mode of /0/x/2, for `lwgate status`.
-pub fn mode_name(mode: i64) -> &'static str {
-    match mode {
-        0 => "psk",
-        1 => "rpk",
-        2 => "certificate",
-        3 => "nosec",
-        4 => "certificate with EST",
-        _ => "unknown",
-    }
 }
 
 fn single(inst: &Instance, res: u16) -> Option<&Value> {
@@ -58,10 +47,6 @@ fn integer(inst: &Instance, res: u16) -> Option<i64> {
     }
 }
 
-pub fn mode(inst: &Instance) -> i64 {
-    integer(inst, 2).unwrap_or(3)
-}
-
 /// Whether the first certificate of a PEM file is the DER certificate `leaf`.
 fn same_leaf(pem: &[u8], leaf: &[u8]) -> bool {
     openssl::x509::X509::from_pem(pem)
@@ -81,62 +66,34 @@ fn host_name(uri: &str) -> Option<String> {
     (!literal).then(|| host.to_string())
 }
 
-/// `None` for NoSec; the session's configuration otherwise, or why the instance
-/// cannot make one (said in the journal and `lwgate status`, never with a secret).
-pub fn dtls_config(inst: &Instance, local: &Local) -> Result<Option<DtlsConfig>, String> {
+/// `None` for NoSec; the session's configuration otherwise, or why instance
+/// `sec` cannot make one (said in the journal and `lwgate status`, never with a
+/// secret).
+pub fn dtls_config(inst: &Instance, sec: u16, local: &Local) -> Result<Option<DtlsConfig>, String> {
+    security_mode::check(inst, sec, local.ca_file.is_some())?;
     let uri = match single(inst, 0) {
         Some(Value::String(u)) => u.clone(),
         _ => String::new(),
     };
-    let secure_uri = uri.starts_with("coaps://");
-    let m = mode(inst);
-    if m == 3 {
-        if secure_uri {
-            return Err(format!(
-                "{uri} needs DTLS but its Security Mode (/0/x/2) is NoSec"
-            ));
-        }
-        return Ok(None);
-    }
-    if !secure_uri {
-        return Err(format!(
-            "Security Mode {} (/0/x/2) needs a coaps:// URI, not {uri}",
-            mode_name(m)
-        ));
-    }
     let (identity, server, secret) = (bytes(inst, 3), bytes(inst, 4), bytes(inst, 5));
-    let security = match m {
-        0 => {
-            if identity.is_empty() || secret.is_empty() {
-                return Err("PSK mode without an identity (/0/x/3) or a key (/0/x/5)".into());
-            }
-            Security::Psk {
-                identity,
-                key: secret,
-            }
-        }
+    let security = match security_mode::of(inst) {
+        3 => return Ok(None),
+        0 => Security::Psk {
+            identity,
+            key: secret,
+        },
         2 => {
-            if identity.is_empty() || secret.is_empty() {
-                return Err(
-                    "certificate mode without our certificate (/0/x/3) or private key (/0/x/5)"
-                        .into(),
-                );
-            }
-            let trust = match (&local.ca_file, server.is_empty()) {
-                (Some(ca), _) => ServerTrust::CaFile(ca.clone()),
-                (None, false) => {
+            let trust = match &local.ca_file {
+                Some(ca) => ServerTrust::CaFile(ca.clone()),
+                None => {
                     let usage = integer(inst, 15).unwrap_or(3);
-                    let usage = u8::try_from(usage)
-                        .map_err(|_| format!("Certificate Usage (/0/x/15) {usage} is not 0-3"))?;
+                    let usage = u8::try_from(usage).map_err(|_| {
+                        format!("/0/{sec}: Certificate Usage (/0/{sec}/15) {usage} is not 0-3")
+                    })?;
                     ServerTrust::Pinned {
                         cert: server,
                         usage: CertUsage::from_lwm2m(usage).map_err(|e| e.to_string())?,
                     }
-                }
-                (None, true) => {
-                    return Err("certificate mode with neither the server's certificate \
-                                (/0/x/4) nor a ca_file to check it against"
-                        .into())
                 }
             };
             // The file's chain when it still holds the leaf /0/x/3 has (a server
@@ -153,14 +110,11 @@ pub fn dtls_config(inst: &Instance, local: &Local) -> Result<Option<DtlsConfig>,
                 server: trust,
             }
         }
-        1 => Security::Rpk {
-            own_key: secret,
-            server_key: server,
-        },
+        // `check` lets no other mode through.
         other => {
             return Err(format!(
-                "Security Mode {other} ({}) is not supported",
-                mode_name(other)
+                "/0/{sec}: Security Mode {other} ({}) is not supported",
+                security_mode::name(other)
             ))
         }
     };
@@ -190,24 +144,30 @@ pub fn dtls_config(inst: &Instance, local: &Local) -> Result<Option<DtlsConfig>,
 }
 
 /// The Security instance of server `ssid`, or of the bootstrap server (`None`).
-pub fn instance_of(tree: &Tree, ssid: Option<u16>) -> Option<&Instance> {
-    tree.objects.get(&0)?.values().find(|i| {
-        let bootstrap = matches!(single(i, 1), Some(Value::Boolean(true)));
-        match ssid {
-            None => bootstrap,
-            Some(id) => !bootstrap && integer(i, 10) == Some(i64::from(id)),
-        }
-    })
+fn instance_of(tree: &Tree, ssid: Option<u16>) -> Option<(u16, &Instance)> {
+    tree.objects
+        .get(&0)?
+        .iter()
+        .map(|(id, i)| (*id, i))
+        .find(|(_, i)| {
+            let bootstrap = matches!(single(i, 1), Some(Value::Boolean(true)));
+            match ssid {
+                None => bootstrap,
+                Some(id) => !bootstrap && integer(i, 10) == Some(i64::from(id)),
+            }
+        })
 }
 
 /// How the peer of `ssid` (None: the bootstrap server) is to be secured.
 pub fn peer_security(tree: &Tree, ssid: Option<u16>, local: &Local) -> PeerSecurity {
-    let Some(inst) = instance_of(tree, ssid) else {
+    let Some((sec, inst)) = instance_of(tree, ssid) else {
         return PeerSecurity::None;
     };
-    match dtls_config(inst, local) {
+    match dtls_config(inst, sec, local) {
         Ok(None) => PeerSecurity::None,
-        Ok(Some(cfg)) => PeerSecurity::Dtls(Box::new(cfg), mode_name(mode(inst))),
+        Ok(Some(cfg)) => {
+            PeerSecurity::Dtls(Box::new(cfg), security_mode::name(security_mode::of(inst)))
+        }
         Err(why) => PeerSecurity::Unusable(why),
     }
 }
@@ -227,13 +187,17 @@ mod tests {
         i
     }
 
+    fn dtls_config_of(i: &Instance, l: &Local) -> Result<Option<DtlsConfig>, String> {
+        dtls_config(i, 1, l)
+    }
+
     #[test]
     fn nosec_and_psk_instances() {
         let l = Local::default();
-        assert!(dtls_config(&inst("coap://h", 3, b"", b"", b""), &l)
+        assert!(dtls_config_of(&inst("coap://h", 3, b"", b"", b""), &l)
             .unwrap()
             .is_none());
-        let c = dtls_config(
+        let c = dtls_config_of(
             &inst("coaps://srv.example:5684", 0, b"gw", b"", b"\x01\x02"),
             &l,
         )
@@ -243,7 +207,7 @@ mod tests {
             matches!(&c.security, Security::Psk { identity, key } if identity == b"gw" && key == &[1, 2])
         );
         assert_eq!(c.sni.as_deref(), Some("srv.example"));
-        let c = dtls_config(&inst("coaps://127.0.0.1", 0, b"gw", b"", b"k"), &l)
+        let c = dtls_config_of(&inst("coaps://127.0.0.1", 0, b"gw", b"", b"k"), &l)
             .unwrap()
             .unwrap();
         assert_eq!(c.sni, None, "no SNI for an address");
@@ -252,13 +216,13 @@ mod tests {
     #[test]
     fn mode_and_scheme_must_agree_and_secrets_stay_out_of_errors() {
         let l = Local::default();
-        let e = dtls_config(&inst("coaps://h", 3, b"", b"", b""), &l).unwrap_err();
+        let e = dtls_config_of(&inst("coaps://h", 3, b"", b"", b""), &l).unwrap_err();
         assert!(e.contains("NoSec"), "{e}");
-        let e = dtls_config(&inst("coap://h", 0, b"id", b"", b"secret"), &l).unwrap_err();
+        let e = dtls_config_of(&inst("coap://h", 0, b"id", b"", b"secret"), &l).unwrap_err();
         assert!(e.contains("coaps://") && !e.contains("secret"), "{e}");
-        let e = dtls_config(&inst("coaps://h", 0, b"", b"", b"secret"), &l).unwrap_err();
+        let e = dtls_config_of(&inst("coaps://h", 0, b"", b"", b"secret"), &l).unwrap_err();
         assert!(e.contains("identity") && !e.contains("secret"), "{e}");
-        let e = dtls_config(&inst("coaps://h", 2, b"cert", b"", b"key"), &l).unwrap_err();
+        let e = dtls_config_of(&inst("coaps://h", 2, b"cert", b"", b"key"), &l).unwrap_err();
         assert!(e.contains("ca_file"), "{e}");
     }
 
@@ -274,7 +238,7 @@ mod tests {
                 (1, Value::Integer(0xC0AE)),
             ])),
         );
-        let c = dtls_config(&i, &Local::default()).unwrap().unwrap();
+        let c = dtls_config_of(&i, &Local::default()).unwrap().unwrap();
         assert!(matches!(
             &c.security,
             Security::Certificate {
@@ -292,7 +256,7 @@ mod tests {
             handshake_timeout: Some(Duration::from_secs(5)),
             certificate: None,
         };
-        let c = dtls_config(&i, &local).unwrap().unwrap();
+        let c = dtls_config_of(&i, &local).unwrap().unwrap();
         assert!(matches!(
             &c.security,
             Security::Certificate {
@@ -302,6 +266,6 @@ mod tests {
         ));
         assert_eq!(c.handshake_timeout, Duration::from_secs(5));
         i.insert(15, Res::Single(Value::Integer(9)));
-        assert!(dtls_config(&i, &Local::default()).is_err());
+        assert!(dtls_config_of(&i, &Local::default()).is_err());
     }
 }

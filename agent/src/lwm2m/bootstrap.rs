@@ -397,48 +397,6 @@ impl Bootstrapper {
     }
 }
 
-/// A server account's Security Mode fits its URI and has what the mode needs
-/// (the DTLS session checks the keys themselves when it is made).
-fn check_security(t: &Tree, sec: u16, uri: &str) -> Result<(), String> {
-    let secure = uri.starts_with("coaps://");
-    let filled = |r: u16| match t.get(0, sec, r) {
-        Some(Value::Opaque(b)) => !b.is_empty(),
-        Some(Value::String(s)) => !s.is_empty(),
-        _ => false,
-    };
-    let need = |rs: &[(u16, &str)], mode: &str| -> Result<(), String> {
-        match rs.iter().find(|(r, _)| !filled(*r)) {
-            Some((r, what)) => Err(format!(
-                "/0/{sec}: {mode} mode without {what} (/0/{sec}/{r})"
-            )),
-            None => Ok(()),
-        }
-    };
-    match (t.get_i64(0, sec, 2).unwrap_or(3), secure) {
-        (3, false) => Ok(()),
-        (3, true) => Err(format!(
-            "/0/{sec}: {uri} needs DTLS but the Security Mode is NoSec"
-        )),
-        (0..=2, false) => Err(format!(
-            "/0/{sec}: a secured Security Mode needs a coaps:// URI, not {uri}"
-        )),
-        (0, true) => need(&[(3, "a PSK identity"), (5, "a key")], "PSK"),
-        (2, true) => need(
-            &[
-                (3, "our certificate"),
-                (4, "the server's certificate"),
-                (5, "our private key"),
-            ],
-            "certificate",
-        ),
-        (1, true) => Err(format!(
-            "/0/{sec}: raw public keys (mode 1) need OpenSSL 3.2; this build has {}",
-            openssl::version::version()
-        )),
-        (m, _) => Err(format!("/0/{sec}: Security Mode {m} is not supported")),
-    }
-}
-
 /// The number of server accounts if the configuration can be used.
 pub fn check(t: &Tree) -> Result<usize, String> {
     let servers = t.instance_ids(1);
@@ -459,7 +417,9 @@ pub fn check(t: &Tree) -> Result<usize, String> {
             _ => return Err(format!("/0/{sec} has no server URI")),
         };
         crate::config::parse_uri(&uri).map_err(|e| format!("/0/{sec}: {e}"))?;
-        check_security(t, sec, &uri)?;
+        if let Some(inst) = t.instance(0, sec) {
+            super::security_mode::check(inst, sec, false)?;
+        }
         if t.get_i64(1, *inst, 1).is_none_or(|l| l <= 0) {
             return Err(format!("/1/{inst} has no positive lifetime"));
         }

@@ -12,6 +12,7 @@ pub mod observe;
 pub mod persist;
 pub mod registration;
 pub mod request;
+pub mod security_mode;
 pub mod tree;
 
 pub use client::{Action, Client, ClientConfig, SessionStatus};
