@@ -123,19 +123,7 @@ fn unknown_identity() {
     // libcoap's servers use their default key (-k) for any identity they do not
     // match, and openssl s_server only warns: a stranger with the right key gets
     // in, one with a wrong key times out as above.
-    let hexkey = hex(KEY.as_bytes());
-    let peer = s_server(
-        &[
-            "-nocert",
-            "-psk",
-            &hexkey,
-            "-psk_identity",
-            "lwgate-dev",
-            "-cipher",
-            "PSK",
-        ],
-        dir.path(),
-    );
+    let peer = s_server_psk(KEY.as_bytes(), "lwgate-dev", dir.path());
     let mut s = DtlsSession::new(&ctx, None, Instant::now()).unwrap();
     Driver::new(peer.port).handshake(&mut s, Duration::from_secs(5));
     // s_server logs "client identity not what we expected" to a buffered stdout,
@@ -181,19 +169,7 @@ fn each_default_suite_by_iana_number() {
         }
     }
     // The two libcoap-openssl refuses, against openssl s_server.
-    let hexkey = hex(KEY.as_bytes());
-    let peer = s_server(
-        &[
-            "-nocert",
-            "-psk",
-            &hexkey,
-            "-psk_identity",
-            "lwgate-dev",
-            "-cipher",
-            "PSK",
-        ],
-        dir.path(),
-    );
+    let peer = s_server_psk(KEY.as_bytes(), "lwgate-dev", dir.path());
     for n in [0x00AEu16, 0xC037] {
         let mut c = DtlsConfig::psk("lwgate-dev", KEY.as_bytes().to_vec());
         c.ciphers = Some(vec![n]);

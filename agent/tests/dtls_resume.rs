@@ -157,19 +157,7 @@ fn resumption_and_handshake_times() {
         measure("openssl s_server ECDSA", &peer, &cert_ctx(&pki), false),
         Resumed::Always
     );
-    let hexkey = hex(KEY.as_bytes());
-    let peer = s_server(
-        &[
-            "-nocert",
-            "-psk",
-            &hexkey,
-            "-psk_identity",
-            "lwgate-dev",
-            "-cipher",
-            "PSK",
-        ],
-        dir.path(),
-    );
+    let peer = s_server_psk(KEY.as_bytes(), "lwgate-dev", dir.path());
     assert_eq!(
         measure("openssl s_server PSK", &peer, &psk_ctx(), false),
         Resumed::Always

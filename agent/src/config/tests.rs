@@ -663,7 +663,7 @@ mod security {
         let l = f
             .load(&psk_server(&format!("psk_key = \"{PSK_HEX}\"\n")))
             .unwrap();
-        let dbg = format!("{:?} {:?}", l.config, factory_accounts_dbg(&l));
+        let dbg = format!("{:?} {:?}", l.config, accounts(&l));
         assert!(
             !dbg.contains(PSK_HEX) && !dbg.contains("0, 17, 34"),
             "{dbg}"
@@ -699,26 +699,9 @@ mod security {
         assert!(!e.contains("1234567"), "{e}");
     }
 
-    /// What `daemon::bootstrap::factory_accounts` gives.
+    /// The accounts the daemon makes of a loaded config.
     fn accounts(l: &Loaded) -> Vec<SecuredAccount> {
-        l.config
-            .servers
-            .iter()
-            .map(|s| SecuredAccount {
-                account: factory::Account {
-                    uri: s.uri.clone(),
-                    ssid: s.ssid,
-                    lifetime: s.lifetime.0,
-                    binding: s.binding.clone(),
-                    notification_storing: s.notification_storing,
-                },
-                security: s.account_security(),
-            })
-            .collect()
-    }
-
-    fn factory_accounts_dbg(l: &Loaded) -> Vec<SecuredAccount> {
-        accounts(l)
+        crate::daemon::bootstrap::factory_accounts(l)
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `lwgate run`: the tokio driver that owns the sockets, the store, the timers and
 //! the systemd integration.
 
-mod bootstrap;
+pub(crate) mod bootstrap;
 mod devices;
 mod engine;
 mod peers;

@@ -485,6 +485,24 @@ pub fn s_server<A: AsRef<std::ffi::OsStr>>(args: &[A], dir: &Path) -> Peer {
     )
 }
 
+/// `openssl s_server` with a PSK for `identity` (and any identity: it only
+/// warns), PSK suites only.
+pub fn s_server_psk(key: &[u8], identity: &str, dir: &Path) -> Peer {
+    let key = hex(key);
+    s_server(
+        &[
+            "-nocert",
+            "-psk",
+            &key,
+            "-psk_identity",
+            identity,
+            "-cipher",
+            "PSK",
+        ],
+        dir,
+    )
+}
+
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
