@@ -256,3 +256,117 @@ def test_bootstrap_over_dtls_provisions_a_dtls_server_account(agent):
         a.stop()
     bs.close()
     dm.close()
+
+
+def test_a_wrong_sni_is_refused_naming_the_name(agent, tmp_path):
+    """The server's certificate is checked against the name sent as SNI (/0/x/14)."""
+    d = make_pki(tmp_path)
+    srv = TestServer()
+    with DtlsPeer(srv.port, cert=d / "server.pem", key=d / "server.key", ca=d / "ca.pem", client_cert="require") as relay:
+        trust = f'ca_file = "{d / "ca.pem"}"\nsni = "lwm2m.wrong.example"'
+        a = agent(servers=cert_server(relay.uri, d, trust)).start()
+        row = wait_for(lambda: (lambda r: r if r["last_error"] and "DTLS" in r["last_error"] else None)(server_row(a)), 20, "the failure in lwgate status")
+        assert 'server certificate not valid for "lwm2m.wrong.example"' in row["last_error"], row
+        assert "lwm2m.wrong.example" in a.log.read_text()
+        assert not srv.registrations
+        a.stop()
+    srv.close()
+
+
+def test_the_alert_of_a_failed_handshake_is_kept_in_1_x_11(agent, tmp_path):
+    """The relay refuses our certificate (issued by a CA it does not know) with a
+    fatal alert; once a server that trusts us takes its place on the same port,
+    the registered server reads that alert's code from /1/0/11."""
+    d = make_pki(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    make_pki(other, name="otherca")
+    srv = TestServer()
+    refusing = DtlsPeer(srv.port, cert=d / "server.pem", key=d / "server.key", ca=other / "otherca.pem", client_cert="require")
+    port = refusing.port
+    a = agent(servers=cert_server(refusing.uri, d, f'ca_file = "{d / "ca.pem"}"')).start()
+    ev = refusing.wait_event("handshake", ok=False, timeout=20)
+    row = wait_for(lambda: (lambda r: r if r["last_error"] and "DTLS" in r["last_error"] else None)(server_row(a)), 20, "the failure")
+    assert "server rejected our certificate (alert: " in row["last_error"], (row, ev)
+    alert_name = row["last_error"].rsplit("(alert: ", 1)[1].rstrip(")")
+    codes = {"bad_certificate": 42, "unsupported_certificate": 43, "certificate_unknown": 46, "unknown_ca": 48, "access_denied": 49}
+    assert alert_name in codes, row
+    refusing.close()
+    with DtlsPeer(srv.port, listen=f"127.0.0.1:{port}", cert=d / "server.pem", key=d / "server.key", ca=d / "ca.pem", client_cert="require"):
+        srv.wait_registered(EP, 60)
+        r = srv.read(EP, "/1/0/11")
+        assert r.code == Code.CONTENT and r.payload == str(codes[alert_name]).encode(), (r.code, r.payload)
+        a.stop()
+    srv.close()
+
+
+def rpk_binary():
+    """A build that can do raw public keys: OpenSSL >= 3.2, which on Debian 12
+    means `--features vendored-openssl` (scripts/test builds it into target/rpk)."""
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    p = os.environ.get("LWGATE_RPK_BIN")
+    if p and Path(p).exists():
+        return Path(p)
+    if os.environ.get("CI"):
+        pytest.fail("LWGATE_RPK_BIN is not set to an RPK build (scripts/test builds target/rpk/debug/lwgate)")
+    pytest.skip("no RPK build: set LWGATE_RPK_BIN (cargo build -p lwgate --features vendored-openssl)")
+
+
+def rpk_keys(d, name):
+    import subprocess
+
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key"], check=True, cwd=d)
+    subprocess.run(["openssl", "pkey", "-in", f"{name}.key", "-pubout", "-out", f"{name}.pub"], check=True, cwd=d)
+    (d / f"{name}.key").chmod(0o600)
+    return d / f"{name}.key", d / f"{name}.pub"
+
+
+def test_raw_public_keys_register_and_refuse_another_server_key(tmp_path):
+    """Security Mode 1 against the GnuTLS relay, which accepts only our public
+    key: registration and a read go through; then a server with a key other than
+    the configured server_public_key is refused with the reason."""
+    from conftest import Agent
+
+    binary = rpk_binary()
+    client_key, client_pub = rpk_keys(tmp_path, "client")
+    server_key, server_pub = rpk_keys(tmp_path, "server")
+    _, other_pub = rpk_keys(tmp_path, "other")
+
+    def rpk_server(uri, pub):
+        return (f'[[server]]\nuri = "{uri}"\nssid = 101\nlifetime = 300\nsecurity = "rpk"\n'
+                f'private_key = "{client_key}"\nserver_public_key = "{pub}"\nhandshake_timeout = 5\n')
+
+    srv = TestServer()
+    made = []
+    try:
+        with DtlsPeer(srv.port, rpk_pub=server_pub, rpk_key=server_key, rpk_clients=[client_pub]) as relay:
+            d1 = tmp_path / "a1"
+            d1.mkdir()
+            a = Agent(binary, d1, servers=rpk_server(relay.uri, server_pub))
+            made.append(a)
+            check = a.cli("check-config", "--config", str(a.config), check=False)
+            assert check.returncode == 0, check.stdout + check.stderr
+            a.start()
+            hs = relay.wait_event("handshake", ok=True, timeout=20)
+            assert "ECDHE_ECDSA" in hs["suite"], hs
+            srv.wait_registered(EP, 20)
+            assert srv.read(EP, "/3/0/0").code == Code.CONTENT
+            assert server_row(a)["security"].startswith("rpk over DTLS: established"), server_row(a)
+            a.stop()
+
+            d2 = tmp_path / "a2"
+            d2.mkdir()
+            b = Agent(binary, d2, servers=rpk_server(relay.uri, other_pub))
+            made.append(b)
+            b.start()
+            row = wait_for(lambda: (lambda r: r if r["last_error"] and "DTLS" in r["last_error"] else None)(server_row(b)), 20, "the failure")
+            assert "server's raw public key is not the configured server_public_key" in row["last_error"], row
+            b.stop()
+    finally:
+        for x in made:
+            x.kill()
+        srv.close()

@@ -346,21 +346,12 @@ impl Ctx<'_> {
     }
 }
 
-/// OpenSSL's first version with RFC 7250 raw public keys.
-const RPK_OPENSSL: i64 = 0x3020_0000;
-
 /// Why `security = "rpk"` cannot work in this build, naming the OpenSSL.
 pub fn rpk_unsupported() -> String {
-    let full = openssl::version::version();
-    if openssl::version::number() < RPK_OPENSSL {
-        format!(
-            "security = \"rpk\" needs RFC 7250 raw public keys, which this build's OpenSSL ({full}) cannot do: they need OpenSSL 3.2 or later; use security = \"certificate\" or \"psk\""
-        )
-    } else {
-        format!(
-            "security = \"rpk\": raw public keys (RFC 7250) are not implemented in lwgate's DTLS yet ({full}); use security = \"certificate\" or \"psk\""
-        )
-    }
+    format!(
+        "security = \"rpk\" needs RFC 7250 raw public keys, which this build's OpenSSL ({}) cannot do: they need OpenSSL 3.2 or later (a build with --features vendored-openssl has it); use security = \"certificate\" or \"psk\"",
+        openssl::version::version()
+    )
 }
 
 /// Checks the security keys of the table `table` (`server[0]`,
@@ -468,7 +459,7 @@ pub(super) fn resolve(file: &Path, table: &str, uri: &str, k: &SecurityKeys) -> 
             }
         }
     }
-    if mode == Rpk {
+    if mode == Rpk && !crate::dtls::RAW_PUBLIC_KEYS {
         c.err("security", rpk_unsupported());
     }
     let security = match credentials {

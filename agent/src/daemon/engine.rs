@@ -241,6 +241,10 @@ impl Engine {
                 Heard::Unreachable(key, why) => self.client.unreachable(now, key, &why),
                 Heard::Refused(key, why) if key != BS_PEER => self.client.refused(now, key, &why),
                 Heard::Refused(..) => {}
+                Heard::TlsAlert(key, code) if key != BS_PEER => {
+                    self.client.tls_alert(now, key, code)
+                }
+                Heard::TlsAlert(..) => {}
             }
         }
     }

@@ -49,6 +49,8 @@ pub enum Heard {
     Unreachable(u16, String),
     /// The server's host answered that nothing listens on the port.
     Refused(u16, String),
+    /// A DTLS handshake or session ended with this fatal TLS alert.
+    TlsAlert(u16, u8),
 }
 
 enum Link {
@@ -211,6 +213,9 @@ impl Peers {
             let why = format!("DTLS handshake failed: {why}");
             tracing::warn!(server = %peer.uri, "{}: {why}", label(key));
             peer.error = Some(why.clone());
+            if let Some(code) = step.alert {
+                self.heard.push(Heard::TlsAlert(key, code));
+            }
             self.heard.push(Heard::Unreachable(key, why));
         }
         step.app

@@ -21,6 +21,8 @@ pub struct Step {
     pub app: Vec<Vec<u8>>,
     /// The handshake or the session failed (said once per session).
     pub failed: Option<String>,
+    /// The fatal TLS alert of that failure, sent or received (LwM2M's /1/x/11).
+    pub alert: Option<u8>,
     /// The handshake has just completed.
     pub established: Option<String>,
 }
@@ -166,6 +168,7 @@ impl SecureLink {
             if !self.failure_said {
                 self.failure_said = true;
                 step.failed = Some(why.clone());
+                step.alert = s.last_alert().map(|(code, _)| code);
             }
         }
     }

@@ -110,6 +110,10 @@ pub fn dtls_config(inst: &Instance, sec: u16, local: &Local) -> Result<Option<Dt
                 server: trust,
             }
         }
+        1 => Security::Rpk {
+            own_key: secret,
+            server_key: server,
+        },
         // `check` lets no other mode through.
         other => {
             return Err(format!(

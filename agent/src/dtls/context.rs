@@ -11,9 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// OpenSSL 3.2 is the first with RFC 7250 raw public keys.
-const RPK_VERSION: i64 = 0x3020_0000;
-
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Clone)]
@@ -31,6 +28,8 @@ pub(super) struct Inner {
     pub mtu: u16,
     pub sni: Option<String>,
     pub check_name: bool,
+    /// RFC 7250: the server's key is pinned, there is no certificate.
+    pub rpk: bool,
 }
 
 /// A finished session's state (master secret included) to offer for an
@@ -58,20 +57,19 @@ impl fmt::Debug for DtlsContext {
     }
 }
 
-/// Refuses RFC 7250 on an OpenSSL that cannot do it, naming the version.
+/// Refuses RFC 7250 on a build whose OpenSSL cannot do it, naming the version.
+#[cfg(not(lwgate_rpk))]
 fn rpk_unsupported() -> DtlsError {
     let full = openssl::version::version();
     let v = full.strip_prefix("OpenSSL ").unwrap_or(full);
-    if openssl::version::number() < RPK_VERSION {
-        DtlsError::Unsupported(format!(
-            "this build's OpenSSL (version {v}) has no raw public keys (RFC 7250 needs 3.2)"
-        ))
-    } else {
-        DtlsError::Unsupported(format!(
-            "raw public keys (RFC 7250) are not implemented in lwgate's DTLS yet (OpenSSL {v})"
-        ))
-    }
+    DtlsError::Unsupported(format!(
+        "this build's OpenSSL (version {v}) has no raw public keys (RFC 7250 needs 3.2; build lwgate with --features vendored-openssl)"
+    ))
 }
+
+/// Whether this build can make raw-public-key sessions (its OpenSSL is 3.2 or
+/// later, checked when it was compiled).
+pub const RAW_PUBLIC_KEYS: bool = cfg!(lwgate_rpk);
 
 impl DtlsContext {
     pub fn new(cfg: &DtlsConfig) -> Result<Self, DtlsError> {
@@ -105,9 +103,23 @@ impl DtlsContext {
                 trust::set_server_trust(&mut b, server)?;
                 (SuiteKind::Certificate, trust::checks_name(server))
             }
+            #[cfg(lwgate_rpk)]
+            Security::Rpk {
+                own_key,
+                server_key,
+            } => {
+                trust::set_raw_public_keys(&mut b, own_key, server_key)?;
+                (SuiteKind::Certificate, false)
+            }
+            #[cfg(not(lwgate_rpk))]
             Security::Rpk { .. } => return Err(rpk_unsupported()),
         };
-        let list = ciphers::cipher_string(cfg.ciphers.as_deref(), kind)?;
+        let mut list = ciphers::cipher_string(cfg.ciphers.as_deref(), kind)?;
+        // OpenSSL 3.2 rates CCM_8's 64-bit tag at security level 0 and drops the
+        // suites at any higher level; RFC 7925 makes them LwM2M's mandatory ones.
+        if list.contains("CCM8") && openssl::version::number() >= 0x3020_0000 {
+            list.push_str(":@SECLEVEL=0");
+        }
         b.set_cipher_list(&list)
             .map_err(|e| DtlsError::Config(format!("OpenSSL refuses the suites {list}: {e}")))?;
         Ok(Self {
@@ -119,6 +131,7 @@ impl DtlsContext {
                 mtu: cfg.mtu,
                 sni: cfg.sni.clone(),
                 check_name,
+                rpk: matches!(cfg.security, Security::Rpk { .. }),
             }),
         })
     }

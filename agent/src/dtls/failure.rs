@@ -10,6 +10,7 @@ use openssl::x509::X509VerifyResult;
 pub struct Facts<'a> {
     pub kind: SuiteKind,
     pub sni: Option<&'a str>,
+    pub rpk: bool,
 }
 
 pub fn describe(e: &ssl::Error, ssl: &SslRef, facts: &Facts<'_>) -> String {
@@ -68,6 +69,9 @@ pub fn from_alert(a: u8, kind: SuiteKind) -> String {
 }
 
 fn untrusted(v: X509VerifyResult, facts: &Facts<'_>) -> String {
+    if v == X509VerifyResult::APPLICATION_VERIFICATION && facts.rpk {
+        return "server's raw public key is not the configured server_public_key (/0/x/4)".into();
+    }
     if v == X509VerifyResult::APPLICATION_VERIFICATION {
         return "server certificate is not the pinned server certificate (certificate usage 3)"
             .into();
@@ -109,6 +113,7 @@ mod tests {
         let f = Facts {
             kind: SuiteKind::Certificate,
             sni: Some("lwm2m.example"),
+            rpk: false,
         };
         let s = untrusted(X509VerifyResult::APPLICATION_VERIFICATION, &f);
         assert!(s.contains("pinned"), "{s}");

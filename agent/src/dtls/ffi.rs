@@ -87,3 +87,115 @@ pub fn handle_timeout(ssl: &SslRef) -> c_long {
         )
     }
 }
+
+/// RFC 7250 raw public keys (OpenSSL 3.2 and later), which rust-openssl does not
+/// wrap: the certificate types offered, and the key the server sent.
+#[cfg(lwgate_rpk)]
+pub mod rpk {
+    use foreign_types::ForeignTypeRef;
+    use libc::{c_int, size_t};
+    use openssl::pkey::{PKeyRef, Public};
+    use openssl::ssl::SslContextBuilder;
+    use openssl::x509::X509StoreContextRef;
+
+    /// TLS Certificate Type "RawPublicKey" (RFC 7250 §3, IANA value 2).
+    const TLSEXT_CERT_TYPE_RPK: u8 = 2;
+
+    extern "C" {
+        fn SSL_CTX_set1_client_cert_type(
+            ctx: *mut openssl_sys::SSL_CTX,
+            val: *const u8,
+            len: size_t,
+        ) -> c_int;
+        fn SSL_CTX_set1_server_cert_type(
+            ctx: *mut openssl_sys::SSL_CTX,
+            val: *const u8,
+            len: size_t,
+        ) -> c_int;
+        fn X509_STORE_CTX_get0_rpk(
+            ctx: *const openssl_sys::X509_STORE_CTX,
+        ) -> *mut openssl_sys::EVP_PKEY;
+    }
+
+    /// Offers raw public keys only, for both sides: LwM2M's mode 1 is mutual and
+    /// has no certificates to fall back to.
+    pub fn only_raw_public_keys(b: &mut SslContextBuilder) -> bool {
+        let types = [TLSEXT_CERT_TYPE_RPK];
+        // SAFETY: `b` holds a live SSL_CTX; OpenSSL copies the 1-byte list.
+        unsafe {
+            SSL_CTX_set1_client_cert_type(b.as_ptr(), types.as_ptr(), types.len()) == 1
+                && SSL_CTX_set1_server_cert_type(b.as_ptr(), types.as_ptr(), types.len()) == 1
+        }
+    }
+
+    /// The SubjectPublicKeyInfo (DER) of the raw public key under verification.
+    pub fn peer_key_der(ctx: &X509StoreContextRef) -> Option<Vec<u8>> {
+        // SAFETY: the store context is live during the verify callback; the key
+        // it returns is borrowed from it (get0) and only read here.
+        unsafe {
+            let p = X509_STORE_CTX_get0_rpk(ctx.as_ptr());
+            if p.is_null() {
+                return None;
+            }
+            PKeyRef::<Public>::from_ptr(p).public_key_to_der().ok()
+        }
+    }
+}
+
+/// The last fatal alert of a session, sent or received, as OpenSSL's info
+/// callback reports it (rust-openssl does not wrap the callback). Kept in the
+/// SSL's ex-data: 0 none, else 0x100 | (0x200 when we sent it) | the alert.
+pub mod alerts {
+    use foreign_types::ForeignTypeRef;
+    use libc::c_int;
+    use openssl::ex_data::Index;
+    use openssl::ssl::{Ssl, SslRef};
+    use std::sync::atomic::{AtomicU16, Ordering};
+    use std::sync::OnceLock;
+
+    const SSL_CB_READ: c_int = 0x04;
+    const SSL_CB_WRITE: c_int = 0x08;
+    const SSL_CB_ALERT: c_int = 0x4000;
+    const FATAL: c_int = 2;
+
+    type InfoCb = unsafe extern "C" fn(*const openssl_sys::SSL, c_int, c_int);
+
+    extern "C" {
+        fn SSL_set_info_callback(s: *mut openssl_sys::SSL, cb: Option<InfoCb>);
+    }
+
+    static INDEX: OnceLock<Option<Index<Ssl, AtomicU16>>> = OnceLock::new();
+
+    fn index() -> Option<Index<Ssl, AtomicU16>> {
+        *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
+    }
+
+    unsafe extern "C" fn info_cb(s: *const openssl_sys::SSL, at: c_int, ret: c_int) {
+        if at & SSL_CB_ALERT == 0 || (ret >> 8) != FATAL {
+            return;
+        }
+        let sent = at & SSL_CB_WRITE != 0 && at & SSL_CB_READ == 0;
+        let Some(idx) = index() else { return };
+        // SAFETY: OpenSSL calls this with the live SSL the callback was set on;
+        // only its ex-data slot (an atomic set before the callback) is touched.
+        let ssl = unsafe { SslRef::from_ptr(s.cast_mut()) };
+        if let Some(slot) = ssl.ex_data(idx) {
+            let v = 0x100 | if sent { 0x200 } else { 0 } | (ret & 0xff) as u16;
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts recording fatal alerts on `ssl`.
+    pub fn record(ssl: &mut SslRef) {
+        let Some(idx) = index() else { return };
+        ssl.set_ex_data(idx, AtomicU16::new(0));
+        // SAFETY: `ssl` is live; the callback reads only its own ex-data.
+        unsafe { SSL_set_info_callback(ssl.as_ptr(), Some(info_cb)) }
+    }
+
+    /// The last fatal alert: its code, and whether we sent it.
+    pub fn last(ssl: &SslRef) -> Option<(u8, bool)> {
+        let v = ssl.ex_data(index()?)?.load(Ordering::Relaxed);
+        (v != 0).then_some(((v & 0xff) as u8, v & 0x200 != 0))
+    }
+}

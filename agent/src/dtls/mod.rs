@@ -21,6 +21,6 @@ mod wire;
 pub use config::{
     CertUsage, DtlsConfig, Security, ServerTrust, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MTU,
 };
-pub use context::{DtlsContext, SessionTicket};
+pub use context::{DtlsContext, SessionTicket, RAW_PUBLIC_KEYS};
 pub use error::DtlsError;
 pub use session::{DtlsSession, DtlsState};

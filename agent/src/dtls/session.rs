@@ -60,6 +60,7 @@ fn open(
     let mut ssl = Ssl::new(&inner.ctx)?;
     ssl.set_mtu(u32::from(inner.mtu))?;
     ffi::set_retransmit_schedule(&mut ssl);
+    ffi::alerts::record(&mut ssl);
     if let Some(name) = &inner.sni {
         let ip = name.parse::<IpAddr>().ok();
         if ip.is_none() {
@@ -120,6 +121,12 @@ impl DtlsSession {
 
     pub fn state(&self) -> &DtlsState {
         &self.state
+    }
+
+    /// The last fatal TLS alert of this session (the server's or ours): its code
+    /// (RFC 5246 §7.2, for LwM2M's /1/x/11) and whether we sent it.
+    pub fn last_alert(&self) -> Option<(u8, bool)> {
+        ffi::alerts::last(self.stream.ssl())
     }
 
     pub fn is_established(&self) -> bool {
@@ -268,6 +275,7 @@ impl DtlsSession {
         Facts {
             kind: self.ctx.inner.kind,
             sni: self.ctx.inner.sni.as_deref(),
+            rpk: self.ctx.inner.rpk,
         }
     }
 

@@ -125,3 +125,45 @@ fn leaf_is(ctx: &X509StoreContextRef, der: &[u8]) -> bool {
         .or_else(|| ctx.current_cert().filter(|_| ctx.error_depth() == 0));
     leaf.and_then(|c| c.to_der().ok()).is_some_and(|d| d == der)
 }
+
+/// The server's public key (SubjectPublicKeyInfo, PEM or DER) as DER.
+#[cfg(lwgate_rpk)]
+fn parse_public_key(bytes: &[u8]) -> Result<Vec<u8>, DtlsError> {
+    let r = if is_pem(bytes) {
+        PKey::public_key_from_pem(bytes)
+    } else {
+        PKey::public_key_from_der(bytes)
+    };
+    r.and_then(|k| k.public_key_to_der()).map_err(|e| {
+        DtlsError::Config(format!(
+            "the server public key is not a PEM or DER public key: {e}"
+        ))
+    })
+}
+
+/// RFC 7250 both ways: our raw public key is the private key's, and the server
+/// must present exactly the key LwM2M gave for it (/0/x/4): with no certificate
+/// there is no CA, name or date to check, so the key is the pin.
+#[cfg(lwgate_rpk)]
+pub fn set_raw_public_keys(
+    b: &mut SslContextBuilder,
+    own_key: &[u8],
+    server_key: &[u8],
+) -> Result<(), DtlsError> {
+    let expected = parse_public_key(server_key)?;
+    let key = parse_key(own_key)?;
+    b.set_private_key(&key)?;
+    if !super::ffi::rpk::only_raw_public_keys(b) {
+        return Err(DtlsError::Config(
+            "OpenSSL refused the raw-public-key certificate types".into(),
+        ));
+    }
+    b.set_verify_callback(SslVerifyMode::PEER, move |_, ctx| {
+        let same = super::ffi::rpk::peer_key_der(ctx).is_some_and(|k| k == expected);
+        if !same {
+            ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
+        }
+        same
+    });
+    Ok(())
+}

@@ -72,6 +72,10 @@ pub fn check(inst: &Instance, sec: u16, ca_file: bool) -> Result<(), String> {
             ],
             "certificate",
         ),
+        (1, true) if crate::dtls::RAW_PUBLIC_KEYS => need(
+            &[(4, "the server's public key"), (5, "our private key")],
+            "raw-public-key",
+        ),
         (1, true) => Err(format!(
             "/0/{sec}: raw public keys (mode 1) need OpenSSL 3.2; this build has {}",
             openssl::version::version()

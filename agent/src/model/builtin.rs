@@ -74,6 +74,7 @@ const SERVER: &[Row] = &[
     (7, "Binding", RW, false, true, S, ""),
     (8, "Registration Update Trigger", E, false, true, X, ""),
     (9, "Bootstrap-Request Trigger", E, false, false, X, ""),
+    (11, "TLS-DTLS Alert Code", R, false, false, U, ""),
     (12, "Last Bootstrapped", R, false, false, T, ""),
     (13, "Registration Priority Order", RW, false, false, U, ""),
     (

@@ -279,6 +279,21 @@ impl Client {
         }
     }
 
+    /// A DTLS handshake with server `ssid` ended with fatal alert `code`: kept in
+    /// its Server instance's TLS-DTLS Alert Code (/1/x/11), where a server that
+    /// reaches us later (or an operator reading the object) sees why it failed.
+    pub fn tls_alert(&mut self, now: Instant, ssid: u16, code: u8) {
+        let tree = &mut self.trees.gateway;
+        let inst = tree
+            .instance_ids(1)
+            .into_iter()
+            .find(|&i| tree.get_i64(1, i, 0) == Some(i64::from(ssid)));
+        if let Some(i) = inst {
+            tree.set(1, i, 11, Value::Integer(i64::from(code)));
+            self.values_changed(now);
+        }
+    }
+
     /// The server's host said nothing listens on its port. Retransmissions go on
     /// (a server may be restarting); if they stay unanswered, this is the reason.
     /// While stopping there is no time to wait for a restart: what is pending fails.
