@@ -370,3 +370,31 @@ def test_raw_public_keys_register_and_refuse_another_server_key(tmp_path):
         for x in made:
             x.kill()
         srv.close()
+
+
+def test_queue_mode_wakes_with_an_abbreviated_handshake(agent):
+    """After queue-mode sleep the session is resumed (the NAT mapping of a sleeper
+    has likely expired): the relay sees a resumed handshake, the wake-up Update
+    and a request in the listening window go through it."""
+    srv = TestServer()
+    try:
+        with DtlsPeer(srv.port, psk={EP: KEY}) as relay:
+            a = agent(servers=psk_server(relay.uri, extra='binding = "UQ"\nqueue_timeout = 2\n')).start()
+            reg = srv.wait_registered(EP, 20)
+            assert reg.query.get("Q") == "", reg.query
+            first = relay.wait_event("handshake", ok=True, timeout=20)
+            assert not first.get("resumed"), first
+            srv.wait_for(lambda: "asleep" in server_row(a)["state"], 10, "queue mode sleep")
+            mark = relay.mark()
+            # A Send wakes the client: an abbreviated handshake, then the Update
+            # and the Send, and the server's request in the listening window.
+            assert a.cli("send", "--config", str(a.config), "/3/0/0", check=False).returncode == 0
+            hs = relay.wait_event("handshake", ok=True, since=mark, timeout=20)
+            assert hs.get("resumed"), relay.dump()
+            srv.wait_for(lambda: len(reg.updates) >= 1 and len(srv.sent) >= 1, 20, "the wake-up Update and the Send")
+            assert srv.read(EP, "/3/0/0", timeout=5).code == Code.CONTENT
+            assert "resuming the DTLS session" in a.log.read_text()
+            assert ", resumed" in server_row(a)["security"], server_row(a)
+            a.stop()
+    finally:
+        srv.close()

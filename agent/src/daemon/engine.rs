@@ -475,6 +475,9 @@ impl Engine {
         if let Some(batch) = self.batch.push(ops, Instant::now()) {
             self.commit(&batch);
         }
+        for ssid in self.client.asleep_servers() {
+            self.peers.asleep(ssid);
+        }
         while let Some((ssid, bytes)) = self.client.poll_transmit() {
             self.peers.send(ssid, bytes);
         }

@@ -257,6 +257,14 @@ impl Peers {
     }
 
     /// Sends, opening the socket first when there is none (the datagram waits).
+    /// The client fell asleep for this server (queue mode): its DTLS session is
+    /// resumed when it wakes.
+    pub fn asleep(&mut self, key: u16) {
+        if let Some(Ok(Some(link))) = self.map.get_mut(&key).map(|p| p.secure.as_mut()) {
+            link.asleep();
+        }
+    }
+
     pub fn send(&mut self, key: u16, bytes: Vec<u8>) {
         let Some(peer) = self.map.get_mut(&key) else {
             tracing::debug!("{}: no such peer; datagram dropped", label(key));

@@ -41,6 +41,8 @@ pub struct SecureLink {
     unanswered_since: Option<Instant>,
     failure_said: bool,
     last_failure: Option<String>,
+    /// The client slept (queue mode) since the session was made.
+    slept: bool,
 }
 
 impl SecureLink {
@@ -54,6 +56,7 @@ impl SecureLink {
             unanswered_since: None,
             failure_said: false,
             last_failure: None,
+            slept: false,
         })
     }
 
@@ -74,6 +77,14 @@ impl SecureLink {
         }
         match DtlsSession::new(&self.ctx, self.ticket.as_ref(), now) {
             Ok(s) => {
+                tracing::debug!(
+                    "DTLS handshake starts ({})",
+                    if s.offered_resumption() {
+                        "offering the last session for resumption"
+                    } else {
+                        "full"
+                    }
+                );
                 self.session = Some(s);
                 self.failure_said = false;
                 self.unanswered_since = None;
@@ -98,6 +109,15 @@ impl SecureLink {
                 STALE.as_secs()
             );
             self.session = None;
+        }
+        if std::mem::take(&mut self.slept)
+            && self.session.as_ref().is_some_and(|s| s.is_established())
+        {
+            // A sleeper's NAT mapping has likely expired and the server would not
+            // know our new address: an abbreviated handshake costs one round trip,
+            // where waiting for the old session to go stale costs `STALE`.
+            tracing::info!("awake after queue-mode sleep: resuming the DTLS session");
+            self.forget_session();
         }
         if !self.usable() {
             self.start(now, &mut step);
@@ -144,6 +164,11 @@ impl SecureLink {
 
     pub fn deadline(&self) -> Option<Instant> {
         self.session.as_ref().and_then(|s| s.poll_timeout())
+    }
+
+    /// The client went to sleep (queue mode).
+    pub fn asleep(&mut self) {
+        self.slept = true;
     }
 
     /// The server's address changed: a session is bound to the old one.

@@ -8,7 +8,7 @@ use super::failure::{self, Facts};
 use super::wire::Wire;
 use super::{ffi, DtlsError};
 use openssl::error::ErrorStack;
-use openssl::ssl::{ErrorCode, Ssl, SslStream};
+use openssl::ssl::{ErrorCode, ShutdownState, Ssl, SslStream};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
@@ -89,6 +89,19 @@ impl fmt::Debug for DtlsSession {
             .field("state", &self.state)
             .field("queued", &self.queued.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// OpenSSL's SSL_free takes a session that was not shut down for a bad one and
+/// makes it unresumable, ticket and all; a session left behind because its
+/// server went quiet (a stale session, queue-mode sleep, a new address) is not
+/// bad, and the abbreviated handshake that follows needs it (RFC 5246 §7.2.1).
+impl Drop for DtlsSession {
+    fn drop(&mut self) {
+        if matches!(self.state, DtlsState::Established { .. }) {
+            self.stream
+                .set_shutdown(ShutdownState::SENT | ShutdownState::RECEIVED);
+        }
     }
 }
 

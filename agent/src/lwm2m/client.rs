@@ -458,6 +458,11 @@ impl Client {
         self.sessions.iter().any(|s| s.ssid == ssid && s.asleep)
     }
 
+    /// The servers this client is asleep for (queue mode).
+    pub fn asleep_servers(&self) -> impl Iterator<Item = u16> + '_ {
+        self.sessions.iter().filter(|s| s.asleep).map(|s| s.ssid)
+    }
+
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
