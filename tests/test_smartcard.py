@@ -336,3 +336,31 @@ def test_no_card_at_start_falls_back_to_the_factory_accounts(agent, lab):
         assert a.stop() == 0
     finally:
         factory.close()
+
+
+def test_a_card_provisioned_dtls_psk_account_registers_over_dtls(agent, lab, lwgate):
+    """The card's Security instance is PSK (mode 0) for a coaps:// server behind
+    the GnuTLS relay: lwgate registers over DTLS with the card's identity and key,
+    and neither `smartcard dump`, `lwgate status` nor the journal shows the key."""
+    from dtls_peer import DtlsPeer
+
+    key = bytes(range(0xA0, 0xB0))
+    srv, unused = TestServer(), TestServer()
+    try:
+        with DtlsPeer(srv.port, psk={"card-id": key}) as relay:
+            lab.start("--uri", relay.uri, "--ssid", "203", "--psk-identity", "card-id", "--psk-key", key.hex())
+            out = dump(lwgate)
+            assert out.returncode == 0, out.stderr
+            assert '"card-id" (7 bytes)' in out.stdout, out.stdout
+            assert "<16 bytes, masked>" in out.stdout and key.hex() not in out.stdout.replace(" ", "").lower(), out.stdout
+            a = card_agent(agent, unused.uri).start()
+            hs = relay.wait_event("handshake", ok=True, timeout=20)
+            assert hs["psk_identity"] == "card-id", hs
+            srv.wait_registered(CARD_EP, 20)
+            row = a.status_json()["servers"][0]
+            assert row["ssid"] == 203 and row["security"].startswith("psk over DTLS: established"), row
+            assert key.hex() not in a.log.read_text()
+            assert a.stop() == 0
+    finally:
+        srv.close()
+        unused.close()

@@ -11,9 +11,21 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
 
-/// Security object keys and SMS secrets are never printed.
+/// The Security object's secret key and SMS keys are never printed; its public
+/// parts (a PSK identity, certificates, public keys) go in the clear in every
+/// handshake and are what a field engineer compares with the server's records.
 fn masked(r: &Record) -> bool {
-    r.0.object() == Some(0) && matches!(r.0.resource(), Some(3 | 4 | 5 | 7 | 8))
+    r.0.object() == Some(0) && matches!(r.0.resource(), Some(5 | 7 | 8))
+}
+
+/// /0/x/3 in PSK mode is the identity, printable text.
+fn identity_text(r: &Record, b: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(b).ok()?;
+    (r.0.object() == Some(0)
+        && r.0.resource() == Some(3)
+        && !text.is_empty()
+        && text.chars().all(|c| !c.is_control()))
+    .then(|| format!("{text:?} ({} bytes)", b.len()))
 }
 
 pub fn render(reader: &str, d: &CardData, reg: &Registry) -> String {
@@ -80,9 +92,9 @@ pub fn render(reader: &str, d: &CardData, reg: &Registry) -> String {
                                 Value::Opaque(b) if masked(r) && !b.is_empty() => {
                                     format!("<{} bytes, masked>", b.len())
                                 }
-                                Value::Opaque(b) => {
+                                Value::Opaque(b) => identity_text(r, b).unwrap_or_else(|| {
                                     format!("<{} bytes> {}", b.len(), hex(&b[..b.len().min(16)]))
-                                }
+                                }),
                                 Value::String(s) if s.chars().count() > 60 => {
                                     format!(
                                         "{}… ({} chars)",
