@@ -58,9 +58,11 @@
 //! `*Exited` event) and `RegistrationUpdate` (send an Update with the object
 //! list now).
 
+pub mod software;
 pub mod state;
 pub mod verify;
 
+pub use software::{Software, SwAction, SwEvent, SwSnapshot, SwState, SwUpdateResult};
 pub use state::{
     check_package_uri, Action, Boot, Config, DownloadFailure, Event, Firmware, PackageInfo,
     PackageUri, Protocol, ResourceValue, Snapshot, State, UpdateResult, UriError, VerifyFailure,
