@@ -745,8 +745,12 @@ impl Firmware {
                 if uri.is_empty() {
                     self.reset(out);
                     self.s.package_uri.clear();
-                } else if downloading(&self.s, Source::Pull) && uri == self.s.package_uri {
-                    // The download asked for is already under way.
+                } else if self.s.state == State::Downloading
+                    && self.s.source == Some(Source::Pull)
+                    && uri == self.s.package_uri
+                {
+                    // The download asked for is already under way (or done
+                    // and being checked).
                 } else {
                     self.reset(out);
                     self.start_pull(uri, out);

@@ -730,6 +730,9 @@ fn same_uri_while_downloading_it_is_a_no_op() {
     let mut fw = downloading_pull();
     assert!(ok(&mut fw, Event::PackageUriWritten(URI.into())).is_empty());
     assert_eq!(fw.snapshot().transfer_id, 1);
+    let mut fw = verifying();
+    assert!(ok(&mut fw, Event::PackageUriWritten(URI.into())).is_empty());
+    assert!(fw.snapshot().verifying);
 }
 
 #[test]
