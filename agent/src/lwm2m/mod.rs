@@ -7,6 +7,7 @@ pub mod client;
 pub mod dm;
 pub mod error;
 pub mod factory;
+pub mod firmware;
 pub mod gateway;
 pub mod observe;
 pub mod persist;
