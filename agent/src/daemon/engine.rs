@@ -164,6 +164,7 @@ impl Engine {
                 .iter()
                 .filter_map(|s| s.confirmable_notifications.map(|c| (s.ssid, c)))
                 .collect(),
+            firmware: None,
         };
         let mut client = Client::new(client_cfg.clone(), reg.clone(), trees, now, seed());
         client.set_wall_clock(unix_now());

@@ -56,6 +56,8 @@ pub struct ClientConfig {
     /// Queue mode (binding with Q): idle time before the client stops listening.
     /// Absent: MAX_TRANSMIT_WAIT of that server (93 s by default).
     pub queue_timeout: std::collections::BTreeMap<u16, Duration>,
+    /// /5 Firmware Update: present when an installer is configured.
+    pub firmware: Option<FirmwareSetup>,
 }
 
 impl Default for ClientConfig {
@@ -71,6 +73,7 @@ impl Default for ClientConfig {
             queue_cap: 10_000,
             confirmable_notifications: Default::default(),
             queue_timeout: Default::default(),
+            firmware: None,
         }
     }
 }
@@ -92,6 +95,8 @@ pub enum Action {
         ticket: u64,
         op: DeviceOp,
     },
+    /// Work of /5 Firmware Update; the driver reports with `firmware_event`.
+    Firmware(FirmwareTask),
 }
 
 /// A server's request waiting for its end devices (several for a Write-Composite
@@ -232,6 +237,9 @@ pub struct Client {
     /// request: Write-Attributes, or a write of /1/x/2-3; a restore): observations'
     /// cached attributes older than this are looked up again.
     attrs_generation: u64,
+    /// /5 Firmware Update, when configured.
+    firmware: Option<crate::lwm2m::firmware::Firmware>,
+    fw_push: Option<firmware::PushRx>,
 }
 
 fn uri_of(trees: &Trees, ssid: u16) -> Option<String> {
@@ -270,7 +278,13 @@ impl Client {
             next_ticket: 1,
             deferring: Vec::new(),
             attrs_generation: 0,
+            firmware: None,
+            fw_push: None,
         };
+        if let Some(setup) = &c.cfg.firmware {
+            c.firmware = Some(Self::firmware_machine(setup));
+            c.sync_firmware_values();
+        }
         let objs: Vec<u16> = c.trees.gateway.objects.keys().copied().collect();
         for obj in objs.into_iter().filter(|o| Self::persistent(*o)) {
             for inst in c.trees.gateway.instance_ids(obj) {
@@ -536,6 +550,7 @@ impl Client {
         for d in self.deferred.values() {
             consider(Some(d.expires));
         }
+        consider(self.firmware_push_deadline());
         t
     }
 
@@ -587,6 +602,7 @@ impl Client {
             }
         }
         self.expire_deferred(now);
+        self.expire_firmware_push(now);
         self.check_due_observations(now);
     }
 
@@ -730,6 +746,8 @@ impl Client {
     }
 }
 
+mod firmware;
+pub use firmware::{FirmwareSetup, FirmwareStatus, FirmwareTask};
 mod notify;
 mod requests;
 mod restore;

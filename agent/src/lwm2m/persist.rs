@@ -86,6 +86,8 @@ pub enum Persist {
         data: Option<Vec<u8>>,
         factory: Vec<u8>,
     },
+    /// The /5 Firmware Update machine's snapshot (JSON), in place of the last.
+    Firmware(String),
 }
 
 /// A stored gateway instance: object, instance, content (None: deleted by a
@@ -101,4 +103,6 @@ pub struct Restored {
     pub queue: Vec<QueuedNote>,
     pub counters: Vec<(u16, u64, Option<i64>)>,
     pub instances: Vec<StoredInstance>,
+    /// The /5 machine's snapshot (JSON).
+    pub firmware: Option<String>,
 }

@@ -6,6 +6,7 @@ use super::value::DataType;
 
 const R: Operations = Operations::R;
 const RW: Operations = Operations::RW;
+const W: Operations = Operations::W;
 const E: Operations = Operations::E;
 const NO: Operations = Operations::NONE;
 
@@ -168,6 +169,18 @@ const CONNECTIVITY: &[Row] = &[
     (10, "SMCC", R, false, false, I, ""),
 ];
 
+const FIRMWARE: &[Row] = &[
+    (0, "Package", W, false, true, O, ""),
+    (1, "Package URI", RW, false, true, S, ""),
+    (2, "Update", E, false, true, X, ""),
+    (3, "State", R, false, true, I, ""),
+    (5, "Update Result", R, false, true, I, ""),
+    (6, "PkgName", R, false, false, S, ""),
+    (7, "PkgVersion", R, false, false, S, ""),
+    (8, "Firmware Update Protocol Support", R, true, false, I, ""),
+    (9, "Firmware Update Delivery Method", R, false, true, I, ""),
+];
+
 const GATEWAY: &[Row] = &[
     (0, "Device ID", R, false, true, S, ""),
     (1, "Prefix", R, false, true, S, ""),
@@ -230,6 +243,7 @@ pub fn definitions() -> Vec<ObjectDef> {
             false,
             CONNECTIVITY,
         ),
+        object(5, "Firmware Update", "1.0", false, false, FIRMWARE),
         object(25, "LwM2M Gateway", "2.0", true, false, GATEWAY),
     ]
 }

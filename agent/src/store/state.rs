@@ -115,6 +115,13 @@ impl Store {
                             )?;
                         }
                     }
+                    Persist::Firmware(json) => {
+                        tx.execute(
+                            "INSERT INTO meta(key, value) VALUES ('firmware', ?1)
+                             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                            [json],
+                        )?;
+                    }
                     Persist::Counters {
                         ssid,
                         dropped,
@@ -259,6 +266,12 @@ impl Store {
         for row in rows {
             r.counters.push(row?);
         }
+        r.firmware = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'firmware'", [], |row| {
+                row.get(0)
+            })
+            .optional()?;
         Ok(r)
     }
 }

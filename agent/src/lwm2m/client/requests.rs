@@ -121,6 +121,9 @@ impl Client {
         if let Some(opt) = message::unknown_critical_option(req) {
             return error_packet(req, &OpError::BadOption(opt));
         }
+        if let Some(r) = self.firmware_request(now, idx, req) {
+            return r;
+        }
         let key = request::cache_key(req);
         // Block1: gather the body first.
         let mut body = req.payload.clone();
@@ -366,6 +369,7 @@ impl Client {
                         }
                     }
                 }
+                self.firmware_written(now, &path);
                 self.actions.push_back(Action::Written(path));
                 self.check_observations(now);
             }
@@ -430,7 +434,7 @@ impl Client {
     }
 }
 
-fn error_packet(req: &Packet, e: &OpError) -> Packet {
+pub(super) fn error_packet(req: &Packet, e: &OpError) -> Packet {
     let mut r = message::response(req, e.code());
     r.payload = e.to_string().into_bytes();
     r

@@ -7,7 +7,8 @@ impl Client {
     /// Objects whose instances a server may change and that survive restarts; the
     /// Security object is the bootstrap's, Device and Connectivity are sampled.
     pub(super) fn persistent(obj: u16) -> bool {
-        !matches!(obj, 0 | 3 | 4)
+        // 5: the firmware machine keeps its own snapshot.
+        !matches!(obj, 0 | 3 | 4 | 5)
     }
 
     pub(super) fn instance_data(&self, obj: u16, inst: u16) -> Vec<u8> {
@@ -166,5 +167,7 @@ impl Client {
                 None => self.persist.push_back(Persist::Dequeue { ids: vec![n.id] }),
             }
         }
+        let now = self.now;
+        self.restore_firmware(now, r.firmware.as_deref());
     }
 }

@@ -1,0 +1,353 @@
+//! /5 Firmware Update in the client: a server's requests on /5/0 drive the
+//! machine of `lwm2m/firmware/state.rs`, its values are kept in the gateway's
+//! tree (reads and observations need nothing else), its snapshot is persisted,
+//! and the work it asks for (download, check, install, the blocks of a push)
+//! goes to the driver as `Action::Firmware`.
+
+use super::requests::error_packet;
+use super::*;
+use crate::lwm2m::firmware::{self as fw, Firmware, ResourceValue};
+
+/// What the driver tells the client about /5 at start.
+#[derive(Debug, Clone)]
+pub struct FirmwareSetup {
+    pub config: fw::Config,
+    /// The firmware version running now (/3/0/3): an update is judged by it.
+    pub running_version: String,
+    /// The package file exists (a download or push the last run left).
+    pub package_present: bool,
+}
+
+/// Work for the driver, in the order given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FirmwareTask {
+    /// Fetch `uri` into the package file; `resume`: continue from its length.
+    Download { id: u32, uri: String, resume: bool },
+    /// Stop the download or the check under way.
+    Cancel,
+    DeletePackage,
+    /// Check the whole package file and report with `id`.
+    Verify { id: u32 },
+    /// Run the installer on the package file.
+    Install,
+    /// A block pushed to /5/0/0: write `data` at `offset` of the package file
+    /// (offset 0 starts a new file).
+    PushBlock { offset: u64, data: Vec<u8> },
+}
+
+/// A Block1 push to /5/0/0 under way.
+#[derive(Debug)]
+pub(super) struct PushRx {
+    ssid: u16,
+    next: u64,
+    expires: Instant,
+}
+
+/// The state of /5 for `lwgate status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmwareStatus {
+    pub state: fw::State,
+    pub result: fw::UpdateResult,
+    pub uri: String,
+    pub bytes: u64,
+    pub total: Option<u64>,
+    pub detail: Option<String>,
+}
+
+fn is_firmware(path: &[String], res: &str) -> bool {
+    path.len() == 3 && path[0] == "5" && path[1] == "0" && path[2] == res
+}
+
+impl Client {
+    pub(super) fn firmware_machine(setup: &FirmwareSetup) -> Firmware {
+        Firmware::new(setup.config.clone(), &setup.running_version)
+    }
+
+    /// The stored snapshot, judged against what runs now (an update is decided
+    /// here, a download or check the last run left goes on).
+    pub(super) fn restore_firmware(&mut self, now: Instant, stored: Option<&str>) {
+        let (Some(setup), Some(json)) = (self.cfg.firmware.clone(), stored) else {
+            return;
+        };
+        let snap: fw::Snapshot = match serde_json::from_str(json) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("stored firmware-update state unreadable, starting Idle: {e}");
+                return;
+            }
+        };
+        let boot = fw::Boot {
+            running_version: setup.running_version.clone(),
+            package_present: setup.package_present,
+        };
+        let (machine, actions) = Firmware::restore(setup.config.clone(), snap, &boot);
+        self.firmware = Some(machine);
+        self.sync_firmware_values();
+        self.firmware_actions(now, actions);
+    }
+
+    /// Requests on /5/0 that the machine answers (the Package URI goes through
+    /// the data model first, see `firmware_written`): a push to /5/0/0, block by
+    /// block to the driver, and Execute /5/0/2.
+    pub(super) fn firmware_request(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        req: &Packet,
+    ) -> Option<Packet> {
+        self.firmware.as_ref()?;
+        let path = message::uri_path(req)?;
+        let coap_lite::MessageClass::Request(method) = req.header.code else {
+            return None;
+        };
+        if method == RequestType::Post && is_firmware(&path, "2") {
+            let r = self.firmware_handle(now, fw::Event::ExecuteUpdate);
+            return Some(match r {
+                Ok(()) => message::response(req, codes::CHANGED),
+                Err(e) => error_packet(req, &e),
+            });
+        }
+        if method == RequestType::Put && is_firmware(&path, "1") {
+            // A write while Updating is refused before the tree takes it.
+            if self.firmware.as_ref()?.state() == fw::State::Updating {
+                return Some(error_packet(req, &OpError::MethodNotAllowed));
+            }
+            return None;
+        }
+        if !matches!(method, RequestType::Put | RequestType::Post) || !is_firmware(&path, "0") {
+            return None;
+        }
+        Some(self.firmware_push(now, idx, req))
+    }
+
+    fn firmware_push(&mut self, now: Instant, idx: usize, req: &Packet) -> Packet {
+        let block = match message::block(req, CoapOption::Block1) {
+            Some(None) => return error_packet(req, &OpError::BadOption(27)),
+            Some(Some(b)) => Some(b),
+            None => None,
+        };
+        let (offset, more) = block.map_or((0, false), |b| (b.offset() as u64, b.more));
+        let ssid = self.sessions[idx].ssid;
+        let max = self
+            .cfg
+            .firmware
+            .as_ref()
+            .and_then(|s| s.config.max_package_bytes);
+        if offset == 0 {
+            if req.payload.is_empty() && !more || fw::state::is_empty_package(&req.payload) {
+                self.fw_push = None;
+                return match self.firmware_handle(now, fw::Event::PackageCleared) {
+                    Ok(()) => message::response(req, codes::CHANGED),
+                    Err(e) => error_packet(req, &e),
+                };
+            }
+            let size = message::get_uint(req, CoapOption::Size1).map(u64::from);
+            if let (Some(size), Some(max)) = (size, max) {
+                if size > max {
+                    return too_large(req, max);
+                }
+            }
+            if let Err(e) = self.firmware_handle(now, fw::Event::PushStarted { size }) {
+                return error_packet(req, &e);
+            }
+            self.fw_push = Some(PushRx {
+                ssid,
+                next: 0,
+                expires: now,
+            });
+        }
+        let next = match &self.fw_push {
+            Some(p) if p.ssid == ssid && p.next == offset => p.next,
+            _ => {
+                // Out of order, or blocks after a cancel: RFC 7959 2.5.
+                if self.fw_push.take().is_some() {
+                    let _ = self.firmware_handle(now, fw::Event::PushAborted);
+                }
+                return error_packet(req, &OpError::Incomplete);
+            }
+        };
+        let end = next + req.payload.len() as u64;
+        if max.is_some_and(|m| end > m) {
+            self.fw_push = None;
+            let _ = self.firmware_handle(now, fw::Event::PushAborted);
+            return too_large(req, max.unwrap_or(0));
+        }
+        self.actions
+            .push_back(Action::Firmware(FirmwareTask::PushBlock {
+                offset: next,
+                data: req.payload.clone(),
+            }));
+        let event = if more {
+            self.fw_push = Some(PushRx {
+                ssid,
+                next: end,
+                expires: now + self.cfg.tx.exchange_lifetime(),
+            });
+            fw::Event::PushProgress { bytes: end }
+        } else {
+            self.fw_push = None;
+            fw::Event::PushCompleted { bytes: end }
+        };
+        if let Err(e) = self.firmware_handle(now, event) {
+            return error_packet(req, &e);
+        }
+        // A push the machine gave up (too large, cancelled) takes no more blocks.
+        if more && self.firmware.as_ref().map(|f| f.state()) != Some(fw::State::Downloading) {
+            self.fw_push = None;
+        }
+        let mut r = message::response(req, if more { codes::CONTINUE } else { codes::CHANGED });
+        if let Some(b) = block {
+            message::set_block(&mut r, CoapOption::Block1, b);
+        }
+        r
+    }
+
+    /// A push whose next block did not come within EXCHANGE_LIFETIME.
+    pub(super) fn expire_firmware_push(&mut self, now: Instant) {
+        if self
+            .fw_push
+            .as_ref()
+            .is_some_and(|p| p.next > 0 && p.expires <= now)
+        {
+            self.fw_push = None;
+            let _ = self.firmware_handle(now, fw::Event::PushAborted);
+        }
+    }
+
+    pub(super) fn firmware_push_deadline(&self) -> Option<Instant> {
+        self.fw_push
+            .as_ref()
+            .filter(|p| p.next > 0)
+            .map(|p| p.expires)
+    }
+
+    /// A server wrote /5/0/1 (alone or with its instance): the machine takes
+    /// the new Package URI.
+    pub(super) fn firmware_written(&mut self, now: Instant, path: &Path) {
+        if self.firmware.is_none()
+            || path.prefix.is_some()
+            || path.object() != Some(5)
+            || path.resource().is_some_and(|r| r != 1)
+        {
+            return;
+        }
+        let uri = match self.trees.gateway.get(5, 0, 1) {
+            Some(Value::String(s)) => s.clone(),
+            _ => return,
+        };
+        if let Err(e) = self.firmware_handle(now, fw::Event::PackageUriWritten(uri)) {
+            tracing::debug!("Package URI write refused by the firmware machine: {e}");
+        }
+        // The tree shows what the machine kept (an over-long URI is not).
+        self.sync_firmware_values();
+    }
+
+    /// What the driver's work reports: download progress and end, the check,
+    /// the installer.
+    pub fn firmware_event(&mut self, now: Instant, ev: fw::Event) {
+        self.now = now;
+        if let Err(e) = self.firmware_handle(now, ev) {
+            tracing::debug!("firmware event refused: {e}");
+        }
+    }
+
+    fn firmware_handle(&mut self, now: Instant, ev: fw::Event) -> Result<(), OpError> {
+        let Some(machine) = self.firmware.as_mut() else {
+            return Err(OpError::NotFound);
+        };
+        let actions = machine.handle(ev)?;
+        self.firmware_actions(now, actions);
+        Ok(())
+    }
+
+    fn firmware_actions(&mut self, now: Instant, actions: Vec<fw::Action>) {
+        let mut changed = false;
+        for a in actions {
+            let task = match a {
+                fw::Action::Persist(snap) => {
+                    match serde_json::to_string(&*snap) {
+                        Ok(json) => self.persist.push_back(Persist::Firmware(json)),
+                        Err(e) => tracing::error!("firmware-update state not saved: {e}"),
+                    }
+                    continue;
+                }
+                fw::Action::ValuesChanged(_) => {
+                    changed = true;
+                    continue;
+                }
+                fw::Action::StartDownload { id, uri, resume } => {
+                    FirmwareTask::Download { id, uri, resume }
+                }
+                fw::Action::CancelDownload => {
+                    self.fw_push = None;
+                    FirmwareTask::Cancel
+                }
+                fw::Action::DeletePackage => FirmwareTask::DeletePackage,
+                fw::Action::Verify { id } => FirmwareTask::Verify { id },
+                fw::Action::RunInstall => FirmwareTask::Install,
+            };
+            self.actions.push_back(Action::Firmware(task));
+        }
+        if changed {
+            self.sync_firmware_values();
+            self.check_observations(now);
+        }
+    }
+
+    /// The machine's values into /5/0 of the gateway's tree.
+    pub(super) fn sync_firmware_values(&mut self) {
+        let Some(machine) = self.firmware.as_ref() else {
+            return;
+        };
+        for (res, v) in machine.values() {
+            match v {
+                ResourceValue::Int(i) => self.trees.gateway.set(5, 0, res, Value::Integer(i)),
+                ResourceValue::Str(s) => self.trees.gateway.set(5, 0, res, Value::String(s)),
+                ResourceValue::Bool(b) => self.trees.gateway.set(5, 0, res, Value::Boolean(b)),
+                ResourceValue::Ints(v) => {
+                    let m = v
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, x)| (i as u16, Value::Integer(x)))
+                        .collect();
+                    self.trees.gateway.set_multi(5, 0, res, m);
+                }
+            }
+        }
+    }
+
+    pub fn firmware_status(&self) -> Option<FirmwareStatus> {
+        let m = self.firmware.as_ref()?;
+        let s = m.snapshot();
+        let (bytes, total) = m.progress();
+        Some(FirmwareStatus {
+            state: m.state(),
+            result: m.result(),
+            uri: s.package_uri,
+            bytes,
+            total,
+            detail: m.detail().map(String::from),
+        })
+    }
+
+    /// Called by the driver now and then: an update whose installer succeeded
+    /// but whose restart never came is failed after the configured time.
+    pub fn firmware_tick(&mut self, now: Instant) {
+        if self.firmware.as_ref().map(|f| f.state()) == Some(fw::State::Updating) {
+            let now_ms = self.firmware_clock_ms(now);
+            let _ = self.firmware_handle(now, fw::Event::Tick { now_ms });
+        }
+    }
+
+    /// The clock the machine's install timing runs on.
+    pub fn firmware_clock_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+}
+
+fn too_large(req: &Packet, max: u64) -> Packet {
+    let mut r = error_packet(req, &OpError::TooLarge);
+    // RFC 7959 2.9.3: Size1 in a 4.13 tells the largest body the server may send.
+    message::set_uint(&mut r, CoapOption::Size1, u32::try_from(max).unwrap_or(u32::MAX));
+    r
+}
