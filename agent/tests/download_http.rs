@@ -60,7 +60,9 @@ impl Nginx {
         let (port, tls_port) = (free_port(), free_port());
         let tls = pki.map_or(String::new(), |p| {
             format!(
-                "listen 127.0.0.1:{tls_port} ssl;\nssl_certificate {};\nssl_certificate_key {};",
+                // 127.0.0.2 is not in the certificate.
+                "listen 127.0.0.1:{tls_port} ssl;\nlisten 127.0.0.2:{tls_port} ssl;\n\
+                 ssl_certificate {};\nssl_certificate_key {};",
                 p.server_cert.display(),
                 p.server_key.display()
             )
@@ -488,6 +490,16 @@ async fn https_with_a_configured_ca() {
         .unwrap_err();
     assert!(matches!(e, DownloadError::InsecureRedirect { .. }), "{e}");
     assert_eq!(e.update_result(), 9);
+
+    // The right CA, but the certificate is not for this address.
+    let url = format!("https://127.0.0.2:{}/fw.bin", srv.tls_port);
+    let e = dl
+        .fetch("fw.part", &mut Resume::new(url), None, None)
+        .await
+        .unwrap_err();
+    println!("{e}");
+    assert!(matches!(e, DownloadError::Untrusted { .. }), "{e}");
+    assert!(e.to_string().contains("mismatch"), "{e}");
 
     // Only the system's trust store, or another CA: the server is not trusted.
     let mut other = config(tmp.path());

@@ -2,7 +2,6 @@
 //! onto an Update Result code of Firmware Update (/5/0/5, OMA LwM2M 1.1 E.6), and
 //! says whether the caller may retry the same URI.
 
-use std::error::Error as _;
 use std::path::PathBuf;
 
 /// Update Result values of /5/0/5 that a download can end in.
@@ -88,91 +87,16 @@ impl DownloadError {
         }
     }
 
-    pub(super) fn lost(url: &reqwest::Url, reason: impl Into<String>) -> Self {
+    pub(super) fn lost(url: &hyper::Uri, reason: impl Into<String>) -> Self {
         Self::ConnectionLost {
-            url: shown(url),
+            url: super::uri::shown(url),
             reason: reason.into(),
         }
-    }
-
-    /// Classifies an error of the HTTP client: certificate verification failures
-    /// are permanent, everything else on the wire is a lost connection.
-    pub(super) fn from_client(url: &reqwest::Url, e: reqwest::Error) -> Self {
-        // Its URL would repeat ours, with the query that shown() hides.
-        let e = e.without_url();
-        let reason = chain(&e);
-        if is_untrusted(&e, &reason) {
-            return Self::Untrusted {
-                url: shown(url),
-                reason,
-            };
-        }
-        if e.is_builder() {
-            return Self::InvalidUri {
-                uri: shown(url),
-                reason,
-            };
-        }
-        let reason = if e.is_timeout() {
-            format!("timed out: {reason}")
-        } else {
-            reason
-        };
-        Self::lost(url, reason)
     }
 }
 
 fn http_status_transient(status: u16) -> bool {
     status >= 500 || status == 408 || status == 429
-}
-
-/// The error and its causes on one line; reqwest's own Display says only the
-/// outermost ("error sending request"), which tells an operator nothing.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        // io::Error and native-tls repeat their inner error's text.
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cause = c.source();
-    }
-    out
-}
-
-fn is_untrusted(e: &reqwest::Error, text: &str) -> bool {
-    const VERIFY_FAILED: &str = "certificate verify failed";
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        if let Some(stack) = c.downcast_ref::<openssl::error::ErrorStack>() {
-            if stack
-                .errors()
-                .iter()
-                .any(|e| e.reason() == Some(VERIFY_FAILED))
-            {
-                return true;
-            }
-        }
-        cause = c.source();
-    }
-    // std's io::Error hides a custom inner error from source(): the text still
-    // carries OpenSSL's reason.
-    text.contains(VERIFY_FAILED)
-}
-
-/// A URL as logs and errors show it: without a password or a query string, which
-/// may hold credentials or a signed token.
-pub(super) fn shown(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_password(None);
-    if u.query().is_some() {
-        u.set_query(Some("..."));
-    }
-    u.set_fragment(None);
-    u.to_string()
 }
 
 #[cfg(test)]
@@ -210,11 +134,5 @@ mod tests {
         let big = DownloadError::TooLarge { size: 2, limit: 1 };
         assert_eq!(big.update_result(), 2);
         assert_eq!(DownloadError::Cancelled { bytes: 1 }.update_result(), 0);
-    }
-
-    #[test]
-    fn shown_hides_secrets() {
-        let u = reqwest::Url::parse("https://me:secret@h.example/fw.bin?sig=abc#x").unwrap();
-        assert_eq!(shown(&u), "https://me@h.example/fw.bin?...");
     }
 }

@@ -1,14 +1,17 @@
-//! The HTTP side of a download: the client (OpenSSL through native-tls), the
-//! request with its redirects, the answer to a range request, and the body
-//! streamed into the partial file.
+//! The HTTP side of a download: the request with its redirects, the answer to a
+//! range request, and the body streamed into the partial file.
 
-use super::error::shown;
+use super::connect::{self, Body, Driver};
 use super::partial::{self, PartialFile};
 use super::progress::{Meter, Progress};
 use super::resume::ContentRange;
-use super::{space, Done, DownloadConfig, DownloadError, Downloader, Resume};
-use reqwest::header::{IF_RANGE, LOCATION, RANGE};
-use reqwest::{Response, StatusCode, Url};
+use super::uri::{self, shown};
+use super::{space, Done, DownloadError, Downloader, Resume};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{CONTENT_LENGTH, HOST, IF_RANGE, LOCATION, RANGE, USER_AGENT};
+use hyper::{Request, Response, StatusCode, Uri};
 use std::path::Path;
 use std::time::Instant;
 use tokio::sync::watch;
@@ -18,86 +21,74 @@ use tokio::time::timeout;
 /// file system while a long download runs.
 const SPACE_CHECK_EVERY: u64 = 1 << 20;
 
-pub(super) fn client(cfg: &DownloadConfig) -> Result<reqwest::Client, DownloadError> {
-    let mut b = reqwest::Client::builder()
-        // Redirects are followed by get(), which checks each hop's scheme and
-        // keeps Range/If-Range on every hop.
-        .redirect(reqwest::redirect::Policy::none())
-        // A service's environment is no configuration: proxies are not supported.
-        .no_proxy()
-        .referer(false)
-        .user_agent(concat!("lwgate/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(cfg.connect_timeout)
-        .read_timeout(cfg.idle_timeout)
-        // Downloads are rare: an idle connection is only held memory and a socket.
-        .pool_max_idle_per_host(0)
-        .tls_version_min(reqwest::tls::Version::TLS_1_2);
-    if let Some(ca) = &cfg.ca_file {
-        let config =
-            |what: String| DownloadError::Config(format!("CA file {}: {what}", ca.display()));
-        let pem = std::fs::read(ca).map_err(|e| config(e.to_string()))?;
-        let certs =
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| config(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(config("no PEM certificate in it".into()));
-        }
-        b = b.tls_certs_merge(certs);
-    }
-    b.build()
-        .map_err(|e| DownloadError::Config(format!("HTTP client: {e}")))
+/// A response with what keeps its body flowing.
+struct Exchange {
+    resp: Response<Incoming>,
+    driver: Driver,
+    // Dropping it could end the connection before the body is read.
+    _sender: SendRequest<Body>,
+    at: Uri,
 }
 
-pub(super) fn check_scheme(url: &Url, uri: &str) -> Result<(), DownloadError> {
-    match url.scheme() {
-        "http" | "https" => Ok(()),
-        s => Err(DownloadError::UnsupportedScheme {
-            uri: uri.to_owned(),
-            scheme: s.to_owned(),
-        }),
-    }
-}
-
-/// GET `url`, following redirects; returns the final answer and its URL.
+/// GET `url`, following redirects (each on a new connection: they usually lead
+/// to another host); Range/If-Range go to every hop, since they are about the
+/// resource at the end.
 async fn get(
     dl: &Downloader,
-    url: &Url,
+    url: &Uri,
     range: Option<(u64, &str)>,
-) -> Result<(Response, Url), DownloadError> {
+) -> Result<Exchange, DownloadError> {
     let cfg = &dl.cfg;
     let mut at = url.clone();
     for _ in 0..=cfg.max_redirects {
-        let mut req = dl.client.get(at.clone());
+        let (mut sender, mut driver) = connect::open(cfg, &dl.tls, &at).await?;
+        let mut req = Request::get(at.path_and_query().map_or("/", |p| p.as_str()))
+            .header(HOST, uri::host_header(&at))
+            .header(USER_AGENT, concat!("lwgate/", env!("CARGO_PKG_VERSION")));
         if let Some((from, validator)) = range {
             req = req
                 .header(RANGE, format!("bytes={from}-"))
                 .header(IF_RANGE, validator);
         }
-        // read_timeout covers a silent server; this also bounds one that trickles
-        // its headers.
-        let resp = timeout(cfg.connect_timeout + cfg.idle_timeout, req.send())
+        let req = req
+            .body(Body::new())
+            .map_err(|e| DownloadError::lost(&at, format!("request: {e}")))?;
+        let sent = async {
+            sender.ready().await?;
+            sender.send_request(req).await
+        };
+        let resp = timeout(cfg.idle_timeout, driver.run(sent))
             .await
-            .map_err(|_| DownloadError::lost(&at, "no response in time"))?
-            .map_err(|e| DownloadError::from_client(&at, e))?;
-        if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
-            return Ok((resp, at));
+            .map_err(|_| {
+                DownloadError::lost(&at, format!("no response within {:?}", cfg.idle_timeout))
+            })?
+            .map_err(|e| DownloadError::lost(&at, format!("HTTP: {e}")))?;
+        let status = resp.status();
+        if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
+            return Ok(Exchange {
+                resp,
+                driver,
+                _sender: sender,
+                at,
+            });
         }
         let next = resp
             .headers()
             .get(LOCATION)
             .and_then(|l| l.to_str().ok())
-            .and_then(|l| at.join(l).ok())
+            .and_then(|l| uri::resolve(&at, l))
             .ok_or_else(|| DownloadError::Http {
                 url: shown(&at),
-                status: resp.status().as_u16(),
+                status: status.as_u16(),
             })?;
-        check_scheme(&next, next.as_str())?;
-        if at.scheme() == "https" && next.scheme() == "http" {
+        uri::parse(&next.to_string())?;
+        if uri::is_https(&at) && !uri::is_https(&next) {
             return Err(DownloadError::InsecureRedirect {
                 from: shown(&at),
                 to: shown(&next),
             });
         }
-        tracing::debug!(status = resp.status().as_u16(), from = %shown(&at), to = %shown(&next), "download redirected");
+        tracing::debug!(status = status.as_u16(), from = %shown(&at), to = %shown(&next), "download redirected");
         at = next;
     }
     Err(DownloadError::TooManyRedirects {
@@ -106,9 +97,18 @@ async fn get(
     })
 }
 
+fn content_length(resp: &Response<Incoming>) -> Option<u64> {
+    resp.headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 pub(super) async fn transfer(
     dl: &Downloader,
-    url: &Url,
+    url: &Uri,
     path: &Path,
     state: &mut Resume,
     progress: Option<&watch::Sender<Progress>>,
@@ -119,19 +119,19 @@ pub(super) async fn transfer(
         Some(_) => state.bytes.min(on_disk),
         None => 0,
     };
-    let (mut resp, at, total) = loop {
+    let (mut ex, total) = loop {
         let validator = state.if_range().filter(|_| offset > 0).map(String::from);
-        let (resp, at) = get(dl, url, validator.as_deref().map(|v| (offset, v))).await?;
-        let status = resp.status().as_u16();
-        match (status, ContentRange::from_headers(resp.headers())) {
+        let ex = get(dl, url, validator.as_deref().map(|v| (offset, v))).await?;
+        let status = ex.resp.status().as_u16();
+        match (status, ContentRange::from_headers(ex.resp.headers())) {
             (200, _) => {
                 if offset > 0 {
-                    tracing::info!(url = %shown(&at), "download starts over: the resource changed, or the server ignores ranges");
+                    tracing::info!(url = %shown(&ex.at), "download starts over: the resource changed, or the server ignores ranges");
                 }
-                state.restart(resp.headers());
+                state.restart(ex.resp.headers());
                 offset = 0;
-                let total = resp.content_length();
-                break (resp, at, total);
+                let total = content_length(&ex.resp);
+                break (ex, total);
             }
             (
                 206,
@@ -139,8 +139,8 @@ pub(super) async fn transfer(
                     first, complete, ..
                 }),
             ) if offset > 0 && first == offset => {
-                let total = complete.or_else(|| resp.content_length().map(|n| offset + n));
-                break (resp, at, total);
+                let total = complete.or_else(|| content_length(&ex.resp).map(|n| offset + n));
+                break (ex, total);
             }
             // The If-Range validator matched and nothing is past our bytes: the
             // last attempt had fetched it all.
@@ -154,13 +154,13 @@ pub(super) async fn transfer(
             // A range answer that does not fit what we asked: nothing on disk can
             // be trusted to continue.
             (206 | 416, range) if offset > 0 => {
-                tracing::info!(url = %shown(&at), status, ?range, offset, "download starts over: unusable range answer");
+                tracing::info!(url = %shown(&ex.at), status, ?range, offset, "download starts over: unusable range answer");
                 *state = Resume::new(std::mem::take(&mut state.url));
                 offset = 0;
             }
             (status, _) => {
                 return Err(DownloadError::Http {
-                    url: shown(&at),
+                    url: shown(&ex.at),
                     status,
                 })
             }
@@ -188,17 +188,22 @@ pub(super) async fn transfer(
     };
     report(state, 0);
     let mut space_checked = offset;
+    let at = ex.at.clone();
+    let body = ex.resp.body_mut();
     loop {
-        let chunk = match timeout(cfg.idle_timeout, resp.chunk()).await {
+        let frame = match timeout(cfg.idle_timeout, ex.driver.run(body.frame())).await {
             Err(_) => {
                 return Err(DownloadError::lost(
                     &at,
                     format!("no data for {:?}", cfg.idle_timeout),
                 ))
             }
-            Ok(Err(e)) => return Err(DownloadError::from_client(&at, e)),
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(c))) => c,
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(DownloadError::lost(&at, format!("body: {e}"))),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
         };
         let next = file.len() + chunk.len() as u64;
         space::check_limit(total.unwrap_or(next).max(next), cfg.max_size)?;

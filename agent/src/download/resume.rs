@@ -3,7 +3,7 @@
 //! back; the validator makes sure the bytes already on disk belong to the same
 //! version of the resource.
 
-use reqwest::header::{HeaderMap, CONTENT_RANGE, ETAG, LAST_MODIFIED};
+use hyper::header::{HeaderMap, CONTENT_RANGE, ETAG, LAST_MODIFIED};
 use serde::{Deserialize, Serialize};
 
 /// The state of one package download, to persist between attempts.
@@ -47,7 +47,7 @@ impl Resume {
         let text = |name| {
             headers
                 .get(name)
-                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
                 .map(String::from)
         };
         self.etag = text(ETAG);
