@@ -287,7 +287,9 @@ async fn resumes_after_cancel_drop_and_restart() {
     let path = dl.path_for("fw.part").unwrap();
     let first = state.bytes;
     assert!(first >= 256 << 10 && first < PACKAGE as u64, "{first}");
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), first);
+    // A write in flight at the cancellation may still land: state counts only
+    // the bytes the OS had, and the next fetch drops the rest.
+    assert!(std::fs::metadata(&path).unwrap().len() >= first);
 
     // The link drops: the future is dropped mid-body, state still says how far.
     let r = tokio::time::timeout(
