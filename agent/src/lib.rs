@@ -15,6 +15,7 @@ pub mod codec;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod download;
 pub mod dtls;
 pub mod logging;
 pub mod lwm2m;
