@@ -116,7 +116,8 @@ def test_rpm_header_matches_deb(packages):
     assert words(rpm_query(rpm, "%{DESCRIPTION}")) == words(extended)
     # Claims stay with what this version does: Modbus end devices behind /25, and
     # what is not in it yet said so.
-    assert "Modbus" in words(extended) and "Raw public keys, firmware update" in words(extended)
+    assert "Modbus" in words(extended) and "Firmware Update (/5)" in words(extended)
+    assert "MQTT and serial-line bridges and SMS are not in this version" in words(extended)
     assert rpm_query(rpm, "%{GROUP}") not in ("", "Unspecified")
     assert rpm_query(rpm, "%{BUILDHOST}") not in ("", "(none)")
     assert fields["Maintainer"].strip() in rpm_query(rpm, "%{CHANGELOGNAME}")

@@ -29,6 +29,9 @@ pub struct Status {
     /// Why the last client-initiated bootstrap failed.
     #[serde(default)]
     pub bootstrap_error: Option<String>,
+    /// /5 Firmware Update: state, result, progress or why it failed.
+    #[serde(default)]
+    pub firmware: Option<String>,
     pub devices: Vec<DeviceStatus>,
     pub warnings: Vec<String>,
 }
@@ -134,6 +137,9 @@ impl Status {
         }
         if let Some(e) = &self.bootstrap_error {
             let _ = writeln!(o, "bootstrap: {e}");
+        }
+        if let Some(f) = &self.firmware {
+            let _ = writeln!(o, "firmware: {f}");
         }
         let _ = writeln!(o, "servers:  {}", self.servers.len());
         for s in &self.servers {
@@ -242,6 +248,7 @@ mod tests {
             bootstrap: String::new(),
             smartcard_error: None,
             bootstrap_error: None,
+            firmware: None,
             devices: vec![],
             warnings: vec!["w".into()],
         };

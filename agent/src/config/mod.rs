@@ -8,12 +8,14 @@ mod security;
 mod devices;
 mod endpoint;
 mod error;
+mod firmware;
 mod server;
 mod types;
 
 pub use devices::{load_devices, LoadedDevice};
 pub use endpoint::default_endpoint_name;
 pub use error::{ConfigError, ConfigErrors};
+pub use firmware::{FirmwareSection, Runner};
 pub use security::{
     iana_name, rpk_unsupported, CipherSuite, SecretHex, SecurityKeys, DEFAULT_HANDSHAKE_TIMEOUT,
 };
@@ -51,6 +53,8 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     #[serde(default)]
     pub bootstrap: Option<BootstrapSection>,
+    #[serde(default)]
+    pub firmware: Option<FirmwareSection>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
@@ -135,6 +139,10 @@ pub struct DeviceSection {
     pub serial: Option<String>,
     pub hardware_version: Option<String>,
     pub device_type: Option<String>,
+    /// /3/0/3 Firmware Version: a file whose first line is the version (what
+    /// an update changes; a firmware update is judged by it). Default: the
+    /// distribution's PRETTY_NAME and lwgate's version.
+    pub firmware_version_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -295,6 +303,15 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     let mut errors = validate(path, &config);
     let mut warnings = Vec::new();
     resolve_security(path, &mut config, &mut errors, &mut warnings);
+    if let Some(fw) = config.firmware.as_mut() {
+        fw.rebase_paths(&security::base_dir(path));
+        errors.extend(fw.validate(path));
+    }
+    if let Some(f) = config.device.firmware_version_file.as_mut() {
+        if f.is_relative() {
+            *f = security::base_dir(path).join(&*f);
+        }
+    }
     error::locate(&text, &mut errors);
 
     let endpoint = match &config.endpoint.name {

@@ -3,6 +3,7 @@
 
 use super::bootstrap::{self, CardIdentity};
 use super::devices::EndDevices;
+use super::firmware;
 use super::peers::{Heard, PeerEvent, PeerSecurity, Peers};
 use super::security;
 use super::system;
@@ -27,6 +28,8 @@ const SAMPLE_FRESH: Duration = Duration::from_millis(100);
 pub struct Engine {
     client: Client,
     pub devices: EndDevices,
+    /// /5's downloads, checks and installer, when `[firmware]` is configured.
+    pub firmware: Option<firmware::FirmwareDriver>,
     /// When the system facts were last read into the gateway's objects.
     sampled_at: Option<Instant>,
     pub peers: Peers,
@@ -94,7 +97,7 @@ pub fn registry(dirs: &[PathBuf]) -> Registry {
         tracing::warn!("object definition skipped: {e}");
     }
     for d in defs {
-        if matches!(d.id, 0..=4 | 25) {
+        if matches!(d.id, 0..=5 | 25) {
             tracing::warn!(
                 "object {} ({}) is built in; its DDF file is ignored",
                 d.id,
@@ -164,7 +167,11 @@ impl Engine {
                 .iter()
                 .filter_map(|s| s.confirmable_notifications.map(|c| (s.ssid, c)))
                 .collect(),
-            firmware: None,
+            firmware: firmware::setup(
+                cfg.firmware.as_ref(),
+                &cfg.store.path,
+                &info.firmware_version,
+            ),
         };
         let mut client = Client::new(client_cfg.clone(), reg.clone(), trees, now, seed());
         client.set_wall_clock(unix_now());
@@ -186,6 +193,7 @@ impl Engine {
         let mut engine = Self {
             client,
             devices,
+            firmware: firmware::FirmwareDriver::new(cfg.firmware.as_ref(), &cfg.store.path),
             sampled_at: Some(now),
             peers: Peers::default(),
             security_local: security_locals(cfg),
@@ -515,7 +523,56 @@ impl Engine {
             }
             Action::Written(_) => {}
             Action::Device { ticket, op } => self.devices.command(ticket, op),
+            Action::Firmware(task) => match self.firmware.as_mut() {
+                Some(f) => f.task(task),
+                None => tracing::warn!("firmware task without [firmware]: {task:?}"),
+            },
         }
+    }
+
+    /// A firmware task's report: to the machine (an installer's exit with the
+    /// machine's clock), progress to `lwgate status`.
+    pub fn firmware_report(&mut self, now: Instant, report: firmware::Report) {
+        let ev = match report {
+            firmware::Report::Event(ev) => ev,
+            firmware::Report::InstallExited { success, detail } => {
+                crate::lwm2m::firmware::Event::InstallExited {
+                    success,
+                    detail,
+                    now_ms: self.client.firmware_clock_ms(now),
+                }
+            }
+            firmware::Report::Progress(p) => {
+                if let Some(f) = self.firmware.as_mut() {
+                    f.progress = Some(p);
+                }
+                return;
+            }
+        };
+        self.client.firmware_event(now, ev);
+    }
+
+    pub fn firmware_tick(&mut self, now: Instant) {
+        self.client.firmware_tick(now);
+    }
+
+    pub fn firmware_status(&self) -> Option<String> {
+        let s = self.client.firmware_status()?;
+        let mut line = format!("{:?}, result {} ({:?})", s.state, s.result.code(), s.result);
+        if s.state == crate::lwm2m::firmware::State::Downloading {
+            if let Some(p) = self.firmware.as_ref().and_then(|f| f.describe_progress()) {
+                line.push_str(&format!(", {p}"));
+            }
+        }
+        if !s.uri.is_empty() {
+            // A signed URL's query is a credential: not shown.
+            let shown = s.uri.split(['?', '#']).next().unwrap_or_default();
+            line.push_str(&format!(", from {shown}"));
+        }
+        if let Some(d) = s.detail {
+            line.push_str(&format!(": {d}"));
+        }
+        Some(line)
     }
 
     pub fn status(&self, now: Instant) -> Vec<(SessionStatus, Option<String>, Option<String>)> {

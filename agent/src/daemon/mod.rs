@@ -4,6 +4,7 @@
 pub(crate) mod bootstrap;
 mod devices;
 mod engine;
+mod firmware;
 mod peers;
 mod secure_link;
 mod security;
@@ -86,6 +87,7 @@ fn update_servers(status: &SharedStatus, engine: &mut engine::Engine, now: std::
     st.bootstrap = engine.bootstrap.clone();
     st.smartcard_error = engine.card_error.clone();
     st.bootstrap_error = engine.bs_error.clone();
+    st.firmware = engine.firmware_status();
 }
 
 fn unix_now() -> u64 {
@@ -125,6 +127,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         bootstrap: String::new(),
         smartcard_error: None,
         bootstrap_error: None,
+        firmware: None,
         devices: Vec::new(),
         warnings: loaded.warnings.clone(),
     }));
@@ -198,6 +201,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
             Some(ev) = engine.peers.rx.recv() => engine.peer_event(Instant::now(), ev),
             Some(cmd) = cmd_rx.recv() => engine.command(Instant::now(), cmd),
             Some(read) = engine.card_rx.recv() => engine.card_checked(Instant::now(), read),
+            Some(report) = firmware_report(&mut engine.firmware) => engine.firmware_report(Instant::now(), report),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => engine.timeout(Instant::now()),
             _ = tick.tick() => {
                 if let Ok(mut s) = status.write() {
@@ -213,6 +217,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
                     }
                 }
                 engine.refresh(Instant::now());
+                engine.firmware_tick(Instant::now());
             }
         }
         drain_ready(&mut engine).await;
@@ -223,6 +228,14 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     drop(engine);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The next report of a firmware task; never, without `[firmware]`.
+async fn firmware_report(f: &mut Option<firmware::FirmwareDriver>) -> Option<firmware::Report> {
+    match f {
+        Some(f) => f.rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Gives the heap that start-up (config, object definitions, the database's

@@ -62,7 +62,11 @@ pub fn device_info(cfg: &DeviceSection, endpoint: &str) -> DeviceInfo {
             .or_else(|| dmi("product_serial"))
             .or_else(|| dmi("board_serial"))
             .unwrap_or_else(|| endpoint.to_string()),
-        firmware_version: format!("{os} / lwgate {}", crate::VERSION),
+        firmware_version: cfg
+            .firmware_version_file
+            .as_deref()
+            .and_then(firmware_version)
+            .unwrap_or_else(|| format!("{os} / lwgate {}", crate::VERSION)),
         device_type: cfg.device_type.clone().unwrap_or_else(|| "Gateway".into()),
         hardware_version: cfg
             .hardware_version
@@ -70,6 +74,22 @@ pub fn device_info(cfg: &DeviceSection, endpoint: &str) -> DeviceInfo {
             .or_else(|| dmi("product_version"))
             .unwrap_or_default(),
         software_version: format!("lwgate {} (Linux {kernel})", crate::VERSION),
+    }
+}
+
+/// The first line of the configured version file (written by the image, or by
+/// the installer of an update).
+fn firmware_version(path: &std::path::Path) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => t
+            .lines()
+            .next()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty()),
+        Err(e) => {
+            tracing::warn!("firmware version file {}: {e}", path.display());
+            None
+        }
     }
 }
 

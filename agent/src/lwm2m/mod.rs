@@ -16,7 +16,9 @@ pub mod request;
 pub mod security_mode;
 pub mod tree;
 
-pub use client::{Action, Client, ClientConfig, FirmwareSetup, FirmwareStatus, FirmwareTask, SessionStatus};
+pub use client::{
+    Action, Client, ClientConfig, FirmwareSetup, FirmwareStatus, FirmwareTask, SessionStatus,
+};
 pub use dm::Trees;
 pub use registration::Version;
 pub use tree::Tree;

@@ -5,7 +5,7 @@ use super::{Store, StoreError};
 use crate::lwm2m::persist::{Persist, QueuedNote, Restored, StoredObservation, StoredRegistration};
 use crate::lwm2m::Version;
 use crate::model::Path;
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 fn version_str(v: Version) -> &'static str {
     v.as_str()

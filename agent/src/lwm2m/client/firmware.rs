@@ -22,17 +22,26 @@ pub struct FirmwareSetup {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FirmwareTask {
     /// Fetch `uri` into the package file; `resume`: continue from its length.
-    Download { id: u32, uri: String, resume: bool },
+    Download {
+        id: u32,
+        uri: String,
+        resume: bool,
+    },
     /// Stop the download or the check under way.
     Cancel,
     DeletePackage,
     /// Check the whole package file and report with `id`.
-    Verify { id: u32 },
+    Verify {
+        id: u32,
+    },
     /// Run the installer on the package file.
     Install,
     /// A block pushed to /5/0/0: write `data` at `offset` of the package file
     /// (offset 0 starts a new file).
-    PushBlock { offset: u64, data: Vec<u8> },
+    PushBlock {
+        offset: u64,
+        data: Vec<u8>,
+    },
 }
 
 /// A Block1 push to /5/0/0 under way.
@@ -195,7 +204,14 @@ impl Client {
         if more && self.firmware.as_ref().map(|f| f.state()) != Some(fw::State::Downloading) {
             self.fw_push = None;
         }
-        let mut r = message::response(req, if more { codes::CONTINUE } else { codes::CHANGED });
+        let mut r = message::response(
+            req,
+            if more {
+                codes::CONTINUE
+            } else {
+                codes::CHANGED
+            },
+        );
         if let Some(b) = block {
             message::set_block(&mut r, CoapOption::Block1, b);
         }
@@ -348,6 +364,10 @@ impl Client {
 fn too_large(req: &Packet, max: u64) -> Packet {
     let mut r = error_packet(req, &OpError::TooLarge);
     // RFC 7959 2.9.3: Size1 in a 4.13 tells the largest body the server may send.
-    message::set_uint(&mut r, CoapOption::Size1, u32::try_from(max).unwrap_or(u32::MAX));
+    message::set_uint(
+        &mut r,
+        CoapOption::Size1,
+        u32::try_from(max).unwrap_or(u32::MAX),
+    );
     r
 }

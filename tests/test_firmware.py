@@ -1,0 +1,224 @@
+"""/5 Firmware Update as ThingsBoard and Cumulocity drive it, against the aiocoap
+test server: a Package URI (pull over HTTP from a real server on loopback) or the
+image pushed block-wise to /5/0/0, State observed, Execute /5/0/2 when
+Downloaded, the installer run, and after the restart it causes State 0 with
+Update Result 1 and the new /3/0/3. Faults: unsupported scheme (9), malformed
+URI (7), a package too large (2), an installer that fails (8), cancel by an
+empty URI; a bad signature when a key is configured (5, installer not run)."""
+
+import http.server
+import shutil
+import subprocess
+import threading
+import time
+from functools import partial
+
+import pytest
+from aiocoap import Code
+
+from conftest import wait_for
+from lwm2m_server import OPAQUE, TEXT, TestServer
+
+EP = "test-gw"
+
+
+class HttpRepo:
+    """Python's http.server over a directory, on a free loopback port."""
+
+    def __init__(self, root):
+        handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+        handler.log_message = lambda *a: None
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, name):
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    d = tmp_path / "repo"
+    d.mkdir()
+    r = HttpRepo(d)
+    r.dir = d
+    yield r
+    r.close()
+
+
+def firmware_config(tmp_path, extra=""):
+    """An installer that records the package and 'installs' version 2.0 by
+    writing the version file lwgate reads /3/0/3 from."""
+    (tmp_path / "version").write_text("gw-image 1.0\n")
+    hook = tmp_path / "install.sh"
+    hook.write_text(
+        "#!/bin/sh\nset -e\n"
+        f'cp "$1" "{tmp_path}/installed"\n'
+        f'[ -e "{tmp_path}/fail" ] && {{ echo "flash failed" >&2; exit 3; }}\n'
+        f'echo "gw-image 2.0" > "{tmp_path}/version"\n'
+        "echo installed\n"
+    )
+    hook.chmod(0o755)
+    return (
+        f'[device]\nfirmware_version_file = "{tmp_path / "version"}"\n'
+        f'[firmware]\ninstall = ["{hook}", "{{file}}"]\nrunner = "direct"\n{extra}\n'
+    )
+
+
+def server(srv):
+    return f'[[server]]\nuri = "{srv.uri}"\nssid = 101\nlifetime = 300\n'
+
+
+def state(srv, what="/5/0/3"):
+    r = srv.read(EP, what, accept=TEXT)
+    assert r.code == Code.CONTENT, (what, r.code, r.payload)
+    return r.payload.decode()
+
+
+def wait_state(srv, want, timeout=30, a=None):
+    def ok():
+        return state(srv) == want
+
+    try:
+        wait_for(ok, timeout, f"/5/0/3 = {want}")
+    except AssertionError:
+        raise AssertionError(f"/5/0/3 = {state(srv)}, /5/0/5 = {state(srv, '/5/0/5')}; "
+                             + (a.log.read_text()[-3000:] if a else "")) from None
+
+
+def test_pull_over_http_execute_install_and_judged_after_restart(agent, tmp_path, repo):
+    image = bytes(range(256)) * 4096  # 1 MiB
+    (repo.dir / "fw.bin").write_bytes(image)
+    srv = TestServer()
+    try:
+        a = agent(extra=firmware_config(tmp_path), servers=server(srv)).start()
+        reg = srv.wait_registered(EP)
+        assert "</5/0>" in reg.links, reg.links
+        assert state(srv, "/3/0/3") == "gw-image 1.0"
+        assert state(srv, "/5/0/9") == "2"
+        # What ThingsBoard observes to follow the update.
+        srv.write_attributes(EP, "/5/0/3", "pmin=0")
+        _, notes, cancel = srv.observe(EP, "/5/0/3", accept=TEXT)
+        assert srv.write(EP, "/5/0/1", repo.url("fw.bin").encode(), TEXT).code == Code.CHANGED
+        wait_state(srv, "2", a=a)
+        assert state(srv, "/5/0/5") == "0"
+        seen = [n.payload.decode() for n in notes if hasattr(n, "payload")]
+        assert "1" in seen and seen[-1] == "2", seen
+        st = a.status_json()["firmware"]
+        assert st.startswith("Downloaded"), st
+        # Execute: answered at once, the installer runs after.
+        assert srv.execute(EP, "/5/0/2").code == Code.CHANGED
+        wait_for(lambda: (tmp_path / "version").read_text().startswith("gw-image 2.0"), 20, "the installer")
+        assert (tmp_path / "installed").read_bytes() == image
+        assert state(srv) == "3", "Updating until the restart"
+        cancel()
+        # The installer's restart (of lwgate, here; of the gateway in the field).
+        assert a.stop() == 0
+        a.start()
+        srv.wait_for(lambda: len(srv.registrations[EP].updates) >= 1 or srv.events.count(("register", EP)) >= 2,
+                     30, "the Update after the restart")
+        assert state(srv) == "0"
+        assert state(srv, "/5/0/5") == "1"
+        assert state(srv, "/3/0/3") == "gw-image 2.0"
+        a.stop()
+    finally:
+        srv.close()
+
+
+def test_push_block_wise_to_5_0_0(agent, tmp_path):
+    image = bytes((i * 7) & 0xFF for i in range(300_000))
+    srv = TestServer()
+    try:
+        a = agent(extra=firmware_config(tmp_path), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        # aiocoap sends a body this size with Block1, block by block.
+        r = srv.write(EP, "/5/0/0", image, OPAQUE)
+        assert r.code == Code.CHANGED, (r.code, r.payload)
+        wait_state(srv, "2", a=a)
+        assert srv.execute(EP, "/5/0/2").code == Code.CHANGED
+        wait_for(lambda: (tmp_path / "installed").exists() and (tmp_path / "installed").read_bytes() == image,
+                 20, "the pushed image installed")
+        a.stop()
+    finally:
+        srv.close()
+
+
+def test_uri_faults_and_cancel(agent, tmp_path, repo):
+    (repo.dir / "big.bin").write_bytes(b"x" * 200_000)
+    srv = TestServer()
+    try:
+        a = agent(extra=firmware_config(tmp_path, "max_size = 100000"), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        # Write succeeds; the error is in Update Result (E.6.1).
+        for uri, result in [("ftp://127.0.0.1/fw.bin", "9"), ("http://[bad uri", "7"),
+                            (repo.url("missing.bin"), "7"), (repo.url("big.bin"), "2")]:
+            assert srv.write(EP, "/5/0/1", uri.encode(), TEXT).code == Code.CHANGED
+            wait_for(lambda: state(srv, "/5/0/5") == result, 20, f"result {result} for {uri}")
+            assert state(srv) == "0", uri
+        assert "result 2" in a.status_json()["firmware"], a.status_json()["firmware"]
+        # An empty URI resets: Idle, result 0.
+        assert srv.write(EP, "/5/0/1", b"", TEXT).code == Code.CHANGED
+        wait_for(lambda: state(srv, "/5/0/5") == "0", 10, "reset")
+        # Execute outside Downloaded: 4.05.
+        assert srv.execute(EP, "/5/0/2").code == Code.METHOD_NOT_ALLOWED
+        a.stop()
+    finally:
+        srv.close()
+
+
+def test_installer_failure_is_result_8_and_keeps_the_package(agent, tmp_path, repo):
+    (repo.dir / "fw.bin").write_bytes(b"image" * 1000)
+    (tmp_path / "fail").write_text("")
+    srv = TestServer()
+    try:
+        a = agent(extra=firmware_config(tmp_path), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        assert srv.write(EP, "/5/0/1", repo.url("fw.bin").encode(), TEXT).code == Code.CHANGED
+        wait_state(srv, "2", a=a)
+        assert srv.execute(EP, "/5/0/2").code == Code.CHANGED
+        wait_for(lambda: state(srv, "/5/0/5") == "8", 20, "result 8")
+        assert state(srv) == "2", "back to Downloaded: the server may execute again"
+        assert "flash failed" in a.log.read_text()
+        assert "installer failed" in a.status_json()["firmware"], a.status_json()["firmware"]
+        a.stop()
+    finally:
+        srv.close()
+
+
+def test_a_bad_signature_is_result_5_and_nothing_is_installed(agent, tmp_path, repo):
+    if shutil.which("minisign") is None:
+        import os
+        if os.environ.get("CI"):
+            pytest.fail("minisign missing: scripts/setup installs it")
+        pytest.skip("minisign not installed")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    subprocess.run(["minisign", "-G", "-W", "-p", str(keys / "fw.pub"), "-s", str(keys / "fw.key")],
+                   check=True, capture_output=True)
+    good = repo.dir / "fw.bin"
+    good.write_bytes(b"signed image" * 1000)
+    subprocess.run(["minisign", "-S", "-s", str(keys / "fw.key"), "-m", str(good), "-t", "name=gw-image version=2.0"],
+                   check=True, capture_output=True)
+    bad = repo.dir / "bad.bin"
+    bad.write_bytes(b"tampered image" * 1000)
+    shutil.copy(str(good) + ".minisig", str(bad) + ".minisig")
+    srv = TestServer()
+    try:
+        a = agent(extra=firmware_config(tmp_path, f'public_key = "{keys / "fw.pub"}"'), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        assert srv.write(EP, "/5/0/1", repo.url("bad.bin").encode(), TEXT).code == Code.CHANGED
+        wait_for(lambda: state(srv, "/5/0/5") == "5", 20, "result 5")
+        assert state(srv) == "0"
+        assert srv.execute(EP, "/5/0/2").code == Code.METHOD_NOT_ALLOWED
+        assert not (tmp_path / "installed").exists()
+        # The good one: Downloaded, with the name and version of its trusted comment.
+        assert srv.write(EP, "/5/0/1", repo.url("fw.bin").encode(), TEXT).code == Code.CHANGED
+        wait_state(srv, "2", a=a)
+        assert state(srv, "/5/0/6") == "gw-image" and state(srv, "/5/0/7") == "2.0"
+        a.stop()
+    finally:
+        srv.close()
