@@ -139,6 +139,11 @@ def test_push_block_wise_to_5_0_0(agent, tmp_path):
         r = srv.write(EP, "/5/0/0", image, OPAQUE)
         assert r.code == Code.CHANGED, (r.code, r.payload)
         wait_state(srv, "2", a=a)
+        # What lwgate-install.service runs as root: the same installer on the package.
+        r = a.cli("install-package", "--config", str(a.config), check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (tmp_path / "installed").read_bytes() == image
+        (tmp_path / "installed").unlink()
         assert srv.execute(EP, "/5/0/2").code == Code.CHANGED
         wait_for(lambda: (tmp_path / "installed").exists() and (tmp_path / "installed").read_bytes() == image,
                  20, "the pushed image installed")
@@ -222,3 +227,91 @@ def test_a_bad_signature_is_result_5_and_nothing_is_installed(agent, tmp_path, r
         a.stop()
     finally:
         srv.close()
+
+
+class Nginx:
+    """An nginx of this test alone (ranges, ETags), its `/slow/` at 100 KB/s."""
+
+    def __init__(self, d):
+        import os
+        import socket
+
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not os.path.exists(nginx):
+            if os.environ.get("CI"):
+                pytest.fail("nginx missing: scripts/setup installs it")
+            pytest.skip("nginx not installed")
+        self.dir = d
+        (d / "www").mkdir()
+        (d / "tmp").mkdir()
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        (d / "nginx.conf").write_text(f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    log_format lw '$status range="$http_range" sent=$body_bytes_sent';
+    access_log {d}/access.log lw;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {d}/www;
+        location /slow/ {{ alias {d}/www/; limit_rate 100k; }}
+    }}
+}}
+""")
+        self.proc = subprocess.Popen([nginx, "-c", str(d / "nginx.conf"), "-p", str(d)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: (d / "nginx.pid").exists(), 10, "nginx started")
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def log(self):
+        p = self.dir / "access.log"
+        return p.read_text() if p.exists() else ""
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def test_kill_9_mid_download_resumes_with_a_range(agent, tmp_path):
+    web = tmp_path / "web"
+    web.mkdir()
+    n = Nginx(web)
+    image = bytes((i * 31) & 0xFF for i in range(1_500_000))
+    (web / "www" / "fw.bin").write_bytes(image)
+    srv = TestServer()
+    try:
+        a = agent(extra=firmware_config(tmp_path), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        assert srv.write(EP, "/5/0/1", n.url("slow/fw.bin").encode(), TEXT).code == Code.CHANGED
+        # Past the first progress record (5 s), then the power cut.
+        wait_for(lambda: "bytes of 1500000" in (a.status_json().get("firmware") or "")
+                 and int(a.status_json()["firmware"].split(", ")[2].split()[0]) >= 500_000, 30,
+                 "half the download")
+        a.kill()
+        a.start()
+        wait_state(srv, "2", timeout=40, a=a)
+        assert state(srv, "/5/0/5") == "0"
+        log = n.log()
+        assert '206 range="bytes=' in log, log
+        sent = sum(int(line.rsplit("sent=", 1)[1]) for line in log.splitlines())
+        assert sent < len(image) * 1.5, f"resumed, not fetched again: {sent} bytes sent\n{log}"
+        assert srv.execute(EP, "/5/0/2").code == Code.CHANGED
+        wait_for(lambda: (tmp_path / "installed").exists() and (tmp_path / "installed").read_bytes() == image,
+                 20, "the resumed image installed intact")
+        a.stop()
+    finally:
+        srv.close()
+        n.close()

@@ -69,6 +69,7 @@ def test_deb_contents(packages, tmp_path):
     listing = sh("dpkg-deb", "-c", str(deb)).stdout
     for path in EXPECTED + [
         "/lib/systemd/system/lwgate.service",
+        "/lib/systemd/system/lwgate-install.service",
         "/usr/share/doc/lwgate/copyright",
     ]:
         assert f".{path}\n" in listing, f"{path} missing from {deb.name}:\n{listing}"
@@ -88,7 +89,8 @@ def rpm_query(rpm, fmt):
 def test_rpm_contents(packages):
     _, rpm = packages
     files = sh("rpm", "-qlp", str(rpm)).stdout.split()
-    for path in EXPECTED + ["/usr/lib/systemd/system/lwgate.service", "/usr/share/licenses/lwgate/LICENSE"]:
+    for path in EXPECTED + ["/usr/lib/systemd/system/lwgate.service", "/usr/lib/systemd/system/lwgate-install.service",
+                            "/usr/share/licenses/lwgate/LICENSE"]:
         assert path in files, f"{path} missing from {rpm.name}: {files}"
     assert not [f for f in files if f.startswith("/usr/lib/.build-id")], files
     flags = rpm_query(rpm, "[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILENAMES}\n]")
@@ -216,8 +218,9 @@ def test_deb_installs_verifies_and_purges(packages):
         assert "dialout" in sh("id", "-nG", "lwgate").stdout
         st = os.stat("/etc/lwgate/lwgate.toml")
         assert oct(st.st_mode & 0o777) == "0o640"
-        r = sh("systemd-analyze", "verify", "/lib/systemd/system/lwgate.service", check=False)
-        assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+        for unit in ("lwgate.service", "lwgate-install.service"):
+            r = sh("systemd-analyze", "verify", f"/lib/systemd/system/{unit}", check=False)
+            assert r.returncode == 0 and r.stderr.strip() == "", (unit, r.stderr)
         r = sh("/usr/bin/lwgate", "check-config")
         assert "/etc/lwgate/lwgate.toml: OK" in r.stdout
         assert os.path.isdir("/etc/lwgate/objects")  # made by tmpfiles, owned by no package

@@ -73,6 +73,12 @@ pub enum Command {
         #[command(subcommand)]
         command: SmartcardCommand,
     },
+    /// Run the [firmware] installer on the downloaded, verified package (what
+    /// lwgate-install.service does, as root, when a server executes /5/0/2).
+    InstallPackage {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Print the version.
     Version,
 }
@@ -138,6 +144,7 @@ pub fn main() -> ExitCode {
                     trace,
                 },
         } => smartcard_dump(&config.config, reader, pin, pin_file, trace),
+        Command::InstallPackage { config } => install_package(&config.config),
         Command::Version => {
             println!("lwgate {}", crate::VERSION);
             ExitCode::SUCCESS
@@ -182,6 +189,51 @@ pub fn error_text(e: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out
+}
+
+fn install_package(path: &Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(fw) = loaded.config.firmware.as_ref() else {
+        eprintln!(
+            "{}: no [firmware] table: nothing to install with",
+            path.display()
+        );
+        return ExitCode::from(2);
+    };
+    let package = crate::daemon::firmware_package(fw, &loaded.config.store.path);
+    if !package.is_file() {
+        eprintln!(
+            "no package at {} (no download or push has completed)",
+            package.display()
+        );
+        return ExitCode::from(2);
+    }
+    let argv: Vec<String> = fw
+        .install
+        .iter()
+        .map(|a| a.replace("{file}", &package.display().to_string()))
+        .collect();
+    let Some((prog, args)) = argv.split_first() else {
+        return ExitCode::from(2);
+    };
+    println!("installing {} with {}", package.display(), argv.join(" "));
+    match std::process::Command::new(prog).args(args).status() {
+        Ok(st) if st.success() => ExitCode::SUCCESS,
+        Ok(st) => {
+            eprintln!("{prog} failed: {st}");
+            ExitCode::from(u8::try_from(st.code().unwrap_or(1)).unwrap_or(1).max(1))
+        }
+        Err(e) => {
+            eprintln!("cannot run {prog}: {e}");
+            ExitCode::from(127)
+        }
+    }
 }
 
 fn check_config(path: &Path) -> ExitCode {

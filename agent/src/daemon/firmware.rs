@@ -73,6 +73,11 @@ pub fn setup(
     })
 }
 
+/// Where the package of `[firmware]` is (for `lwgate install-package`).
+pub fn package_path(fw: &FirmwareSection, store: &Path) -> PathBuf {
+    package_dir(fw, store).join(PACKAGE)
+}
+
 fn package_dir(fw: &FirmwareSection, store: &Path) -> PathBuf {
     fw.dir.clone().unwrap_or_else(|| {
         store

@@ -5,6 +5,7 @@ pub(crate) mod bootstrap;
 mod devices;
 mod engine;
 mod firmware;
+pub use firmware::package_path as firmware_package;
 mod peers;
 mod secure_link;
 mod security;
