@@ -176,10 +176,11 @@ impl Client {
             }
         };
         let end = next + req.payload.len() as u64;
-        if max.is_some_and(|m| end > m) {
+        if let Some(m) = max.filter(|m| end > *m) {
+            // The machine fails it with result 2 (too large), not 4.
             self.fw_push = None;
-            let _ = self.firmware_handle(now, fw::Event::PushAborted);
-            return too_large(req, max.unwrap_or(0));
+            let _ = self.firmware_handle(now, fw::Event::PushProgress { bytes: end });
+            return too_large(req, m);
         }
         self.actions
             .push_back(Action::Firmware(FirmwareTask::PushBlock {

@@ -1,6 +1,7 @@
 //! The client against a scripted server, in simulated time.
 
 mod devices;
+mod firmware;
 
 use super::*;
 use crate::lwm2m::factory::{self, Account, DeviceInfo};
