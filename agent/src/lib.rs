@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dtls;
+pub mod fetch;
 pub mod logging;
 pub mod lwm2m;
 pub mod model;
