@@ -135,7 +135,14 @@ pub async fn fetch(
                     net.close().await;
                     return Ok(run.finish(&dl, &over));
                 }
-                run.tick(&dl);
+                if run.progress_due() {
+                    // What Progress reports is in the file (tokio's writes
+                    // finish in the background): a Resume stored from it
+                    // never claims bytes a cancellation lost.
+                    out.settle().await?;
+                    run.publish(&dl);
+                }
+                run.log(&dl);
             }
         }
     }
@@ -175,12 +182,17 @@ impl Run<'_> {
         }
     }
 
-    fn tick(&mut self, dl: &Block2Download) {
+    fn progress_due(&mut self) -> bool {
         let now = Instant::now();
-        if self.progress_at.is_none_or(|t| now >= t + self.every) {
+        let due = self.progress.is_some() && self.progress_at.is_none_or(|t| now >= t + self.every);
+        if due {
             self.progress_at = Some(now);
-            self.publish(dl);
         }
+        due
+    }
+
+    fn log(&mut self, dl: &Block2Download) {
+        let now = Instant::now();
         if now >= self.log_at {
             self.log_at = now + LOG_EVERY;
             tracing::debug!(
@@ -290,9 +302,17 @@ impl Output {
         Ok(())
     }
 
-    /// Makes the complete package durable before it is reported done.
+    /// Waits for the writes in flight.
+    async fn settle(&mut self) -> Result<(), FetchError> {
+        self.file.flush().await.map_err(|e| self.io(&e))
+    }
+
+    /// Makes the complete package durable before it is reported done. The
+    /// length is set again: a write still in flight from a cancelled earlier
+    /// call (its own file handle) may have landed past what this one wrote.
     async fn finish(&mut self) -> Result<(), FetchError> {
-        self.file.flush().await.map_err(|e| self.io(&e))?;
+        self.settle().await?;
+        self.file.set_len(self.len).await.map_err(|e| self.io(&e))?;
         self.file.sync_all().await.map_err(|e| self.io(&e))
     }
 
