@@ -41,6 +41,25 @@ pub async fn fetch(
     resume: Option<&Resume>,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<Fetched, FetchError> {
+    let t0 = Instant::now();
+    let r = download(uri, path, cfg, resume, progress).await;
+    if let Err(e) = &r {
+        tracing::info!(
+            "CoAP download of {uri} failed after {:.1} s: {e} (Update Result {})",
+            t0.elapsed().as_secs_f64(),
+            e.update_result()
+        );
+    }
+    r
+}
+
+async fn download(
+    uri: &str,
+    path: &Path,
+    cfg: &FetchConfig,
+    resume: Option<&Resume>,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<Fetched, FetchError> {
     let target = Target::parse(uri)?;
     let dtls = match (target.secure, &cfg.dtls) {
         (false, _) => None,

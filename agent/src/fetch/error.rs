@@ -66,7 +66,8 @@ impl FetchError {
         }
     }
 
-    /// A file error, with the space errors (ENOSPC, EDQUOT) told apart.
+    /// A file error, with the space errors (ENOSPC, EDQUOT) told apart; the
+    /// write that failed needed at least one byte more than was `available`.
     pub fn io(e: &std::io::Error, available: Option<u64>) -> Self {
         match e.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => FetchError::NoSpace {

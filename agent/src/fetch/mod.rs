@@ -100,7 +100,7 @@ pub struct Fetched {
     pub elapsed: Duration,
     /// GET requests answered (one per block, retries not counted).
     pub blocks: u64,
-    /// Requests that timed out and were sent again.
+    /// Attempts that failed (timed out, DTLS failed, 5.03) and were made again.
     pub retries: u64,
     /// Passes started over because the resource changed.
     pub restarts: u32,
