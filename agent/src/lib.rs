@@ -17,6 +17,7 @@ pub mod control;
 pub mod daemon;
 pub mod download;
 pub mod dtls;
+pub mod fetch;
 pub mod logging;
 pub mod lwm2m;
 pub mod model;

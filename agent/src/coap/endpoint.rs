@@ -5,7 +5,8 @@
 //! One outstanding confirmable exchange at a time (NSTART = 1): our requests and
 //! confirmable notifications queue behind it. Requests larger than one block are
 //! sent with Block1; responses carrying Block2 are fetched block by block and
-//! delivered whole.
+//! delivered whole, unless the request named its block itself (Block2 in the
+//! request): then each block is delivered as it came.
 
 use super::block::{self, BlockOpt};
 use super::message::{self, codes};
@@ -552,9 +553,12 @@ impl Endpoint {
                     }
                 }
             }
-            // Block2: gather the body, ask for the next block.
+            // Block2: gather the body, ask for the next block. A request that
+            // names its block itself (a streaming download) gets that block as
+            // it came: reassembly would hold the whole body in memory.
+            let own_block2 = message::block(template, CoapOption::Block2).is_some();
             if let Some(Some(b2)) = message::block(&packet, CoapOption::Block2) {
-                if codes::is_success(code) && (b2.more || block2.is_some()) {
+                if !own_block2 && codes::is_success(code) && (b2.more || block2.is_some()) {
                     let acc = block2.get_or_insert_with(Vec::new);
                     if b2.offset() != acc.len() {
                         self.events.push_back(Event::Failed {

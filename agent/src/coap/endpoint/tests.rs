@@ -483,6 +483,31 @@ fn block2_response_is_reassembled() {
 }
 
 #[test]
+fn a_request_naming_its_block2_gets_that_block_only() {
+    let body: Vec<u8> = (0..2500u32).map(|i| (i * 7) as u8).collect();
+    let b2 = body.clone();
+    let mut n = Net::new(Box::new(move |req: &Packet| {
+        let want = message::block(req, CoapOption::Block2).flatten().unwrap();
+        let (chunk, more) = block::slice(&b2, want).unwrap();
+        let mut r = message::response(req, codes::CONTENT);
+        r.payload = chunk.to_vec();
+        message::set_block(&mut r, CoapOption::Block2, BlockOpt { more, ..want });
+        Some(r)
+    }));
+    let mut req = message::request(RequestType::Get, &["big"], &[]);
+    let want = BlockOpt {
+        num: 1,
+        more: false,
+        szx: 6,
+    };
+    message::set_block(&mut req, CoapOption::Block2, want);
+    let h = n.client.send_request(n.now, req, true);
+    n.run_for(Duration::from_secs(5));
+    assert_eq!(n.responses(), vec![(h, body[1024..2048].to_vec())]);
+    assert_eq!(n.handled, 1, "no follow-up request for block 2");
+}
+
+#[test]
 fn cancel_drops_without_events() {
     let mut n = Net::new(echo());
     n.loss = 1.0;
