@@ -31,6 +31,7 @@ answering it (a server that goes away while lwgate shuts down).
 """
 
 import asyncio
+import hashlib
 import itertools
 import threading
 import time
@@ -126,6 +127,10 @@ class TestServer:
         self._observations: list = []
         self.bs_clients: dict = {}
         self.bs_queries: list = []
+        # Files served by GET (path -> bytes), as a server that hands out CoAP
+        # Package URIs of its own does (aiocoap answers them block-wise).
+        self.files: dict = {}
+        self.file_gets = 0
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -268,6 +273,10 @@ class TestServer:
                 return Message(code=Code.CHANGED)
             if len(path) == 2 and path[0] == "rd" and request.code in (Code.POST, Code.DELETE):
                 return self._registration_request(request, "/".join(path), query)
+            if request.code == Code.GET and "/".join(path) in self.files:
+                body = self.files["/".join(path)]
+                self.file_gets += 1
+                return Message(code=Code.CONTENT, payload=body, etag=hashlib.sha256(body).digest()[:8])
             return Message(code=Code.NOT_FOUND)
 
     def _registration_request(self, request, loc, query):

@@ -315,3 +315,51 @@ def test_kill_9_mid_download_resumes_with_a_range(agent, tmp_path):
     finally:
         srv.close()
         n.close()
+
+
+def test_pull_over_coap_from_the_lwm2m_server_itself(agent, tmp_path):
+    """ThingsBoard's "auto-generated CoAP URL": the package on the LwM2M server,
+    fetched block-wise (aiocoap answers Block2)."""
+    image = bytes((i * 13) & 0xFF for i in range(200_000))
+    srv = TestServer()
+    srv.files["fw/image"] = image
+    try:
+        a = agent(extra=firmware_config(tmp_path), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        assert srv.write(EP, "/5/0/1", f"{srv.uri}/fw/image".encode(), TEXT).code == Code.CHANGED
+        wait_state(srv, "2", a=a)
+        assert srv.file_gets >= 1
+        assert srv.execute(EP, "/5/0/2").code == Code.CHANGED
+        wait_for(lambda: (tmp_path / "installed").exists() and (tmp_path / "installed").read_bytes() == image,
+                 20, "the image installed")
+        a.stop()
+    finally:
+        srv.close()
+
+
+def test_pull_over_coaps_with_the_servers_dtls_credentials(agent, tmp_path):
+    """A coaps:// Package URI on the LwM2M server's own host and port: fetched over
+    a second DTLS session with that server account's PSK."""
+    from dtls_peer import DtlsPeer
+
+    key = bytes(range(16))
+    image = bytes((i * 17) & 0xFF for i in range(100_000))
+    srv = TestServer()
+    srv.files["fw/image"] = image
+    try:
+        with DtlsPeer(srv.port, psk={EP: key}) as relay:
+            servers = (f'[[server]]\nuri = "{relay.uri}"\nssid = 101\nlifetime = 300\nsecurity = "psk"\n'
+                       f'psk_identity = "{EP}"\npsk_key = "{key.hex()}"\n')
+            a = agent(extra=firmware_config(tmp_path), servers=servers).start()
+            srv.wait_registered(EP, 20)
+            mark = relay.mark()
+            assert srv.write(EP, "/5/0/1", f"{relay.uri}/fw/image".encode(), TEXT).code == Code.CHANGED
+            wait_state(srv, "2", timeout=60, a=a)
+            hs = relay.wait_event("handshake", ok=True, since=mark, timeout=5)
+            assert hs["psk_identity"] == EP, hs
+            assert srv.execute(EP, "/5/0/2").code == Code.CHANGED
+            wait_for(lambda: (tmp_path / "installed").exists() and (tmp_path / "installed").read_bytes() == image,
+                     20, "the image installed")
+            a.stop()
+    finally:
+        srv.close()

@@ -11,8 +11,8 @@ use crate::coap::TxParams;
 use crate::codec::Format;
 use crate::config::{self, Loaded, PayloadFormat};
 use crate::lwm2m::factory::DeviceInfo;
-use crate::lwm2m::Trees;
 use crate::lwm2m::{Action, Client, ClientConfig, SessionStatus, Version};
+use crate::lwm2m::{FirmwareTask, Trees};
 use crate::model::{ddf, Registry};
 use crate::store::batch::Batcher;
 use crate::store::Store;
@@ -523,10 +523,46 @@ impl Engine {
             }
             Action::Written(_) => {}
             Action::Device { ticket, op } => self.devices.command(ticket, op),
-            Action::Firmware(task) => match self.firmware.as_mut() {
-                Some(f) => f.task(task),
-                None => tracing::warn!("firmware task without [firmware]: {task:?}"),
-            },
+            Action::Firmware(task) => {
+                let dtls = match &task {
+                    FirmwareTask::Download { uri, .. } if uri.starts_with("coaps://") => {
+                        self.package_dtls(uri)
+                    }
+                    _ => None,
+                };
+                match self.firmware.as_mut() {
+                    Some(f) => f.task(task, dtls),
+                    None => tracing::warn!("firmware task without [firmware]: {task:?}"),
+                }
+            }
+        }
+    }
+
+    /// DTLS for a coaps:// Package URI: the session settings of the LwM2M server
+    /// account on the same host and port (a server that hands out a CoAP URL of
+    /// its own, as ThingsBoard does, knows the gateway by those credentials).
+    fn package_dtls(&self, uri: &str) -> Option<crate::dtls::DtlsConfig> {
+        let authority = |u: &str| -> Option<(String, u16)> {
+            let rest = u.strip_prefix("coaps://")?;
+            let auth = rest.split(['/', '?', '#']).next()?;
+            let (host, port) = match auth.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') || auth.starts_with('[') => {
+                    (h.to_string(), p.parse().ok()?)
+                }
+                _ => (auth.to_string(), 5684),
+            };
+            Some((host.to_ascii_lowercase(), port))
+        };
+        let want = authority(uri)?;
+        let (ssid, _) = self
+            .client
+            .servers()
+            .into_iter()
+            .find(|(_, u)| authority(u).as_ref() == Some(&want))?;
+        let local = self.security_local.get(&ssid).cloned().unwrap_or_default();
+        match security::peer_security(&self.client.trees.gateway, Some(ssid), &local) {
+            PeerSecurity::Dtls(cfg, _) => Some(*cfg),
+            _ => None,
         }
     }
 

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 const PACKAGE: &str = "package";
 const SIGNATURE: &str = "package.minisig";
 const RESUME: &str = "package.resume.json";
+const COAP_RESUME: &str = "package.coap-resume.json";
 /// Attempts of one download while the link keeps failing, and the first pause.
 const ATTEMPTS: u32 = 6;
 const FIRST_RETRY: Duration = Duration::from_secs(5);
@@ -33,8 +34,8 @@ pub struct FirmwareDriver {
     /// The download, check or install running.
     running: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
     push: Option<std::fs::File>,
-    /// Progress for `lwgate status`: bytes, total, rate.
-    pub progress: Option<Progress>,
+    /// Progress for `lwgate status`.
+    pub progress: Option<Shown>,
 }
 
 /// What a task reports; `Event`s go to the machine as they are.
@@ -46,12 +47,26 @@ pub enum Report {
         success: bool,
         detail: String,
     },
-    Progress(Progress),
+    Progress(Shown),
 }
 
-/// What this build can fetch (/5/0/8): http and https today.
+/// A download's progress as `lwgate status` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown {
+    pub bytes: u64,
+    pub total: Option<u64>,
+    /// Bytes per second.
+    pub rate: u64,
+}
+
+/// What this build can fetch (/5/0/8).
 pub fn protocols() -> Vec<Protocol> {
-    vec![Protocol::Http, Protocol::Https]
+    vec![
+        Protocol::Coap,
+        Protocol::Coaps,
+        Protocol::Http,
+        Protocol::Https,
+    ]
 }
 
 /// /5's setup for the client, when `[firmware]` is configured.
@@ -118,13 +133,19 @@ impl FirmwareDriver {
         self.dir.join(name)
     }
 
-    pub fn task(&mut self, task: FirmwareTask) {
+    /// `dtls`: the credentials for a coaps:// Package URI (those of the LwM2M
+    /// server on the same host and port: ThingsBoard's generated CoAP URLs point at
+    /// itself), found by the engine.
+    pub fn task(&mut self, task: FirmwareTask, dtls: Option<crate::dtls::DtlsConfig>) {
         match task {
+            FirmwareTask::Download { id, uri, resume } if uri.starts_with("coap") => {
+                self.coap_download(id, uri, resume, dtls)
+            }
             FirmwareTask::Download { id, uri, resume } => self.download(id, uri, resume),
             FirmwareTask::Cancel => self.cancel(),
             FirmwareTask::DeletePackage => {
                 self.push = None;
-                for f in [PACKAGE, SIGNATURE, RESUME] {
+                for f in [PACKAGE, SIGNATURE, RESUME, COAP_RESUME] {
                     let _ = std::fs::remove_file(self.path(f));
                 }
                 self.progress = None;
@@ -199,7 +220,12 @@ impl FirmwareDriver {
                                     total: p.total,
                                 }))
                                 .await;
-                            let _ = tx.send(Report::Progress(p)).await;
+                            let shown = Shown {
+                                bytes: p.bytes,
+                                total: p.total,
+                                rate: p.rate,
+                            };
+                            let _ = tx.send(Report::Progress(shown)).await;
                         }
                     })
                 };
@@ -253,12 +279,132 @@ impl FirmwareDriver {
         });
     }
 
+    fn coap_download(
+        &mut self,
+        id: u32,
+        uri: String,
+        resume: bool,
+        dtls: Option<crate::dtls::DtlsConfig>,
+    ) {
+        use crate::fetch::{self, FetchConfig, FetchError};
+        let resume_file = self.path(COAP_RESUME);
+        let package = self.path(PACKAGE);
+        let _ = std::fs::create_dir_all(&self.dir);
+        let mut state: Option<fetch::Resume> = if resume {
+            std::fs::read_to_string(&resume_file)
+                .ok()
+                .and_then(|t| serde_json::from_str::<fetch::Resume>(&t).ok())
+                .filter(|r| r.uri == uri)
+        } else {
+            let _ = std::fs::remove_file(&package);
+            let _ = std::fs::remove_file(&resume_file);
+            None
+        };
+        let cfg = FetchConfig {
+            max_bytes: self.cfg.max_size,
+            keep_free: 4 << 20,
+            dtls,
+            progress_every: Duration::from_secs(5),
+            ..FetchConfig::default()
+        };
+        self.spawn(move |cancel, tx| {
+            tokio::spawn(async move {
+                let mut pause = FIRST_RETRY;
+                let mut attempt = 1;
+                let result = loop {
+                    let (ptx, mut prx) = watch::channel(fetch::Progress {
+                        bytes: 0,
+                        total: None,
+                        bytes_per_sec: 0.0,
+                        resume: state.clone().unwrap_or(fetch::Resume {
+                            uri: uri.clone(),
+                            etag: None,
+                            bytes: 0,
+                            block_size: 0,
+                        }),
+                    });
+                    let forward = {
+                        let tx = tx.clone();
+                        let resume_file = resume_file.clone();
+                        tokio::spawn(async move {
+                            let mut last = None;
+                            while prx.changed().await.is_ok() {
+                                let p = prx.borrow_and_update().clone();
+                                if let Ok(json) = serde_json::to_string(&p.resume) {
+                                    let _ = std::fs::write(&resume_file, json);
+                                }
+                                let _ = tx
+                                    .send(Report::Event(Event::DownloadProgress {
+                                        id,
+                                        bytes: p.bytes,
+                                        total: p.total,
+                                    }))
+                                    .await;
+                                let shown = Shown {
+                                    bytes: p.bytes,
+                                    total: p.total,
+                                    rate: p.bytes_per_sec as u64,
+                                };
+                                let _ = tx.send(Report::Progress(shown)).await;
+                                last = Some(p.resume);
+                            }
+                            last
+                        })
+                    };
+                    let r = tokio::select! {
+                        () = cancel.cancelled() => return,
+                        r = fetch::fetch(&uri, &package, &cfg, state.as_ref(), Some(&ptx)) => r,
+                    };
+                    drop(ptx);
+                    if let Ok(Some(last)) = forward.await {
+                        state = Some(last);
+                    }
+                    match r {
+                        Err(e) if e.update_result() == 4 && attempt < ATTEMPTS => {
+                            tracing::warn!(
+                                "firmware download: {e}; attempt {attempt} of {ATTEMPTS}, again in {} s",
+                                pause.as_secs()
+                            );
+                            tokio::select! {
+                                () = cancel.cancelled() => return,
+                                () = tokio::time::sleep(pause) => {}
+                            }
+                            pause = (pause * 2).min(Duration::from_secs(120));
+                            attempt += 1;
+                        }
+                        r => break r,
+                    }
+                };
+                let ev = match result {
+                    Ok(done) => Event::DownloadFinished {
+                        id,
+                        bytes: done.bytes,
+                    },
+                    Err(e) => Event::DownloadFailed {
+                        id,
+                        failure: match e.update_result() {
+                            2 => DownloadFailure::NotEnoughSpace,
+                            7 => DownloadFailure::InvalidUri,
+                            9 => DownloadFailure::UnsupportedProtocol,
+                            _ => DownloadFailure::ConnectionLost,
+                        },
+                        detail: match e {
+                            FetchError::NoCredentials => "no DTLS credentials for this coaps:// host: lwgate uses those of the LwM2M server on the same host and port".into(),
+                            e => e.to_string(),
+                        },
+                    },
+                };
+                let _ = tx.send(Report::Event(ev)).await;
+            })
+        });
+    }
+
     fn push_block(&mut self, offset: u64, data: &[u8]) {
         let path = self.path(PACKAGE);
         let r = (|| -> std::io::Result<()> {
             if offset == 0 {
                 std::fs::create_dir_all(&self.dir)?;
-                for f in [SIGNATURE, RESUME] {
+                for f in [SIGNATURE, RESUME, COAP_RESUME] {
                     let _ = std::fs::remove_file(self.path(f));
                 }
                 self.push = Some(std::fs::File::create(&path)?);
