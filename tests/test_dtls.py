@@ -115,6 +115,9 @@ def test_kill_9_on_dtls_keeps_the_registration_and_handshakes_again(agent):
     with DtlsPeer(srv.port, psk={EP: KEY}) as relay:
         a = agent(servers=psk_server(relay.uri)).start()
         reg = srv.wait_registered(EP, 20)
+        # The server answered; wait until lwgate has taken (and stored) the answer,
+        # or the kill may land before it and the restart rightly registers anew.
+        wait_for(lambda: server_row(a)["state"] == "registered", 10, "registered in lwgate status")
         a.kill()
         mark = relay.mark()
         a.start()
