@@ -34,6 +34,7 @@ from lwm2m_server import TEXT, TestServer  # noqa: E402
 EP = "bench-gw"
 SIZE = 16 << 20
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+LOG_LEVEL = os.environ.get("BENCH_LOG", "warn")
 
 
 def free_port(kind=socket.SOCK_STREAM):
@@ -112,7 +113,7 @@ class Lwgate:
         cfg = d / "lwgate.toml"
         cfg.write_text(
             f'[endpoint]\nname = "{EP}"\n[store]\npath = "{d}/state/state.db"\n'
-            f'[control]\nsocket = "{d}/run/control.sock"\n[log]\nlevel = "warn"\n'
+            f'[control]\nsocket = "{d}/run/control.sock"\n[log]\nlevel = "{LOG_LEVEL}"\n'
             f'[devices]\ndir = "{d}/devices.d"\n'
             f'[firmware]\ninstall = ["{d}/install.sh", "{{file}}"]\nrunner = "direct"\n'
             f'[[server]]\nuri = "{srv.uri}"\nssid = 1\nlifetime = 600\n'
@@ -160,7 +161,15 @@ class Lwgate:
 
 def main():
     binary = Path(os.environ.get("LWGATE_BIN", ROOT / "target" / "release" / "lwgate"))
-    with tempfile.TemporaryDirectory(prefix="lwgate-fw-bench-") as tmp:
+    keep = os.environ.get("BENCH_KEEP") == "1"
+    ctx = tempfile.TemporaryDirectory(prefix="lwgate-fw-bench-")
+    if keep:
+        import contextlib
+
+        ctx = contextlib.nullcontext(tempfile.mkdtemp(prefix="lwgate-fw-bench-"))
+    with ctx as tmp:
+        if keep:
+            print(f"keeping {tmp}")
         d = Path(tmp)
         (d / "www").mkdir()
         image = d / "www" / "fw.bin"

@@ -251,9 +251,15 @@ impl Run<'_> {
     }
 }
 
+/// Bytes gathered per file write.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// The package file, kept exactly as long as the download's offset.
 struct Output {
     file: File,
+    /// Blocks gathered before they go to the file: every tokio file write is a
+    /// trip to the blocking pool, which one 1 KiB block cannot pay for.
+    buf: Vec<u8>,
     dir: PathBuf,
     len: u64,
     /// The write position (always `len` once the download runs).
@@ -285,6 +291,7 @@ impl Output {
         };
         Ok(Self {
             file,
+            buf: Vec::with_capacity(WRITE_BUFFER),
             dir,
             len,
             pos: 0,
@@ -300,6 +307,10 @@ impl Output {
 
     /// Cuts (or keeps) the file at `len` and puts the write position there.
     async fn cut(&mut self, len: u64) -> Result<(), FetchError> {
+        if self.len == len && self.pos == len {
+            return Ok(());
+        }
+        self.settle().await?;
         if self.len != len {
             self.file.set_len(len).await.map_err(|e| self.io(&e))?;
             self.len = len;
@@ -315,14 +326,27 @@ impl Output {
     }
 
     async fn write(&mut self, data: &[u8]) -> Result<(), FetchError> {
-        self.file.write_all(data).await.map_err(|e| self.io(&e))?;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= WRITE_BUFFER {
+            self.drain().await?;
+        }
         self.len += data.len() as u64;
         self.pos = self.len;
         Ok(())
     }
 
-    /// Waits for the writes in flight.
+    async fn drain(&mut self) -> Result<(), FetchError> {
+        if !self.buf.is_empty() {
+            let r = self.file.write_all(&self.buf).await;
+            self.buf.clear();
+            r.map_err(|e| self.io(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is gathered and waits for the writes in flight.
     async fn settle(&mut self) -> Result<(), FetchError> {
+        self.drain().await?;
         self.file.flush().await.map_err(|e| self.io(&e))
     }
 
