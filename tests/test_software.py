@@ -128,8 +128,12 @@ def test_installer_failure_is_58_and_stays_delivered(agent, tmp_path, repo):  # 
         assert value(srv, 7) == "3", "the server may execute Install again"
         assert "unpack failed" in a.log.read_text()
         assert "installer failed" in a.status_json()["software"], a.status_json()["software"]
-        # Without the fault the same package installs.
+        # Without the fault the same package installs. First as
+        # lwgate-software@install.service would, through the CLI.
         (tmp_path / "fail").unlink()
+        r = a.cli("software-command", "--config", str(a.config), "install", check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (tmp_path / "installed-package").read_bytes() == b"pkg" * 1000
         assert srv.execute(EP, "/9/0/4").code == Code.CHANGED
         wait_value(srv, 7, "4", a)
         a.stop()
