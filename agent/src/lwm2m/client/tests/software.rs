@@ -96,7 +96,7 @@ fn run(command: SwCommand) -> SoftwareTask {
 }
 
 #[test]
-fn the_instance_is_listed_and_starts_initial() {
+fn starts_initial_and_refuses_what_the_state_does_not_allow() {
     let mut h = started(true);
     assert_eq!(text(&mut h, "/9/0/7"), "0");
     assert_eq!(text(&mut h, "/9/0/12"), "0");
