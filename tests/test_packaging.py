@@ -70,6 +70,7 @@ def test_deb_contents(packages, tmp_path):
     for path in EXPECTED + [
         "/lib/systemd/system/lwgate.service",
         "/lib/systemd/system/lwgate-install.service",
+        "/lib/systemd/system/lwgate-software@.service",
         "/usr/share/doc/lwgate/copyright",
     ]:
         assert f".{path}\n" in listing, f"{path} missing from {deb.name}:\n{listing}"
@@ -90,6 +91,7 @@ def test_rpm_contents(packages):
     _, rpm = packages
     files = sh("rpm", "-qlp", str(rpm)).stdout.split()
     for path in EXPECTED + ["/usr/lib/systemd/system/lwgate.service", "/usr/lib/systemd/system/lwgate-install.service",
+                            "/usr/lib/systemd/system/lwgate-software@.service",
                             "/usr/share/licenses/lwgate/LICENSE"]:
         assert path in files, f"{path} missing from {rpm.name}: {files}"
     assert not [f for f in files if f.startswith("/usr/lib/.build-id")], files
@@ -119,6 +121,7 @@ def test_rpm_header_matches_deb(packages):
     # Claims stay with what this version does: Modbus end devices behind /25, and
     # what is not in it yet said so.
     assert "Modbus" in words(extended) and "Firmware Update (/5)" in words(extended)
+    assert "Software Management (/9)" in words(extended)
     assert "MQTT and serial-line bridges and SMS are not in this version" in words(extended)
     assert rpm_query(rpm, "%{GROUP}") not in ("", "Unspecified")
     assert rpm_query(rpm, "%{BUILDHOST}") not in ("", "(none)")
@@ -218,7 +221,7 @@ def test_deb_installs_verifies_and_purges(packages):
         assert "dialout" in sh("id", "-nG", "lwgate").stdout
         st = os.stat("/etc/lwgate/lwgate.toml")
         assert oct(st.st_mode & 0o777) == "0o640"
-        for unit in ("lwgate.service", "lwgate-install.service"):
+        for unit in ("lwgate.service", "lwgate-install.service", "lwgate-software@.service"):
             r = sh("systemd-analyze", "verify", f"/lib/systemd/system/{unit}", check=False)
             assert r.returncode == 0 and r.stderr.strip() == "", (unit, r.stderr)
         r = sh("/usr/bin/lwgate", "check-config")

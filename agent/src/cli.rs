@@ -79,6 +79,16 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Run a [software] command of /9 Software Management (what
+    /// lwgate-software@<command>.service does, as root): install (the verified
+    /// package), uninstall, activate or deactivate (the PkgName lwgate left).
+    SoftwareCommand {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// install, uninstall, activate or deactivate.
+        #[arg(value_parser = ["install", "uninstall", "activate", "deactivate"])]
+        command: String,
+    },
     /// Print the version.
     Version,
 }
@@ -145,6 +155,7 @@ pub fn main() -> ExitCode {
                 },
         } => smartcard_dump(&config.config, reader, pin, pin_file, trace),
         Command::InstallPackage { config } => install_package(&config.config),
+        Command::SoftwareCommand { config, command } => software_command(&config.config, &command),
         Command::Version => {
             println!("lwgate {}", crate::VERSION);
             ExitCode::SUCCESS
@@ -189,6 +200,58 @@ pub fn error_text(e: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out
+}
+
+fn software_command(path: &Path, command: &str) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(sw) = loaded.config.software.as_ref() else {
+        eprintln!("{}: no [software] table", path.display());
+        return ExitCode::from(2);
+    };
+    let Some(cmd) = crate::lwm2m::SwCommand::parse(command) else {
+        eprintln!("unknown command {command:?}");
+        return ExitCode::from(2);
+    };
+    let dir = crate::daemon::software_dir(sw, &loaded.config.store.path);
+    let name = crate::daemon::software_name(&dir);
+    if cmd == crate::lwm2m::SwCommand::Install && !dir.join("package").is_file() {
+        eprintln!(
+            "no package in {} (no download or push has completed)",
+            dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    let Some(argv) = crate::daemon::software_argv(sw, &dir, cmd, &name) else {
+        // Activate and Deactivate without a command have nothing to do.
+        println!("[software] has no {command} command: nothing to run");
+        return ExitCode::SUCCESS;
+    };
+    run_argv(&argv)
+}
+
+/// Runs a command for a oneshot unit: its status is ours.
+fn run_argv(argv: &[String]) -> ExitCode {
+    let Some((prog, args)) = argv.split_first() else {
+        return ExitCode::from(2);
+    };
+    println!("running {}", argv.join(" "));
+    match std::process::Command::new(prog).args(args).status() {
+        Ok(st) if st.success() => ExitCode::SUCCESS,
+        Ok(st) => {
+            eprintln!("{prog} failed: {st}");
+            ExitCode::from(u8::try_from(st.code().unwrap_or(1)).unwrap_or(1).max(1))
+        }
+        Err(e) => {
+            eprintln!("cannot run {prog}: {e}");
+            ExitCode::from(127)
+        }
+    }
 }
 
 fn install_package(path: &Path) -> ExitCode {

@@ -32,6 +32,9 @@ pub struct Status {
     /// /5 Firmware Update: state, result, progress or why it failed.
     #[serde(default)]
     pub firmware: Option<String>,
+    /// /9 Software Management (/9/0): state, result, package, activation.
+    #[serde(default)]
+    pub software: Option<String>,
     pub devices: Vec<DeviceStatus>,
     pub warnings: Vec<String>,
 }
@@ -141,6 +144,9 @@ impl Status {
         if let Some(f) = &self.firmware {
             let _ = writeln!(o, "firmware: {f}");
         }
+        if let Some(s) = &self.software {
+            let _ = writeln!(o, "software: {s}");
+        }
         let _ = writeln!(o, "servers:  {}", self.servers.len());
         for s in &self.servers {
             let _ = write!(
@@ -249,6 +255,7 @@ mod tests {
             smartcard_error: None,
             bootstrap_error: None,
             firmware: None,
+            software: None,
             devices: vec![],
             warnings: vec!["w".into()],
         };

@@ -10,6 +10,7 @@ mod endpoint;
 mod error;
 mod firmware;
 mod server;
+mod software;
 mod types;
 
 pub use devices::{load_devices, LoadedDevice};
@@ -20,6 +21,7 @@ pub use security::{
     iana_name, rpk_unsupported, CipherSuite, SecretHex, SecurityKeys, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use server::{parse_uri, SecurityMode, ServerAddr, ServerConfig, BINDINGS};
+pub use software::SoftwareSection;
 pub use types::{LogLevel, Seconds};
 
 use serde::Deserialize;
@@ -55,6 +57,9 @@ pub struct Config {
     pub bootstrap: Option<BootstrapSection>,
     #[serde(default)]
     pub firmware: Option<FirmwareSection>,
+    /// /9 Software Management; without the table there is no /9.
+    #[serde(default)]
+    pub software: Option<SoftwareSection>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
@@ -306,6 +311,10 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     if let Some(fw) = config.firmware.as_mut() {
         fw.rebase_paths(&security::base_dir(path));
         errors.extend(fw.validate(path));
+    }
+    if let Some(sw) = config.software.as_mut() {
+        sw.rebase_paths(&security::base_dir(path));
+        errors.extend(sw.validate(path));
     }
     if let Some(f) = config.device.firmware_version_file.as_mut() {
         if f.is_relative() {

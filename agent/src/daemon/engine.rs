@@ -4,15 +4,18 @@
 use super::bootstrap::{self, CardIdentity};
 use super::devices::EndDevices;
 use super::firmware;
+use super::package::Report;
 use super::peers::{Heard, PeerEvent, PeerSecurity, Peers};
 use super::security;
+use super::software;
 use super::system;
 use crate::coap::TxParams;
 use crate::codec::Format;
 use crate::config::{self, Loaded, PayloadFormat};
 use crate::lwm2m::factory::DeviceInfo;
+use crate::lwm2m::firmware::SwEvent;
 use crate::lwm2m::{Action, Client, ClientConfig, SessionStatus, Version};
-use crate::lwm2m::{FirmwareTask, Trees};
+use crate::lwm2m::{FirmwareTask, SoftwareTask, SwCommand, Trees};
 use crate::model::{ddf, Registry};
 use crate::store::batch::Batcher;
 use crate::store::Store;
@@ -30,6 +33,8 @@ pub struct Engine {
     pub devices: EndDevices,
     /// /5's downloads, checks and installer, when `[firmware]` is configured.
     pub firmware: Option<firmware::FirmwareDriver>,
+    /// /9/0's downloads, checks and commands, when `[software]` is configured.
+    pub software: Option<software::SoftwareDriver>,
     /// When the system facts were last read into the gateway's objects.
     sampled_at: Option<Instant>,
     pub peers: Peers,
@@ -97,7 +102,7 @@ pub fn registry(dirs: &[PathBuf]) -> Registry {
         tracing::warn!("object definition skipped: {e}");
     }
     for d in defs {
-        if matches!(d.id, 0..=5 | 25) {
+        if matches!(d.id, 0..=5 | 9 | 25) {
             tracing::warn!(
                 "object {} ({}) is built in; its DDF file is ignored",
                 d.id,
@@ -172,6 +177,7 @@ impl Engine {
                 &cfg.store.path,
                 &info.firmware_version,
             ),
+            software: software::setup(cfg.software.as_ref(), &cfg.store.path),
         };
         let mut client = Client::new(client_cfg.clone(), reg.clone(), trees, now, seed());
         client.set_wall_clock(unix_now());
@@ -194,6 +200,7 @@ impl Engine {
             client,
             devices,
             firmware: firmware::FirmwareDriver::new(cfg.firmware.as_ref(), &cfg.store.path),
+            software: software::SoftwareDriver::new(cfg.software.as_ref(), &cfg.store.path),
             sampled_at: Some(now),
             peers: Peers::default(),
             security_local: security_locals(cfg),
@@ -535,6 +542,18 @@ impl Engine {
                     None => tracing::warn!("firmware task without [firmware]: {task:?}"),
                 }
             }
+            Action::Software(task) => {
+                let dtls = match &task {
+                    SoftwareTask::Download { uri, .. } if uri.starts_with("coaps://") => {
+                        self.package_dtls(uri)
+                    }
+                    _ => None,
+                };
+                match self.software.as_mut() {
+                    Some(s) => s.task(task, dtls),
+                    None => tracing::warn!("software task without [software]: {task:?}"),
+                }
+            }
         }
     }
 
@@ -569,18 +588,43 @@ impl Engine {
     /// A firmware task's report: to the machine (an installer's exit with the
     /// machine's clock), progress to `lwgate status`.
     pub fn firmware_report(&mut self, now: Instant, report: firmware::Report) {
+        use crate::lwm2m::firmware::Event;
         let ev = match report {
-            firmware::Report::Event(ev) => ev,
-            firmware::Report::InstallExited { success, detail } => {
-                crate::lwm2m::firmware::Event::InstallExited {
-                    success,
-                    detail,
-                    now_ms: self.client.firmware_clock_ms(now),
-                }
+            Report::DownloadProgress { id, bytes, total } => {
+                Event::DownloadProgress { id, bytes, total }
             }
-            firmware::Report::Progress(p) => {
+            Report::DownloadFinished { id, bytes } => Event::DownloadFinished { id, bytes },
+            Report::DownloadFailed {
+                id,
+                failure,
+                detail,
+            } => Event::DownloadFailed {
+                id,
+                failure,
+                detail,
+            },
+            Report::VerificationOk { id, info } => Event::VerificationOk { id, info },
+            Report::VerificationFailed {
+                id,
+                failure,
+                detail,
+            } => Event::VerificationFailed {
+                id,
+                failure,
+                detail,
+            },
+            Report::PushAborted => Event::PushAborted,
+            Report::CommandStarted(()) => Event::InstallStarted { now_ms: 0 },
+            Report::CommandExited {
+                success, detail, ..
+            } => Event::InstallExited {
+                success,
+                detail,
+                now_ms: self.client.firmware_clock_ms(now),
+            },
+            Report::Progress(p) => {
                 if let Some(f) = self.firmware.as_mut() {
-                    f.progress = Some(p);
+                    f.pkg.progress = Some(p);
                 }
                 return;
             }
@@ -596,7 +640,11 @@ impl Engine {
         let s = self.client.firmware_status()?;
         let mut line = format!("{:?}, result {} ({:?})", s.state, s.result.code(), s.result);
         if s.state == crate::lwm2m::firmware::State::Downloading {
-            if let Some(p) = self.firmware.as_ref().and_then(|f| f.describe_progress()) {
+            if let Some(p) = self
+                .firmware
+                .as_ref()
+                .and_then(|f| f.pkg.describe_progress())
+            {
                 line.push_str(&format!(", {p}"));
             }
         }
@@ -604,6 +652,85 @@ impl Engine {
             // A signed URL's query is a credential: not shown.
             let shown = s.uri.split(['?', '#']).next().unwrap_or_default();
             line.push_str(&format!(", from {shown}"));
+        }
+        if let Some(d) = s.detail {
+            line.push_str(&format!(": {d}"));
+        }
+        Some(line)
+    }
+
+    /// A software task's report: to the /9/0 machine, progress to `lwgate status`.
+    pub fn software_report(&mut self, now: Instant, report: software::Report) {
+        let ev = match report {
+            Report::DownloadProgress { id, bytes, total } => {
+                SwEvent::DownloadProgress { id, bytes, total }
+            }
+            Report::DownloadFinished { id, bytes } => SwEvent::DownloadFinished { id, bytes },
+            Report::DownloadFailed {
+                id,
+                failure,
+                detail,
+            } => SwEvent::DownloadFailed {
+                id,
+                failure,
+                detail,
+            },
+            Report::VerificationOk { id, info } => SwEvent::VerificationOk { id, info },
+            Report::VerificationFailed {
+                id,
+                failure,
+                detail,
+            } => SwEvent::VerificationFailed {
+                id,
+                failure,
+                detail,
+            },
+            Report::PushAborted => SwEvent::PushAborted,
+            // The machine marked itself busy when it asked for the command.
+            Report::CommandStarted(_) => return,
+            Report::CommandExited {
+                command,
+                success,
+                detail,
+            } => match command {
+                SwCommand::Install => SwEvent::InstallExited { success, detail },
+                SwCommand::Uninstall => SwEvent::UninstallExited { success, detail },
+                SwCommand::Activate | SwCommand::Deactivate => {
+                    SwEvent::ActivationExited { success, detail }
+                }
+            },
+            Report::Progress(p) => {
+                if let Some(s) = self.software.as_mut() {
+                    s.pkg.progress = Some(p);
+                }
+                return;
+            }
+        };
+        self.client.software_event(now, ev);
+    }
+
+    /// The `software:` line of `lwgate status`.
+    pub fn software_status(&self) -> Option<String> {
+        use crate::lwm2m::firmware::SwState;
+        let s = self.client.software_status()?;
+        let mut line = format!("{:?}, result {} ({:?})", s.state, s.result.code(), s.result);
+        if !s.name.is_empty() {
+            line.push_str(&format!(", {} {}", s.name, s.version));
+        }
+        if s.state == SwState::Installed {
+            line.push_str(if s.active { ", active" } else { ", inactive" });
+        }
+        if let Some(b) = s.busy {
+            line.push_str(&format!(", {b:?}").to_lowercase());
+        }
+        if s.state == SwState::DownloadStarted {
+            if let Some(p) = self
+                .software
+                .as_ref()
+                .and_then(|d| d.pkg.describe_progress())
+            {
+                line.push_str(&format!(", {p}"));
+            }
         }
         if let Some(d) = s.detail {
             line.push_str(&format!(": {d}"));

@@ -6,6 +6,10 @@ mod devices;
 mod engine;
 mod firmware;
 pub use firmware::package_path as firmware_package;
+mod package;
+mod software;
+pub use software::package_dir as software_dir;
+pub use software::{command_argv as software_argv, command_name as software_name};
 mod peers;
 mod secure_link;
 mod security;
@@ -89,6 +93,7 @@ fn update_servers(status: &SharedStatus, engine: &mut engine::Engine, now: std::
     st.smartcard_error = engine.card_error.clone();
     st.bootstrap_error = engine.bs_error.clone();
     st.firmware = engine.firmware_status();
+    st.software = engine.software_status();
 }
 
 fn unix_now() -> u64 {
@@ -129,6 +134,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         smartcard_error: None,
         bootstrap_error: None,
         firmware: None,
+        software: None,
         devices: Vec::new(),
         warnings: loaded.warnings.clone(),
     }));
@@ -203,6 +209,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
             Some(cmd) = cmd_rx.recv() => engine.command(Instant::now(), cmd),
             Some(read) = engine.card_rx.recv() => engine.card_checked(Instant::now(), read),
             Some(report) = firmware_report(&mut engine.firmware) => engine.firmware_report(Instant::now(), report),
+            Some(report) = software_report(&mut engine.software) => engine.software_report(Instant::now(), report),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => engine.timeout(Instant::now()),
             _ = tick.tick() => {
                 if let Ok(mut s) = status.write() {
@@ -234,7 +241,15 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
 /// The next report of a firmware task; never, without `[firmware]`.
 async fn firmware_report(f: &mut Option<firmware::FirmwareDriver>) -> Option<firmware::Report> {
     match f {
-        Some(f) => f.rx.recv().await,
+        Some(f) => f.pkg.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next report of a software task; never, without `[software]`.
+async fn software_report(s: &mut Option<software::SoftwareDriver>) -> Option<software::Report> {
+    match s {
+        Some(s) => s.pkg.rx.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -58,6 +58,8 @@ pub struct ClientConfig {
     pub queue_timeout: std::collections::BTreeMap<u16, Duration>,
     /// /5 Firmware Update: present when an installer is configured.
     pub firmware: Option<FirmwareSetup>,
+    /// /9 Software Management (instance 0): present with `[software]`.
+    pub software: Option<SoftwareSetup>,
 }
 
 impl Default for ClientConfig {
@@ -74,6 +76,7 @@ impl Default for ClientConfig {
             confirmable_notifications: Default::default(),
             queue_timeout: Default::default(),
             firmware: None,
+            software: None,
         }
     }
 }
@@ -97,6 +100,8 @@ pub enum Action {
     },
     /// Work of /5 Firmware Update; the driver reports with `firmware_event`.
     Firmware(FirmwareTask),
+    /// Work of /9 Software Management; the driver reports with `software_event`.
+    Software(SoftwareTask),
 }
 
 /// A server's request waiting for its end devices (several for a Write-Composite
@@ -239,7 +244,10 @@ pub struct Client {
     attrs_generation: u64,
     /// /5 Firmware Update, when configured.
     firmware: Option<crate::lwm2m::firmware::Firmware>,
-    fw_push: Option<firmware::PushRx>,
+    fw_push: Option<push::PushRx>,
+    /// /9 Software Management, when configured.
+    software: Option<crate::lwm2m::firmware::Software>,
+    sw_push: Option<push::PushRx>,
 }
 
 fn uri_of(trees: &Trees, ssid: u16) -> Option<String> {
@@ -280,10 +288,16 @@ impl Client {
             attrs_generation: 0,
             firmware: None,
             fw_push: None,
+            software: None,
+            sw_push: None,
         };
         if let Some(setup) = &c.cfg.firmware {
             c.firmware = Some(Self::firmware_machine(setup));
             c.sync_firmware_values();
+        }
+        if let Some(setup) = &c.cfg.software {
+            c.software = Some(crate::lwm2m::firmware::Software::new(setup.config.clone()));
+            c.sync_software_values();
         }
         let objs: Vec<u16> = c.trees.gateway.objects.keys().copied().collect();
         for obj in objs.into_iter().filter(|o| Self::persistent(*o)) {
@@ -550,7 +564,7 @@ impl Client {
         for d in self.deferred.values() {
             consider(Some(d.expires));
         }
-        consider(self.firmware_push_deadline());
+        consider(self.push_deadline());
         t
     }
 
@@ -602,7 +616,7 @@ impl Client {
             }
         }
         self.expire_deferred(now);
-        self.expire_firmware_push(now);
+        self.expire_pushes(now);
         self.check_due_observations(now);
     }
 
@@ -748,6 +762,9 @@ impl Client {
 
 mod firmware;
 pub use firmware::{FirmwareSetup, FirmwareStatus, FirmwareTask};
+mod push;
+mod software;
+pub use software::{SoftwareSetup, SoftwareStatus, SoftwareTask, SwCommand};
 mod notify;
 mod requests;
 mod restore;

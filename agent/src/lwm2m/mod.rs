@@ -18,6 +18,7 @@ pub mod tree;
 
 pub use client::{
     Action, Client, ClientConfig, FirmwareSetup, FirmwareStatus, FirmwareTask, SessionStatus,
+    SoftwareSetup, SoftwareStatus, SoftwareTask, SwCommand,
 };
 pub use dm::Trees;
 pub use registration::Version;

@@ -88,6 +88,8 @@ pub enum Persist {
     },
     /// The /5 Firmware Update machine's snapshot (JSON), in place of the last.
     Firmware(String),
+    /// The /9/0 Software Management machine's snapshot (JSON), in place of the last.
+    Software(String),
 }
 
 /// A stored gateway instance: object, instance, content (None: deleted by a
@@ -105,4 +107,6 @@ pub struct Restored {
     pub instances: Vec<StoredInstance>,
     /// The /5 machine's snapshot (JSON).
     pub firmware: Option<String>,
+    /// The /9/0 machine's snapshot (JSON).
+    pub software: Option<String>,
 }

@@ -181,6 +181,23 @@ const FIRMWARE: &[Row] = &[
     (9, "Firmware Update Delivery Method", R, false, true, I, ""),
 ];
 
+/// OMA 9.xml (OMA-SUP-XML_9-V1_0_2), without the optional Checkpoint (5) and
+/// Package Settings (13) object links that lwgate has no use for.
+const SOFTWARE: &[Row] = &[
+    (0, "PkgName", R, false, true, S, ""),
+    (1, "PkgVersion", R, false, true, S, ""),
+    (2, "Package", W, false, false, O, ""),
+    (3, "Package URI", W, false, false, S, ""),
+    (4, "Install", E, false, true, X, ""),
+    (6, "Uninstall", E, false, true, X, ""),
+    (7, "Update State", R, false, true, I, ""),
+    (8, "Update Supported Objects", RW, false, false, B, ""),
+    (9, "Update Result", R, false, true, I, ""),
+    (10, "Activate", E, false, true, X, ""),
+    (11, "Deactivate", E, false, true, X, ""),
+    (12, "Activation State", R, false, true, B, ""),
+];
+
 const GATEWAY: &[Row] = &[
     (0, "Device ID", R, false, true, S, ""),
     (1, "Prefix", R, false, true, S, ""),
@@ -244,6 +261,7 @@ pub fn definitions() -> Vec<ObjectDef> {
             CONNECTIVITY,
         ),
         object(5, "Firmware Update", "1.0", false, false, FIRMWARE),
+        object(9, "LwM2M Software Management", "1.0", true, false, SOFTWARE),
         object(25, "LwM2M Gateway", "2.0", true, false, GATEWAY),
     ]
 }

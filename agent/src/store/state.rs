@@ -122,6 +122,13 @@ impl Store {
                             [json],
                         )?;
                     }
+                    Persist::Software(json) => {
+                        tx.execute(
+                            "INSERT INTO meta(key, value) VALUES ('software', ?1)
+                             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                            [json],
+                        )?;
+                    }
                     Persist::Counters {
                         ssid,
                         dropped,
@@ -269,6 +276,12 @@ impl Store {
         r.firmware = self
             .conn
             .query_row("SELECT value FROM meta WHERE key = 'firmware'", [], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        r.software = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'software'", [], |row| {
                 row.get(0)
             })
             .optional()?;

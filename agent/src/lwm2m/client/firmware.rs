@@ -4,6 +4,7 @@
 //! and the work it asks for (download, check, install, the blocks of a push)
 //! goes to the driver as `Action::Firmware`.
 
+use super::push::Target;
 use super::requests::error_packet;
 use super::*;
 use crate::lwm2m::firmware::{self as fw, Firmware, ResourceValue};
@@ -42,14 +43,6 @@ pub enum FirmwareTask {
         offset: u64,
         data: Vec<u8>,
     },
-}
-
-/// A Block1 push to /5/0/0 under way.
-#[derive(Debug)]
-pub(super) struct PushRx {
-    ssid: u16,
-    next: u64,
-    expires: Instant,
 }
 
 /// The state of /5 for `lwgate status`.
@@ -126,116 +119,7 @@ impl Client {
         if !matches!(method, RequestType::Put | RequestType::Post) || !is_firmware(&path, "0") {
             return None;
         }
-        Some(self.firmware_push(now, idx, req))
-    }
-
-    fn firmware_push(&mut self, now: Instant, idx: usize, req: &Packet) -> Packet {
-        let block = match message::block(req, CoapOption::Block1) {
-            Some(None) => return error_packet(req, &OpError::BadOption(27)),
-            Some(Some(b)) => Some(b),
-            None => None,
-        };
-        let (offset, more) = block.map_or((0, false), |b| (b.offset() as u64, b.more));
-        let ssid = self.sessions[idx].ssid;
-        let max = self
-            .cfg
-            .firmware
-            .as_ref()
-            .and_then(|s| s.config.max_package_bytes);
-        if offset == 0 {
-            if req.payload.is_empty() && !more || fw::state::is_empty_package(&req.payload) {
-                self.fw_push = None;
-                return match self.firmware_handle(now, fw::Event::PackageCleared) {
-                    Ok(()) => message::response(req, codes::CHANGED),
-                    Err(e) => error_packet(req, &e),
-                };
-            }
-            let size = message::get_uint(req, CoapOption::Size1).map(u64::from);
-            if let (Some(size), Some(max)) = (size, max) {
-                if size > max {
-                    return too_large(req, max);
-                }
-            }
-            if let Err(e) = self.firmware_handle(now, fw::Event::PushStarted { size }) {
-                return error_packet(req, &e);
-            }
-            self.fw_push = Some(PushRx {
-                ssid,
-                next: 0,
-                expires: now,
-            });
-        }
-        let next = match &self.fw_push {
-            Some(p) if p.ssid == ssid && p.next == offset => p.next,
-            _ => {
-                // Out of order, or blocks after a cancel: RFC 7959 2.5.
-                if self.fw_push.take().is_some() {
-                    let _ = self.firmware_handle(now, fw::Event::PushAborted);
-                }
-                return error_packet(req, &OpError::Incomplete);
-            }
-        };
-        let end = next + req.payload.len() as u64;
-        if let Some(m) = max.filter(|m| end > *m) {
-            // The machine fails it with result 2 (too large), not 4.
-            self.fw_push = None;
-            let _ = self.firmware_handle(now, fw::Event::PushProgress { bytes: end });
-            return too_large(req, m);
-        }
-        self.actions
-            .push_back(Action::Firmware(FirmwareTask::PushBlock {
-                offset: next,
-                data: req.payload.clone(),
-            }));
-        let event = if more {
-            self.fw_push = Some(PushRx {
-                ssid,
-                next: end,
-                expires: now + self.cfg.tx.exchange_lifetime(),
-            });
-            fw::Event::PushProgress { bytes: end }
-        } else {
-            self.fw_push = None;
-            fw::Event::PushCompleted { bytes: end }
-        };
-        if let Err(e) = self.firmware_handle(now, event) {
-            return error_packet(req, &e);
-        }
-        // A push the machine gave up (too large, cancelled) takes no more blocks.
-        if more && self.firmware.as_ref().map(|f| f.state()) != Some(fw::State::Downloading) {
-            self.fw_push = None;
-        }
-        let mut r = message::response(
-            req,
-            if more {
-                codes::CONTINUE
-            } else {
-                codes::CHANGED
-            },
-        );
-        if let Some(b) = block {
-            message::set_block(&mut r, CoapOption::Block1, b);
-        }
-        r
-    }
-
-    /// A push whose next block did not come within EXCHANGE_LIFETIME.
-    pub(super) fn expire_firmware_push(&mut self, now: Instant) {
-        if self
-            .fw_push
-            .as_ref()
-            .is_some_and(|p| p.next > 0 && p.expires <= now)
-        {
-            self.fw_push = None;
-            let _ = self.firmware_handle(now, fw::Event::PushAborted);
-        }
-    }
-
-    pub(super) fn firmware_push_deadline(&self) -> Option<Instant> {
-        self.fw_push
-            .as_ref()
-            .filter(|p| p.next > 0)
-            .map(|p| p.expires)
+        Some(self.package_push(now, idx, req, Target::Firmware))
     }
 
     /// A server wrote /5/0/1 (alone or with its instance): the machine takes
@@ -268,7 +152,7 @@ impl Client {
         }
     }
 
-    fn firmware_handle(&mut self, now: Instant, ev: fw::Event) -> Result<(), OpError> {
+    pub(super) fn firmware_handle(&mut self, now: Instant, ev: fw::Event) -> Result<(), OpError> {
         let Some(machine) = self.firmware.as_mut() else {
             return Err(OpError::NotFound);
         };
@@ -360,15 +244,4 @@ impl Client {
     pub fn firmware_clock_ms(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_millis() as u64
     }
-}
-
-fn too_large(req: &Packet, max: u64) -> Packet {
-    let mut r = error_packet(req, &OpError::TooLarge);
-    // RFC 7959 2.9.3: Size1 in a 4.13 tells the largest body the server may send.
-    message::set_uint(
-        &mut r,
-        CoapOption::Size1,
-        u32::try_from(max).unwrap_or(u32::MAX),
-    );
-    r
 }

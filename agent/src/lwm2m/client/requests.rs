@@ -124,6 +124,9 @@ impl Client {
         if let Some(r) = self.firmware_request(now, idx, req) {
             return r;
         }
+        if let Some(r) = self.software_request(now, idx, req) {
+            return r;
+        }
         let key = request::cache_key(req);
         // Block1: gather the body first.
         let mut body = req.payload.clone();
@@ -370,6 +373,7 @@ impl Client {
                     }
                 }
                 self.firmware_written(now, &path);
+                self.software_written(now, &path);
                 self.actions.push_back(Action::Written(path));
                 self.check_observations(now);
             }

@@ -7,8 +7,8 @@ impl Client {
     /// Objects whose instances a server may change and that survive restarts; the
     /// Security object is the bootstrap's, Device and Connectivity are sampled.
     pub(super) fn persistent(obj: u16) -> bool {
-        // 5: the firmware machine keeps its own snapshot.
-        !matches!(obj, 0 | 3 | 4 | 5)
+        // 5, 9: the firmware and software machines keep their own snapshots.
+        !matches!(obj, 0 | 3 | 4 | 5 | 9)
     }
 
     pub(super) fn instance_data(&self, obj: u16, inst: u16) -> Vec<u8> {
@@ -169,5 +169,6 @@ impl Client {
         }
         let now = self.now;
         self.restore_firmware(now, r.firmware.as_deref());
+        self.restore_software(now, r.software.as_deref());
     }
 }

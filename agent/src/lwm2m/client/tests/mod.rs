@@ -2,6 +2,7 @@
 
 mod devices;
 mod firmware;
+mod software;
 
 use super::*;
 use crate::lwm2m::factory::{self, Account, DeviceInfo};

@@ -1,0 +1,127 @@
+//! The `[software]` table: the commands of /9 Software Management (one
+//! instance, /9/0), where its packages go, what they are checked against.
+//! Without the table there is no /9.
+
+use super::error::ConfigError;
+use super::firmware::Runner;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SoftwareSection {
+    /// The installer: program and arguments; `{file}` is the verified
+    /// package, `{name}` its PkgName (empty when unknown).
+    pub install: Vec<String>,
+    /// The uninstaller, `{name}` the installed PkgName. Without it, Uninstall
+    /// of installed software is refused (4.05): the agent cannot remove it.
+    pub uninstall: Option<Vec<String>>,
+    /// Start the installed software (`{name}`). Without it, Activate only
+    /// sets Activation State (software that runs once installed).
+    pub activate: Option<Vec<String>>,
+    /// Stop it (`{name}`); without it, Deactivate only clears Activation State.
+    pub deactivate: Option<Vec<String>>,
+    /// `systemd`: start `lwgate-software@<command>.service` (root, outside the
+    /// daemon's sandbox), which runs the command; `direct`: run it as a child
+    /// of the daemon. Default: `systemd` under systemd, else `direct`.
+    pub runner: Option<Runner>,
+    /// Where packages are downloaded; default `software/` beside the state database.
+    pub dir: Option<PathBuf>,
+    /// The largest package accepted, in bytes.
+    pub max_size: Option<u64>,
+    /// PEM CAs trusted for https:// Package URIs, on top of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// A minisign public key: every package must then carry a signature by it
+    /// (fetched from the Package URI + `.minisig`).
+    pub public_key: Option<PathBuf>,
+}
+
+impl SoftwareSection {
+    /// Relative paths are taken from the config file's directory.
+    pub(super) fn rebase_paths(&mut self, base: &Path) {
+        for p in [&mut self.dir, &mut self.ca_file, &mut self.public_key]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    pub(super) fn validate(&self, path: &Path) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut err = |key: &str, msg: String| {
+            errors.push(ConfigError::new(path, format!("software.{key}"), msg))
+        };
+        if self.install.first().is_none_or(|p| p.is_empty()) {
+            err(
+                "install",
+                "expected the installer and its arguments, e.g. [\"/usr/local/sbin/sw-install\", \"{file}\"]".into(),
+            );
+        } else if !self.install.iter().any(|a| a.contains("{file}")) {
+            err(
+                "install",
+                "expected {file} in one of the arguments: where the verified package is".into(),
+            );
+        }
+        for (key, argv) in [
+            ("uninstall", &self.uninstall),
+            ("activate", &self.activate),
+            ("deactivate", &self.deactivate),
+        ] {
+            if argv
+                .as_ref()
+                .is_some_and(|a| a.first().is_none_or(|p| p.is_empty()))
+            {
+                err(
+                    key,
+                    "expected a program and its arguments ({name}: the PkgName), or no key".into(),
+                );
+            }
+        }
+        if self.max_size == Some(0) {
+            err("max_size", "expected a number of bytes above 0".into());
+        }
+        for (key, p) in [("ca_file", &self.ca_file), ("public_key", &self.public_key)] {
+            if let Some(p) = p {
+                if let Err(e) = std::fs::metadata(p) {
+                    err(key, format!("cannot read {}: {e}", p.display()));
+                }
+            }
+        }
+        if let Some(p) = &self.public_key {
+            if let Ok(text) = std::fs::read_to_string(p) {
+                if let Err(e) = crate::lwm2m::firmware::verify::TrustedKey::decode(&text) {
+                    err(
+                        "public_key",
+                        format!("{} is not a minisign public key: {e}", p.display()),
+                    );
+                }
+            }
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> SoftwareSection {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn install_needs_file_and_commands_need_a_program() {
+        let p = Path::new("/etc/lwgate/lwgate.toml");
+        let ok = parse("install = [\"inst\", \"{file}\"]\nuninstall = [\"rm\", \"{name}\"]");
+        assert!(ok.validate(p).is_empty());
+        let bad = parse("install = [\"inst\"]\nactivate = []\nmax_size = 0");
+        let msgs: Vec<String> = bad.validate(p).iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(msgs[0].contains("software.install"), "{msgs:?}");
+        assert!(msgs[1].contains("software.activate"), "{msgs:?}");
+        assert!(msgs[2].contains("software.max_size"), "{msgs:?}");
+    }
+}

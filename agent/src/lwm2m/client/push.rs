@@ -1,0 +1,238 @@
+//! A Block1 push of a package (/5/0/0 or /9/0/2): the blocks go to the driver
+//! one by one as they come (a package does not fit in memory), in order, and
+//! the machine of that object hears the start, the progress and the end.
+//! One helper for both objects: only the events and the task differ.
+
+use super::firmware::FirmwareTask;
+use super::requests::error_packet;
+use super::software::SoftwareTask;
+use super::*;
+use crate::lwm2m::firmware::{self as fw, SwEvent, SwState};
+
+/// The object a package is pushed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    Firmware,
+    Software,
+}
+
+/// A Block1 push under way.
+#[derive(Debug)]
+pub(super) struct PushRx {
+    ssid: u16,
+    next: u64,
+    expires: Instant,
+}
+
+/// What a push tells the machine of its target.
+enum PushEvent {
+    Started {
+        size: Option<u64>,
+    },
+    Progress {
+        bytes: u64,
+    },
+    Completed {
+        bytes: u64,
+    },
+    Aborted,
+    /// An empty package (/5's way of cancelling).
+    Cleared,
+}
+
+impl Client {
+    fn push_slot(&mut self, t: Target) -> &mut Option<PushRx> {
+        match t {
+            Target::Firmware => &mut self.fw_push,
+            Target::Software => &mut self.sw_push,
+        }
+    }
+
+    fn push_max(&self, t: Target) -> Option<u64> {
+        match t {
+            Target::Firmware => self
+                .cfg
+                .firmware
+                .as_ref()
+                .and_then(|s| s.config.max_package_bytes),
+            Target::Software => self
+                .cfg
+                .software
+                .as_ref()
+                .and_then(|s| s.config.max_package_bytes),
+        }
+    }
+
+    /// The machine still takes blocks (it may have given the push up: too
+    /// large, cancelled).
+    fn push_receiving(&self, t: Target) -> bool {
+        match t {
+            Target::Firmware => {
+                self.firmware.as_ref().map(|f| f.state()) == Some(fw::State::Downloading)
+            }
+            Target::Software => {
+                self.software.as_ref().map(|s| s.state()) == Some(SwState::DownloadStarted)
+            }
+        }
+    }
+
+    fn push_event(&mut self, now: Instant, t: Target, ev: PushEvent) -> Result<(), OpError> {
+        match t {
+            Target::Firmware => self.firmware_handle(
+                now,
+                match ev {
+                    PushEvent::Started { size } => fw::Event::PushStarted { size },
+                    PushEvent::Progress { bytes } => fw::Event::PushProgress { bytes },
+                    PushEvent::Completed { bytes } => fw::Event::PushCompleted { bytes },
+                    PushEvent::Aborted => fw::Event::PushAborted,
+                    PushEvent::Cleared => fw::Event::PackageCleared,
+                },
+            ),
+            Target::Software => {
+                let ev = match ev {
+                    PushEvent::Started { size } => SwEvent::PushStarted { size },
+                    PushEvent::Progress { bytes } => SwEvent::PushProgress { bytes },
+                    PushEvent::Completed { bytes } => SwEvent::PushCompleted { bytes },
+                    PushEvent::Aborted => SwEvent::PushAborted,
+                    // /9 removes a package with Uninstall, not an empty write.
+                    PushEvent::Cleared => {
+                        return Err(OpError::BadRequest(
+                            "an empty package: use Uninstall (/9/x/6) to drop one".into(),
+                        ))
+                    }
+                };
+                self.software_handle(now, ev)
+            }
+        }
+    }
+
+    fn push_block_action(t: Target, offset: u64, data: Vec<u8>) -> Action {
+        match t {
+            Target::Firmware => Action::Firmware(FirmwareTask::PushBlock { offset, data }),
+            Target::Software => Action::Software(SoftwareTask::PushBlock { offset, data }),
+        }
+    }
+
+    /// One block (or a single message) of a push to `t`'s package resource.
+    pub(super) fn package_push(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        req: &Packet,
+        t: Target,
+    ) -> Packet {
+        let block = match message::block(req, CoapOption::Block1) {
+            Some(None) => return error_packet(req, &OpError::BadOption(27)),
+            Some(Some(b)) => Some(b),
+            None => None,
+        };
+        let (offset, more) = block.map_or((0, false), |b| (b.offset() as u64, b.more));
+        let ssid = self.sessions[idx].ssid;
+        let max = self.push_max(t);
+        if offset == 0 {
+            if req.payload.is_empty() && !more || fw::state::is_empty_package(&req.payload) {
+                *self.push_slot(t) = None;
+                return match self.push_event(now, t, PushEvent::Cleared) {
+                    Ok(()) => message::response(req, codes::CHANGED),
+                    Err(e) => error_packet(req, &e),
+                };
+            }
+            let size = message::get_uint(req, CoapOption::Size1).map(u64::from);
+            if let (Some(size), Some(max)) = (size, max) {
+                if size > max {
+                    return too_large(req, max);
+                }
+            }
+            if let Err(e) = self.push_event(now, t, PushEvent::Started { size }) {
+                return error_packet(req, &e);
+            }
+            *self.push_slot(t) = Some(PushRx {
+                ssid,
+                next: 0,
+                expires: now,
+            });
+        }
+        let next = match self.push_slot(t) {
+            Some(p) if p.ssid == ssid && p.next == offset => p.next,
+            _ => {
+                // Out of order, or blocks after a cancel: RFC 7959 2.5.
+                if self.push_slot(t).take().is_some() {
+                    let _ = self.push_event(now, t, PushEvent::Aborted);
+                }
+                return error_packet(req, &OpError::Incomplete);
+            }
+        };
+        let end = next + req.payload.len() as u64;
+        if let Some(m) = max.filter(|m| end > *m) {
+            // The machine fails it with its "too large" result, not 4.
+            *self.push_slot(t) = None;
+            let _ = self.push_event(now, t, PushEvent::Progress { bytes: end });
+            return too_large(req, m);
+        }
+        self.actions
+            .push_back(Self::push_block_action(t, next, req.payload.clone()));
+        let event = if more {
+            *self.push_slot(t) = Some(PushRx {
+                ssid,
+                next: end,
+                expires: now + self.cfg.tx.exchange_lifetime(),
+            });
+            PushEvent::Progress { bytes: end }
+        } else {
+            *self.push_slot(t) = None;
+            PushEvent::Completed { bytes: end }
+        };
+        if let Err(e) = self.push_event(now, t, event) {
+            return error_packet(req, &e);
+        }
+        if more && !self.push_receiving(t) {
+            *self.push_slot(t) = None;
+        }
+        let mut r = message::response(
+            req,
+            if more {
+                codes::CONTINUE
+            } else {
+                codes::CHANGED
+            },
+        );
+        if let Some(b) = block {
+            message::set_block(&mut r, CoapOption::Block1, b);
+        }
+        r
+    }
+
+    /// Pushes whose next block did not come within EXCHANGE_LIFETIME.
+    pub(super) fn expire_pushes(&mut self, now: Instant) {
+        for t in [Target::Firmware, Target::Software] {
+            if self
+                .push_slot(t)
+                .as_ref()
+                .is_some_and(|p| p.next > 0 && p.expires <= now)
+            {
+                *self.push_slot(t) = None;
+                let _ = self.push_event(now, t, PushEvent::Aborted);
+            }
+        }
+    }
+
+    pub(super) fn push_deadline(&self) -> Option<Instant> {
+        [&self.fw_push, &self.sw_push]
+            .into_iter()
+            .flatten()
+            .filter(|p| p.next > 0)
+            .map(|p| p.expires)
+            .min()
+    }
+}
+
+fn too_large(req: &Packet, max: u64) -> Packet {
+    let mut r = error_packet(req, &OpError::TooLarge);
+    // RFC 7959 2.9.3: Size1 in a 4.13 tells the largest body the server may send.
+    message::set_uint(
+        &mut r,
+        CoapOption::Size1,
+        u32::try_from(max).unwrap_or(u32::MAX),
+    );
+    r
+}
