@@ -301,7 +301,11 @@ def test_kill_9_mid_download_resumes_with_a_range(agent, tmp_path):
                  and int(a.status_json()["firmware"].split(", ")[2].split()[0]) >= 500_000, 30,
                  "half the download")
         a.kill()
+        updates = len(srv.registrations[EP].updates)
         a.start()
+        # Reads go to the address of the restarted agent once its Update came.
+        srv.wait_for(lambda: len(srv.registrations[EP].updates) > updates or srv.events.count(("register", EP)) >= 2,
+                     30, "the Update after the restart")
         wait_state(srv, "2", timeout=40, a=a)
         assert state(srv, "/5/0/5") == "0"
         log = n.log()
