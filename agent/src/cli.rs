@@ -282,21 +282,7 @@ fn install_package(path: &Path) -> ExitCode {
         .iter()
         .map(|a| a.replace("{file}", &package.display().to_string()))
         .collect();
-    let Some((prog, args)) = argv.split_first() else {
-        return ExitCode::from(2);
-    };
-    println!("installing {} with {}", package.display(), argv.join(" "));
-    match std::process::Command::new(prog).args(args).status() {
-        Ok(st) if st.success() => ExitCode::SUCCESS,
-        Ok(st) => {
-            eprintln!("{prog} failed: {st}");
-            ExitCode::from(u8::try_from(st.code().unwrap_or(1)).unwrap_or(1).max(1))
-        }
-        Err(e) => {
-            eprintln!("cannot run {prog}: {e}");
-            ExitCode::from(127)
-        }
-    }
+    run_argv(&argv)
 }
 
 fn check_config(path: &Path) -> ExitCode {

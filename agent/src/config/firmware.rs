@@ -61,37 +61,57 @@ impl FirmwareSection {
         let mut err = |key: &str, msg: String| {
             errors.push(ConfigError::new(path, format!("firmware.{key}"), msg))
         };
-        if self.install.first().is_none_or(|p| p.is_empty()) {
-            err(
-                "install",
-                "expected the installer and its arguments, e.g. [\"rauc\", \"install\", \"{file}\"]".into(),
-            );
-        } else if !self.install.iter().any(|a| a.contains("{file}")) {
-            err(
-                "install",
-                "expected {file} in one of the arguments: where the verified package is".into(),
-            );
-        }
-        if self.max_size == Some(0) {
-            err("max_size", "expected a number of bytes above 0".into());
-        }
-        for (key, p) in [("ca_file", &self.ca_file), ("public_key", &self.public_key)] {
-            if let Some(p) = p {
-                if let Err(e) = std::fs::metadata(p) {
-                    err(key, format!("cannot read {}: {e}", p.display()));
-                }
-            }
-        }
-        if let Some(p) = &self.public_key {
-            if let Ok(text) = std::fs::read_to_string(p) {
-                if let Err(e) = crate::lwm2m::firmware::verify::TrustedKey::decode(&text) {
-                    err(
-                        "public_key",
-                        format!("{} is not a minisign public key: {e}", p.display()),
-                    );
-                }
-            }
-        }
+        check_package_keys(
+            &mut err,
+            &self.install,
+            "[\"rauc\", \"install\", \"{file}\"]",
+            self.max_size,
+            self.ca_file.as_deref(),
+            self.public_key.as_deref(),
+        );
         errors
+    }
+}
+
+/// The keys `[firmware]` and `[software]` share: the installer with its `{file}`,
+/// the size limit, the CA file and the minisign key.
+pub(super) fn check_package_keys(
+    err: &mut dyn FnMut(&str, String),
+    install: &[String],
+    example: &str,
+    max_size: Option<u64>,
+    ca_file: Option<&Path>,
+    public_key: Option<&Path>,
+) {
+    if install.first().is_none_or(|p| p.is_empty()) {
+        err(
+            "install",
+            format!("expected the installer and its arguments, e.g. {example}"),
+        );
+    } else if !install.iter().any(|a| a.contains("{file}")) {
+        err(
+            "install",
+            "expected {file} in one of the arguments: where the verified package is".into(),
+        );
+    }
+    if max_size == Some(0) {
+        err("max_size", "expected a number of bytes above 0".into());
+    }
+    for (key, p) in [("ca_file", ca_file), ("public_key", public_key)] {
+        if let Some(p) = p {
+            if let Err(e) = std::fs::metadata(p) {
+                err(key, format!("cannot read {}: {e}", p.display()));
+            }
+        }
+    }
+    if let Some(p) = public_key {
+        if let Ok(text) = std::fs::read_to_string(p) {
+            if let Err(e) = crate::lwm2m::firmware::verify::TrustedKey::decode(&text) {
+                err(
+                    "public_key",
+                    format!("{} is not a minisign public key: {e}", p.display()),
+                );
+            }
+        }
     }
 }

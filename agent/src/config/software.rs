@@ -54,17 +54,14 @@ impl SoftwareSection {
         let mut err = |key: &str, msg: String| {
             errors.push(ConfigError::new(path, format!("software.{key}"), msg))
         };
-        if self.install.first().is_none_or(|p| p.is_empty()) {
-            err(
-                "install",
-                "expected the installer and its arguments, e.g. [\"/usr/local/sbin/sw-install\", \"{file}\"]".into(),
-            );
-        } else if !self.install.iter().any(|a| a.contains("{file}")) {
-            err(
-                "install",
-                "expected {file} in one of the arguments: where the verified package is".into(),
-            );
-        }
+        super::firmware::check_package_keys(
+            &mut err,
+            &self.install,
+            "[\"/usr/local/sbin/sw-install\", \"{file}\"]",
+            self.max_size,
+            self.ca_file.as_deref(),
+            self.public_key.as_deref(),
+        );
         for (key, argv) in [
             ("uninstall", &self.uninstall),
             ("activate", &self.activate),
@@ -78,26 +75,6 @@ impl SoftwareSection {
                     key,
                     "expected a program and its arguments ({name}: the PkgName), or no key".into(),
                 );
-            }
-        }
-        if self.max_size == Some(0) {
-            err("max_size", "expected a number of bytes above 0".into());
-        }
-        for (key, p) in [("ca_file", &self.ca_file), ("public_key", &self.public_key)] {
-            if let Some(p) = p {
-                if let Err(e) = std::fs::metadata(p) {
-                    err(key, format!("cannot read {}: {e}", p.display()));
-                }
-            }
-        }
-        if let Some(p) = &self.public_key {
-            if let Ok(text) = std::fs::read_to_string(p) {
-                if let Err(e) = crate::lwm2m::firmware::verify::TrustedKey::decode(&text) {
-                    err(
-                        "public_key",
-                        format!("{} is not a minisign public key: {e}", p.display()),
-                    );
-                }
             }
         }
         errors
@@ -120,8 +97,8 @@ mod tests {
         let bad = parse("install = [\"inst\"]\nactivate = []\nmax_size = 0");
         let msgs: Vec<String> = bad.validate(p).iter().map(|e| e.to_string()).collect();
         assert_eq!(msgs.len(), 3, "{msgs:?}");
-        assert!(msgs[0].contains("software.install"), "{msgs:?}");
-        assert!(msgs[1].contains("software.activate"), "{msgs:?}");
-        assert!(msgs[2].contains("software.max_size"), "{msgs:?}");
+        for key in ["software.install", "software.activate", "software.max_size"] {
+            assert!(msgs.iter().any(|m| m.contains(key)), "{key}: {msgs:?}");
+        }
     }
 }

@@ -211,23 +211,12 @@ impl<C: Copy + Send + 'static> Package<C> {
                     tokio::spawn(async move {
                         while prx.changed().await.is_ok() {
                             let p = prx.borrow_and_update().clone();
-                            // Where a restart continues from.
-                            if let Ok(json) = serde_json::to_string(&p.resume) {
-                                let _ = std::fs::write(&resume_file, json);
-                            }
-                            let _ = tx
-                                .send(Report::DownloadProgress {
-                                    id,
-                                    bytes: p.bytes,
-                                    total: p.total,
-                                })
-                                .await;
                             let shown = Shown {
                                 bytes: p.bytes,
                                 total: p.total,
                                 rate: p.rate,
                             };
-                            let _ = tx.send(Report::Progress(shown)).await;
+                            progressed(&tx, id, &resume_file, &p.resume, shown).await;
                         }
                     })
                 };
@@ -333,22 +322,12 @@ impl<C: Copy + Send + 'static> Package<C> {
                             let mut last = None;
                             while prx.changed().await.is_ok() {
                                 let p = prx.borrow_and_update().clone();
-                                if let Ok(json) = serde_json::to_string(&p.resume) {
-                                    let _ = std::fs::write(&resume_file, json);
-                                }
-                                let _ = tx
-                                    .send(Report::DownloadProgress {
-                                        id,
-                                        bytes: p.bytes,
-                                        total: p.total,
-                                    })
-                                    .await;
                                 let shown = Shown {
                                     bytes: p.bytes,
                                     total: p.total,
                                     rate: p.bytes_per_sec as u64,
                                 };
-                                let _ = tx.send(Report::Progress(shown)).await;
+                                progressed(&tx, id, &resume_file, &p.resume, shown).await;
                                 last = Some(p.resume);
                             }
                             last
@@ -595,6 +574,28 @@ async fn run(what: &str, argv: &[String]) -> (bool, String) {
             )
         }
     }
+}
+
+/// A download moved on: where a restart continues from (on disk), the machine's
+/// progress event, and the figures for `lwgate status`.
+async fn progressed<C>(
+    tx: &mpsc::Sender<Report<C>>,
+    id: u32,
+    resume_file: &Path,
+    resume: &impl serde::Serialize,
+    shown: Shown,
+) {
+    if let Ok(json) = serde_json::to_string(resume) {
+        let _ = std::fs::write(resume_file, json);
+    }
+    let _ = tx
+        .send(Report::DownloadProgress {
+            id,
+            bytes: shown.bytes,
+            total: shown.total,
+        })
+        .await;
+    let _ = tx.send(Report::Progress(shown)).await;
 }
 
 #[cfg(test)]

@@ -197,23 +197,8 @@ impl Client {
 
     /// The machine's values into /5/0 of the gateway's tree.
     pub(super) fn sync_firmware_values(&mut self) {
-        let Some(machine) = self.firmware.as_ref() else {
-            return;
-        };
-        for (res, v) in machine.values() {
-            match v {
-                ResourceValue::Int(i) => self.trees.gateway.set(5, 0, res, Value::Integer(i)),
-                ResourceValue::Str(s) => self.trees.gateway.set(5, 0, res, Value::String(s)),
-                ResourceValue::Bool(b) => self.trees.gateway.set(5, 0, res, Value::Boolean(b)),
-                ResourceValue::Ints(v) => {
-                    let m = v
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, x)| (i as u16, Value::Integer(x)))
-                        .collect();
-                    self.trees.gateway.set_multi(5, 0, res, m);
-                }
-            }
+        if let Some(machine) = self.firmware.as_ref() {
+            set_values(&mut self.trees.gateway, 5, 0, machine.values());
         }
     }
 
@@ -243,5 +228,29 @@ impl Client {
     /// The clock the machine's install timing runs on.
     pub fn firmware_clock_ms(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+}
+
+/// A machine's resource values (/5 or /9) into an instance of the tree.
+pub(super) fn set_values(
+    tree: &mut crate::lwm2m::Tree,
+    obj: u16,
+    inst: u16,
+    values: Vec<(u16, ResourceValue)>,
+) {
+    for (res, v) in values {
+        match v {
+            ResourceValue::Int(i) => tree.set(obj, inst, res, Value::Integer(i)),
+            ResourceValue::Str(s) => tree.set(obj, inst, res, Value::String(s)),
+            ResourceValue::Bool(b) => tree.set(obj, inst, res, Value::Boolean(b)),
+            ResourceValue::Ints(v) => {
+                let m = v
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, x)| (i as u16, Value::Integer(x)))
+                    .collect();
+                tree.set_multi(obj, inst, res, m);
+            }
+        }
     }
 }

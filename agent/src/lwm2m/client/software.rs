@@ -7,7 +7,7 @@ use super::push::Target;
 use super::requests::error_packet;
 use super::*;
 use crate::lwm2m::firmware::software::{self as sw, Software, SwAction, SwEvent, SwState};
-use crate::lwm2m::firmware::{ResourceValue, SwUpdateResult};
+use crate::lwm2m::firmware::SwUpdateResult;
 
 /// The only instance: several would need a package directory each, and no
 /// server we know of drives more than one.
@@ -274,18 +274,8 @@ impl Client {
 
     /// The machine's values into /9/0 of the gateway's tree.
     pub(super) fn sync_software_values(&mut self) {
-        let Some(machine) = self.software.as_ref() else {
-            return;
-        };
-        for (res, v) in machine.values() {
-            let v = match v {
-                ResourceValue::Int(i) => Value::Integer(i),
-                ResourceValue::Str(s) => Value::String(s),
-                ResourceValue::Bool(b) => Value::Boolean(b),
-                // /9 has no multiple resources.
-                ResourceValue::Ints(_) => continue,
-            };
-            self.trees.gateway.set(9, INSTANCE, res, v);
+        if let Some(machine) = self.software.as_ref() {
+            super::firmware::set_values(&mut self.trees.gateway, 9, INSTANCE, machine.values());
         }
     }
 
