@@ -95,7 +95,10 @@ def test_pull_over_http_execute_install_and_judged_after_restart(agent, tmp_path
     (repo.dir / "fw.bin").write_bytes(image)
     srv = TestServer()
     try:
-        a = agent(extra=firmware_config(tmp_path), servers=server(srv)).start()
+        a = agent(extra=firmware_config(tmp_path), servers=server(srv))
+        out = a.cli("check-config", "--config", str(a.config)).stdout
+        assert f"firmware: /5 installs with {tmp_path / 'install.sh'} {{file}}" in out, out
+        a.start()
         reg = srv.wait_registered(EP)
         assert "</5/0>" in reg.links, reg.links
         assert state(srv, "/3/0/3") == "gw-image 1.0"

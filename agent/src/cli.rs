@@ -331,6 +331,27 @@ fn check_config(path: &Path) -> ExitCode {
             }) {
                 println!("    (serial and MQTT devices are checked only: their bridges are not in this version)");
             }
+            let store = &l.config.store.path;
+            if let Some(fw) = &l.config.firmware {
+                let package = crate::daemon::firmware_package(fw, store);
+                println!(
+                    "  firmware: /5 installs with {} (package in {}{})",
+                    fw.install.join(" "),
+                    package.parent().unwrap_or(&package).display(),
+                    if fw.public_key.is_some() {
+                        ", signatures required"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if let Some(sw) = &l.config.software {
+                println!(
+                    "  software: /9 installs with {} (packages in {})",
+                    sw.install.join(" "),
+                    crate::daemon::software_dir(sw, store).display()
+                );
+            }
             for w in &l.warnings {
                 println!("  warning: {w}");
             }
