@@ -108,6 +108,13 @@ pub enum Event {
         time: f64,
     },
     Stats(Stats),
+    /// A device found by the discovering file whose id tags the event (an MQTT topic
+    /// filter with the device's name in it): `id` is the new device's id and prefix,
+    /// its resources those the file maps. Said once per device and run; its own
+    /// events follow under `id`.
+    Discovered {
+        id: String,
+    },
 }
 
 /// Events of every device, tagged with the device's id.

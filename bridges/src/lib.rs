@@ -14,7 +14,9 @@
 pub mod device;
 pub mod manager;
 pub mod modbus;
+pub mod mqtt;
+pub mod serial;
 pub mod spec;
 
 pub use manager::Bridges;
-pub use spec::{DeviceFile, DeviceSpec, Protocol, SpecError};
+pub use spec::{DeviceFile, DeviceSpec, Protocol, SpecError, Target};

@@ -17,6 +17,8 @@ use crate::modbus::bus::{self, answer, BusMsg, DeviceSetup};
 use crate::modbus::config::Transport;
 use crate::modbus::link::BusKey;
 use crate::modbus::plan::{plan_reads, PlanOptions, Point};
+use crate::mqtt::Brokers;
+use crate::serial::Ports;
 use crate::spec::{DeviceFile, Protocol};
 
 struct BusHandle {
@@ -31,32 +33,67 @@ struct BusHandle {
 pub struct Bridges {
     events: EventTx,
     buses: HashMap<BusKey, BusHandle>,
+    /// Modbus devices, by the bus that serves them.
     devices: HashMap<String, BusKey>,
+    mqtt: Brokers,
+    serial: Ports,
+    /// Every started device (or discovering file) by id, with its protocol.
+    started: HashMap<String, Protocol>,
 }
 
 impl Bridges {
     /// Every device reports on `events`, tagged with its id.
     pub fn new(events: EventTx) -> Self {
         Bridges {
+            mqtt: Brokers::new(events.clone()),
+            serial: Ports::new(events.clone()),
             events,
             buses: HashMap::new(),
             devices: HashMap::new(),
+            started: HashMap::new(),
         }
     }
 
     /// Starts polling the device (or restarts it with a new file), and says which
     /// resources it exposes. A device already started under `id` is stopped first.
+    ///
+    /// A discovering file (`mqtt` with a topic filter naming devices) is no device
+    /// itself: its devices appear as `Event::Discovered`, each exposing what this
+    /// returns.
     pub fn start(&mut self, id: &str, file: &DeviceFile) -> Result<Vec<Exposed>, String> {
+        self.stop(id);
         let protocol = file.device.protocol;
-        match protocol {
-            Protocol::ModbusTcp | Protocol::ModbusRtu => {}
-            Protocol::Serial | Protocol::Mqtt => {
-                return Err(format!(
-                    "protocol \"{}\" is not supported in this version",
-                    protocol.as_str()
-                ))
+        let exposed = match protocol {
+            Protocol::ModbusTcp | Protocol::ModbusRtu => self.start_modbus(id, file)?,
+            Protocol::Mqtt => {
+                let config = file.mqtt.as_ref().ok_or_else(|| {
+                    "protocol \"mqtt\" needs an [mqtt] table (broker, topics, [[mqtt.point]])"
+                        .to_string()
+                })?;
+                self.mqtt.start(&file.device, config)?
             }
+            Protocol::Serial => {
+                let config = file.serial.as_ref().ok_or_else(|| {
+                    "protocol \"serial\" needs a [serial] table (tty, framing, [[serial.point]])"
+                        .to_string()
+                })?;
+                self.serial.start(&file.device, config)?
+            }
+        };
+        self.started.insert(id.to_string(), protocol);
+        Ok(exposed)
+    }
+
+    /// Devices found earlier by the discovering file `id` (kept by the agent across
+    /// restarts), so that their silence and commands to them count from the start.
+    pub fn adopt(&mut self, id: &str, devices: &[String]) {
+        if self.started.get(id) == Some(&Protocol::Mqtt) {
+            self.mqtt.adopt(id, devices);
         }
+    }
+
+    fn start_modbus(&mut self, id: &str, file: &DeviceFile) -> Result<Vec<Exposed>, String> {
+        let protocol = file.device.protocol;
         let Some(config) = file.modbus.clone() else {
             return Err(format!(
                 "protocol \"{}\" needs a [modbus] table (host or tty, unit, [[modbus.point]])",
@@ -88,7 +125,6 @@ impl Bridges {
             })
             .collect();
 
-        self.stop(id);
         let key = BusKey::of(&config.transport);
         if let Some(bus) = self.buses.get(&key) {
             if bus.units.is_empty() && bus.transport != config.transport {
@@ -141,8 +177,14 @@ impl Bridges {
         Ok(exposed)
     }
 
-    /// Stops polling the device; its pending commands are answered Unavailable.
+    /// Stops polling the device (a discovering file: with every device it found);
+    /// its pending commands are answered Unavailable.
     pub fn stop(&mut self, id: &str) {
+        match self.started.remove(id) {
+            Some(Protocol::Mqtt) => self.mqtt.stop(id),
+            Some(Protocol::Serial) => self.serial.stop(id),
+            _ => {}
+        }
         let Some(key) = self.devices.remove(id) else {
             return;
         };
@@ -154,6 +196,15 @@ impl Bridges {
 
     /// Sends a write or execute to the device; the answer comes on its oneshot.
     pub fn command(&self, id: &str, cmd: Command) {
+        // Discovered devices are known only to their bridge.
+        let cmd = match self.mqtt.command(id, cmd) {
+            Ok(()) => return,
+            Err(cmd) => cmd,
+        };
+        let cmd = match self.serial.command(id, cmd) {
+            Ok(()) => return,
+            Err(cmd) => cmd,
+        };
         let tx = self
             .devices
             .get(id)
@@ -218,10 +269,10 @@ mod tests {
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let mut b = Bridges::new(tx);
         let mqtt = file("[device]\nid = \"m\"\nprotocol = \"mqtt\"\n");
-        assert_eq!(
-            b.start("m", &mqtt).unwrap_err(),
-            "protocol \"mqtt\" is not supported in this version"
-        );
+        assert!(b
+            .start("m", &mqtt)
+            .unwrap_err()
+            .contains("needs an [mqtt] table"));
         let bare = file("[device]\nid = \"x\"\nprotocol = \"modbus-tcp\"\n");
         assert!(b
             .start("x", &bare)

@@ -3,6 +3,8 @@
 use serde::Deserialize;
 
 use crate::modbus::config::{ModbusConfig, Transport};
+use crate::mqtt::MqttConfig;
+use crate::serial::SerialConfig;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(try_from = "RawDeviceFile")]
@@ -10,9 +12,8 @@ pub struct DeviceFile {
     pub device: DeviceSpec,
     /// Checked as it is parsed (`modbus::config`), so check-config sees its errors.
     pub modbus: Option<ModbusConfig>,
-    /// Bridges not written yet; their tables are kept as they are.
-    pub serial: Option<toml::Table>,
-    pub mqtt: Option<toml::Table>,
+    pub serial: Option<SerialConfig>,
+    pub mqtt: Option<MqttConfig>,
 }
 
 #[derive(Deserialize)]
@@ -22,9 +23,9 @@ struct RawDeviceFile {
     #[serde(default)]
     modbus: Option<ModbusConfig>,
     #[serde(default)]
-    serial: Option<toml::Table>,
+    serial: Option<SerialConfig>,
     #[serde(default)]
-    mqtt: Option<toml::Table>,
+    mqtt: Option<MqttConfig>,
 }
 
 /// The protocol and the table that configures it, which only the whole file sees.
@@ -103,6 +104,19 @@ pub struct DeviceSpec {
     pub serial: Option<String>,
     #[serde(default)]
     pub firmware_version: Option<String>,
+    /// Where its resources appear: as an end device behind /25 (the default), or
+    /// in the gateway's own tree (a GPS receiver on a serial port as the gateway's
+    /// /6 Location).
+    #[serde(default)]
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    #[default]
+    EndDevice,
+    Gateway,
 }
 
 fn yes() -> bool {
@@ -183,6 +197,7 @@ mod tests {
             model: None,
             serial: None,
             firmware_version: None,
+            target: Target::EndDevice,
         }
     }
 

@@ -229,6 +229,8 @@ impl EndDevices {
                 r.stats = s;
                 None
             }
+            // Not yet: a discovering file is not started as a device.
+            Event::Discovered { .. } => None,
         }
     }
 
