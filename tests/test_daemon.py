@@ -86,13 +86,18 @@ def test_invalid_config_refuses_to_start(agent):
 def test_sighup_reloads_devices_and_keeps_them_on_a_broken_file(agent):
     a = agent().start()
     assert a.status_json()["devices"] == []
-    (a.devices / "pump.toml").write_text('[device]\nid = "pump"\nprotocol = "mqtt"\n')
+    # A Modbus device on a closed port: it is started (and reported down).
+    (a.devices / "pump.toml").write_text(
+        '[device]\nid = "pump"\nprotocol = "modbus-tcp"\n'
+        '[modbus]\nhost = "127.0.0.1"\nport = 9\nunit = 1\n'
+        '[[modbus.point]]\npath = "3303/0/5700"\nregister = "holding-register"\naddress = 0\ntype = "i16"\n'
+    )
     a.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not a.status_json()["devices"]:
         time.sleep(0.05)
     devs = a.status_json()["devices"]
-    assert [(d["id"], d["prefix"], d["protocol"]) for d in devs] == [("pump", "pump", "mqtt")]
+    assert [(d["id"], d["prefix"], d["protocol"]) for d in devs] == [("pump", "pump", "modbus-tcp")]
 
     (a.devices / "bad.toml").write_text('[device]\nid = "x"\nprotocol = "telnet"\n')
     a.proc.send_signal(signal.SIGHUP)

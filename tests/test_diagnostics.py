@@ -225,17 +225,9 @@ def test_send_says_which_server_and_what_is_wrong(agent):
     a.stop()
 
 
-def test_devices_without_a_bridge_are_not_claimed_to_be_polled(agent):
+def test_a_device_without_its_protocol_table_is_named(agent):
     a = agent(servers=server_table("coap://127.0.0.1:5683"))
     (a.devices / "sensor.toml").write_text('[device]\nid = "sensor"\nprotocol = "mqtt"\n')
-    r = a.cli("check-config", "--config", str(a.config))
-    assert "sensor prefix=/sensor mqtt" in r.stdout
-    assert "serial and MQTT devices are checked only" in r.stdout, r.stdout
-    r = a.cli("--help")
-    text = r.stdout.replace("\n", " ")
-    assert "not yet bridge serial-line or MQTT devices" in " ".join(text.split()), r.stdout
-    a.start()
-    st = a.status_json()["devices"][0]
-    assert st["state"].startswith("not running: ") and "mqtt" in st["state"].lower(), st
-    assert "end device not started" in a.log.read_text()
-    a.stop()
+    r = a.cli("check-config", "--config", str(a.config), check=False)
+    assert r.returncode == 1
+    assert f"{a.devices / 'sensor.toml'}: mqtt: expected a [mqtt] table for a mqtt device" in r.stderr, r.stderr

@@ -7,9 +7,9 @@ use lwgate::model::{DataType, ObjectDef, Operations, ResourceDef};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-const IDS: [u16; 17] = [
-    3200, 3201, 3202, 3203, 3300, 3301, 3303, 3304, 3306, 3311, 3316, 3317, 3323, 3328, 3331, 3342,
-    3347,
+const IDS: [u16; 18] = [
+    6, 3200, 3201, 3202, 3203, 3300, 3301, 3303, 3304, 3306, 3311, 3316, 3317, 3323, 3328, 3331,
+    3342, 3347,
 ];
 
 fn objects_dir() -> PathBuf {
@@ -63,10 +63,31 @@ fn every_object_is_there_once_and_loads_without_errors() {
     );
     for id in IDS {
         let d = &objs[&id];
-        assert!(d.multiple && !d.mandatory, "{id} is Multiple, Optional");
-        assert_eq!(d.version, "1.0", "{id}");
+        assert!(!d.mandatory, "{id} is Optional");
+        // Location is the gateway's own, one instance; the sensors are many.
+        assert_eq!(d.multiple, id != 6, "{id} is Multiple unless Location");
+        assert_eq!(d.version, if id == 6 { "1.1" } else { "1.0" }, "{id}");
         assert!(!d.name.is_empty(), "{id} has a name");
     }
+    check(
+        &objs,
+        6,
+        0,
+        "Latitude",
+        DataType::Float,
+        Operations::RW,
+        true,
+    );
+    check(
+        &objs,
+        6,
+        5,
+        "Timestamp",
+        DataType::Time,
+        Operations::R,
+        true,
+    );
+    check(&objs, 6, 6, "Speed", DataType::Float, Operations::R, false);
 }
 
 #[test]

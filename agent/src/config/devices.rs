@@ -104,6 +104,20 @@ fn check(
         ));
     }
     // The bridge would refuse it at start; check-config says so first.
+    let (table, what) = match spec.device.protocol {
+        lwgate_bridges::Protocol::Mqtt => ("mqtt", spec.mqtt.is_none()),
+        lwgate_bridges::Protocol::Serial => ("serial", spec.serial.is_none()),
+        _ => ("", false),
+    };
+    if what {
+        errors.push(ConfigError::new(
+            file,
+            table,
+            format!(
+                "expected a [{table}] table for a {table} device (see /etc/lwgate/devices.d/{table}*.toml.example), got none"
+            ),
+        ));
+    }
     if matches!(
         spec.device.protocol,
         lwgate_bridges::Protocol::ModbusTcp | lwgate_bridges::Protocol::ModbusRtu

@@ -366,17 +366,24 @@ fn missing_file_is_named() {
     );
 }
 
+/// A [modbus] table that loads (the device files' checks are what these tests see).
+const MODBUS_TABLE: &str = "[modbus]\nhost = \"127.0.0.1\"\nunit = 1\n[[modbus.point]]\npath = \"3303/0/5700\"\nregister = \"holding-register\"\naddress = 0\ntype = \"i16\"\n";
+
 #[test]
 fn devices_are_loaded_sorted_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "lwgate.toml", "");
     let dd = dir.path().join("devices.d");
     fs::create_dir(&dd).unwrap();
-    write(&dd, "b.toml", "[device]\nid = \"b\"\nprotocol = \"mqtt\"\n");
+    write(
+        &dd,
+        "b.toml",
+        &format!("[device]\nid = \"b\"\nprotocol = \"modbus-tcp\"\n{MODBUS_TABLE}"),
+    );
     write(
         &dd,
         "a.toml",
-        "[device]\nid = \"a\"\nprotocol = \"serial\"\n",
+        &format!("[device]\nid = \"a\"\nprotocol = \"modbus-tcp\"\n{MODBUS_TABLE}"),
     );
     write(&dd, "README", "not a device");
     let l = load(&cfg).unwrap();
@@ -390,7 +397,7 @@ fn devices_are_loaded_sorted_and_checked() {
     write(
         &dd,
         "c.toml",
-        "[device]\nid = \"c\"\nprefix = \"a\"\nprotocol = \"mqtt\"\n",
+        &format!("[device]\nid = \"c\"\nprefix = \"a\"\nprotocol = \"modbus-tcp\"\n{MODBUS_TABLE}"),
     );
     write(
         &dd,
@@ -400,7 +407,7 @@ fn devices_are_loaded_sorted_and_checked() {
     write(
         &dd,
         "e.toml",
-        "[device]\nid = \"e\"\nprefix = \"5\"\nprotocol = \"mqtt\"\n",
+        &format!("[device]\nid = \"e\"\nprefix = \"5\"\nprotocol = \"modbus-tcp\"\n{MODBUS_TABLE}"),
     );
     let e = load(&cfg).unwrap_err().to_string();
     assert!(

@@ -3,6 +3,12 @@
 //! trees in the client, what they report, and the writes and executes servers ask
 //! of them. Reload applies only the difference: an unchanged device keeps running,
 //! and its observations with it.
+//!
+//! A discovering file (MQTT devices named by their topics) is no device itself: the
+//! devices it finds get their /25 instances when they first speak, and are kept
+//! (`known`, in the state database) so that they are there again after a restart,
+//! before they speak. A device with `target = "gateway"` has no /25 instance: its
+//! resources are the gateway's own (a GPS receiver as /6).
 
 use crate::config::LoadedDevice;
 use crate::lwm2m::dm::{DeviceOp, Trees};
@@ -10,8 +16,11 @@ use crate::lwm2m::error::OpError;
 use crate::lwm2m::gateway::{self, EndDevice, ERROR_NONE, ERROR_UNREACHABLE};
 use crate::model::{Registry, Value};
 use crate::status::DeviceStatus;
-use lwgate_bridges::device::{Availability, Command, CommandError, Event, ResourceId, Stats};
+use lwgate_bridges::device::{
+    Availability, Command, CommandError, Event, Exposed, ResourceId, Stats,
+};
 use lwgate_bridges::manager::Bridges;
+use lwgate_bridges::Target;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -21,13 +30,42 @@ const NOT_POLLED_YET: &str = "the device has not been polled yet";
 /// Longest a command waits for its bridge (which has its own, shorter, timeouts).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Objects the gateway serves itself: a device may not put resources there.
+const GATEWAY_OWN: [u16; 8] = [0, 1, 2, 3, 4, 5, 9, 25];
+
+#[derive(Debug, Clone, PartialEq)]
+enum Place {
+    /// Behind /25: its instance there, its tree under its prefix.
+    EndDevice { inst: u16 },
+    /// In the gateway's own tree: the (object, instance)s it fills.
+    Gateway { instances: Vec<(u16, u16)> },
+}
+
 struct Running {
     file: LoadedDevice,
     prefix: String,
-    /// Its /25 instance.
-    inst: u16,
+    place: Place,
+    /// The discovering file that found it.
+    origin: Option<String>,
     availability: Availability,
     stats: Stats,
+}
+
+impl Running {
+    /// The tree its values go to.
+    fn tree_prefix(&self) -> Option<&str> {
+        match self.place {
+            Place::EndDevice { .. } => Some(&self.prefix),
+            Place::Gateway { .. } => None,
+        }
+    }
+}
+
+/// A discovering file, running.
+struct Discovering {
+    file: LoadedDevice,
+    /// What each device it finds exposes.
+    exposed: Vec<Exposed>,
 }
 
 pub struct EndDevices {
@@ -37,6 +75,13 @@ pub struct EndDevices {
     /// Answers to deferred writes and executes, by ticket.
     pub done: mpsc::Receiver<(u64, Result<(), OpError>)>,
     running: BTreeMap<String, Running>,
+    discovering: BTreeMap<String, Discovering>,
+    /// Devices found by each discovering file, in the order found; kept across
+    /// restarts (`take_known`).
+    known: BTreeMap<String, Vec<String>>,
+    known_changed: bool,
+    /// /25 or the gateway's object list changed outside `apply` (a device found).
+    objects_changed: bool,
     /// Devices in devices.d that are not running (disabled, or their bridge refused
     /// them), with why, for `lwgate status`.
     idle: BTreeMap<String, (LoadedDevice, String)>,
@@ -55,9 +100,28 @@ impl EndDevices {
             done_tx,
             done,
             running: BTreeMap::new(),
+            discovering: BTreeMap::new(),
+            known: BTreeMap::new(),
+            known_changed: false,
+            objects_changed: false,
             idle: BTreeMap::new(),
             changed: true,
         }
+    }
+
+    /// The devices discovering files found in earlier runs (before the first `apply`).
+    pub fn restore_known(&mut self, known: BTreeMap<String, Vec<String>>) {
+        self.known = known;
+    }
+
+    /// The devices found so far, when they changed since last asked (to be stored).
+    pub fn take_known(&mut self) -> Option<&BTreeMap<String, Vec<String>>> {
+        std::mem::take(&mut self.known_changed).then_some(&self.known)
+    }
+
+    /// Whether the object list changed outside `apply` since last asked.
+    pub fn take_objects_changed(&mut self) -> bool {
+        std::mem::take(&mut self.objects_changed)
     }
 
     /// Brings the running set to `devices`: stops the removed and changed ones,
@@ -68,24 +132,40 @@ impl EndDevices {
             .iter()
             .map(|d| (d.spec.device.id.as_str(), d))
             .collect();
+        let same =
+            |id: &str, file: &LoadedDevice| wanted.get(id).is_some_and(|d| d.spec == file.spec);
         let mut changed = false;
+        let gone_files: Vec<String> = self
+            .discovering
+            .iter()
+            .filter(|(id, d)| !same(id, &d.file))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone_files {
+            self.discovering.remove(id);
+            self.bridges.stop(id);
+            if !wanted.contains_key(id.as_str()) {
+                // Its file is gone: so are the devices it found.
+                self.known.remove(id);
+                self.known_changed = true;
+            }
+            tracing::info!(file = %id, "device discovery stopped");
+        }
         let gone: Vec<String> = self
             .running
             .iter()
-            .filter(|(id, r)| {
-                wanted
-                    .get(id.as_str())
-                    .is_none_or(|d| d.spec != r.file.spec)
+            .filter(|(id, r)| match &r.origin {
+                Some(origin) => gone_files.contains(origin),
+                None => !same(id, &r.file),
             })
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
             if let Some(r) = self.running.remove(&id) {
-                self.bridges.stop(&id);
-                trees.devices.remove(&r.prefix);
-                trees.down.remove(&r.prefix);
-                let _ = trees.gateway.delete_instance(25, r.inst);
-                crate::lwm2m::acl::on_delete(&mut trees.gateway, 25, r.inst);
+                if r.origin.is_none() {
+                    self.bridges.stop(&id);
+                }
+                remove_from_trees(&r, trees);
                 tracing::info!(device = %id, prefix = %r.prefix, "end device stopped");
                 changed = true;
             }
@@ -93,7 +173,7 @@ impl EndDevices {
         self.idle.clear();
         self.changed = true;
         for (id, d) in wanted {
-            if self.running.contains_key(id) {
+            if self.running.contains_key(id) || self.discovering.contains_key(id) {
                 continue;
             }
             if !d.spec.device.enabled {
@@ -101,13 +181,27 @@ impl EndDevices {
                     .insert(id.to_string(), (d.clone(), "disabled".into()));
                 continue;
             }
-            match self.start(d, trees, reg) {
+            if d.spec.mqtt.as_ref().is_some_and(|m| m.discovers()) {
+                match self.start_discovery(d, trees, reg) {
+                    Ok(found) => changed |= found > 0,
+                    Err(e) => {
+                        tracing::error!(file = %d.file.display(), "device discovery not started: {e}");
+                        self.idle.insert(id.to_string(), (d.clone(), e));
+                    }
+                }
+                continue;
+            }
+            let started = self.bridges.start(id, &d.spec).and_then(|exposed| {
+                self.place(id, d.spec.device.prefix(), d, &exposed, None, trees, reg)
+            });
+            match started {
                 Ok(r) => {
-                    tracing::info!(device = %id, prefix = %r.prefix, instance = r.inst, "end device started");
+                    tracing::info!(device = %id, prefix = %r.prefix, place = ?r.place, "end device started");
                     self.running.insert(id.to_string(), r);
                     changed = true;
                 }
                 Err(e) => {
+                    self.bridges.stop(id);
                     tracing::error!(device = %id, file = %d.file.display(), "end device not started: {e}");
                     self.idle.insert(id.to_string(), (d.clone(), e));
                 }
@@ -116,30 +210,128 @@ impl EndDevices {
         changed
     }
 
-    fn start(
+    /// Starts a discovering file, with the devices it found before. How many.
+    fn start_discovery(
         &mut self,
         d: &LoadedDevice,
         trees: &mut Trees,
         reg: &Registry,
+    ) -> Result<usize, String> {
+        let id = d.spec.device.id.clone();
+        let exposed = self.bridges.start(&id, &d.spec)?;
+        if let Some(obj) = undefined_object(&exposed, reg) {
+            self.bridges.stop(&id);
+            return Err(no_definition(obj));
+        }
+        self.discovering.insert(
+            id.clone(),
+            Discovering {
+                file: d.clone(),
+                exposed,
+            },
+        );
+        let known = self.known.get(&id).cloned().unwrap_or_default();
+        let mut adopted = Vec::new();
+        for name in known {
+            if self.found(&id, &name, trees, reg) {
+                adopted.push(name);
+            }
+        }
+        self.bridges.adopt(&id, &adopted);
+        tracing::info!(file = %id, known = adopted.len(), "device discovery started");
+        Ok(adopted.len())
+    }
+
+    /// A device found by the discovering file `origin`: placed behind /25 unless its
+    /// name is taken. Whether it now runs.
+    fn found(&mut self, origin: &str, name: &str, trees: &mut Trees, reg: &Registry) -> bool {
+        let Some(disc) = self.discovering.get(origin) else {
+            return false;
+        };
+        let taken = self.running.contains_key(name)
+            || self.discovering.contains_key(name)
+            || self.running.values().any(|r| r.prefix == name);
+        if taken {
+            let ours = self.running.get(name).map(|r| r.origin.as_deref());
+            if ours != Some(Some(origin)) {
+                tracing::warn!(file = %origin, device = %name, "found device left out: its name is already a device's id or prefix");
+            }
+            return false;
+        }
+        let (file, exposed) = (disc.file.clone(), disc.exposed.clone());
+        match self.place(name, name, &file, &exposed, Some(origin), trees, reg) {
+            Ok(r) => {
+                tracing::info!(file = %origin, device = %name, place = ?r.place, "end device found");
+                self.running.insert(name.to_string(), r);
+                self.changed = true;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(file = %origin, device = %name, "found device left out: {e}");
+                false
+            }
+        }
+    }
+
+    /// Makes room for a started device: its /25 instance and tree, or its
+    /// instances in the gateway's tree.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &self,
+        id: &str,
+        prefix: &str,
+        d: &LoadedDevice,
+        exposed: &[Exposed],
+        origin: Option<&str>,
+        trees: &mut Trees,
+        reg: &Registry,
     ) -> Result<Running, String> {
         let spec = &d.spec.device;
-        let exposed = self.bridges.start(&spec.id, &d.spec)?;
         let mut instances: Vec<(u16, u16)> = exposed
             .iter()
             .map(|e| (e.id.object, e.id.instance))
             .collect();
         instances.sort_unstable();
         instances.dedup();
-        if let Some((obj, _)) = instances.iter().find(|(o, _)| reg.get(*o).is_none()) {
-            self.bridges.stop(&spec.id);
-            return Err(format!(
-                "object {obj} has no definition: add its DDF XML to /etc/lwgate/objects \
-                 or /usr/share/lwgate/objects"
-            ));
+        if let Some(obj) = undefined_object(exposed, reg) {
+            return Err(no_definition(obj));
+        }
+        let running = |place| Running {
+            file: d.clone(),
+            prefix: prefix.to_string(),
+            place,
+            origin: origin.map(str::to_string),
+            availability: Availability::Starting,
+            stats: Stats::default(),
+        };
+        if spec.target == Target::Gateway {
+            if let Some((obj, _)) = instances.iter().find(|(o, _)| GATEWAY_OWN.contains(o)) {
+                return Err(format!(
+                    "object {obj} is the gateway's own: a device with target = \"gateway\" may fill other objects only (such as 6 Location)"
+                ));
+            }
+            if let Some((obj, inst)) = instances
+                .iter()
+                .find(|(o, i)| trees.gateway.instance(*o, *i).is_some())
+            {
+                return Err(format!(
+                    "/{obj}/{inst} of the gateway is already filled by another device"
+                ));
+            }
+            for (obj, inst) in &instances {
+                trees
+                    .gateway
+                    .objects
+                    .entry(*obj)
+                    .or_default()
+                    .entry(*inst)
+                    .or_default();
+            }
+            return Ok(running(Place::Gateway { instances }));
         }
         let dev = EndDevice {
-            id: spec.id.clone(),
-            prefix: spec.prefix().to_string(),
+            id: id.to_string(),
+            prefix: prefix.to_string(),
             manufacturer: spec.manufacturer.clone(),
             model: spec.model.clone(),
             serial: spec.serial.clone(),
@@ -162,13 +354,7 @@ impl EndDevices {
         // Until its first poll a device has no values to give: 5.03 says so, where
         // 4.04 would say the resource does not exist.
         trees.down.insert(dev.prefix.clone(), NOT_POLLED_YET.into());
-        Ok(Running {
-            file: d.clone(),
-            prefix: dev.prefix,
-            inst,
-            availability: Availability::Starting,
-            stats: Stats::default(),
-        })
+        Ok(running(Place::EndDevice { inst }))
     }
 
     /// What a device reported. The device's prefix when its values changed
@@ -179,15 +365,30 @@ impl EndDevices {
         ev: Event,
         trees: &mut Trees,
         reg: &Registry,
-    ) -> Option<String> {
+    ) -> Option<Changed> {
+        if let Event::Discovered { id: name } = ev {
+            if self.found(id, &name, trees, reg) {
+                let known = self.known.entry(id.to_string()).or_default();
+                if !known.contains(&name) {
+                    known.push(name);
+                    self.known_changed = true;
+                }
+                self.objects_changed = true;
+            }
+            return None;
+        }
         let r = self.running.get_mut(id)?; // None: stopped meanwhile
+        let changed = Changed {
+            prefix: r.tree_prefix().map(str::to_string),
+            time: None,
+        };
         match ev {
-            Event::Values { values, .. } => {
+            Event::Values { time, values } => {
                 // Values: it answers, whatever its availability event said last.
                 if trees.down.get(&r.prefix).map(String::as_str) == Some(NOT_POLLED_YET) {
                     trees.down.remove(&r.prefix);
                 }
-                let tree = trees.get_mut(Some(&r.prefix)).ok()?;
+                let tree = trees.get_mut(r.tree_prefix()).ok()?;
                 for (rid, v) in values {
                     let ty = reg
                         .get(rid.object)
@@ -200,13 +401,19 @@ impl EndDevices {
                         }
                     }
                 }
-                Some(r.prefix.clone())
+                Some(Changed {
+                    time: Some(time),
+                    ..changed
+                })
             }
             Event::Availability { state, .. } => {
+                let on_gateway = r.tree_prefix().is_none();
                 let error = match &state {
                     Availability::Down { reason } => {
                         tracing::warn!(device = %id, prefix = %r.prefix, "end device down: {reason}");
-                        trees.down.insert(r.prefix.clone(), reason.clone());
+                        if !on_gateway {
+                            trees.down.insert(r.prefix.clone(), reason.clone());
+                        }
                         ERROR_UNREACHABLE
                     }
                     Availability::Up => {
@@ -218,18 +425,20 @@ impl EndDevices {
                     }
                     Availability::Starting => ERROR_NONE,
                 };
-                if let Ok(tree) = trees.get_mut(Some(&r.prefix)) {
-                    tree.set_multi(3, 0, 11, [(0, Value::Integer(error))].into());
+                // The gateway's own /3/0/11 is the gateway's, not a device's.
+                if !on_gateway {
+                    if let Ok(tree) = trees.get_mut(Some(&r.prefix)) {
+                        tree.set_multi(3, 0, 11, [(0, Value::Integer(error))].into());
+                    }
                 }
                 r.availability = state;
                 self.changed = true;
-                Some(r.prefix.clone())
+                Some(changed)
             }
             Event::Stats(s) => {
                 r.stats = s;
                 None
             }
-            // Not yet: a discovering file is not started as a device.
             Event::Discovered { .. } => None,
         }
     }
@@ -332,9 +541,31 @@ impl EndDevices {
                 Availability::Up => "up".to_string(),
                 Availability::Down { reason } => format!("down: {reason}"),
             };
+            let inst = match r.place {
+                Place::EndDevice { inst } => Some(inst),
+                Place::Gateway { .. } => None,
+            };
             rows.push((
-                r.file.file.display().to_string(),
-                row(id, &r.file, state, Some(r.inst), &r.stats),
+                format!("{}\0{id}", r.file.file.display()),
+                row(id, &r.prefix, &r.file, state, inst, &r.stats),
+            ));
+        }
+        for (id, d) in &self.discovering {
+            let n = self
+                .running
+                .values()
+                .filter(|r| r.origin.as_deref() == Some(id.as_str()))
+                .count();
+            rows.push((
+                d.file.file.display().to_string(),
+                row(
+                    id,
+                    "",
+                    &d.file,
+                    format!("discovering: {n} device(s) found"),
+                    None,
+                    &Stats::default(),
+                ),
             ));
         }
         for (id, (d, why)) in &self.idle {
@@ -342,6 +573,7 @@ impl EndDevices {
                 d.file.display().to_string(),
                 row(
                     id,
+                    d.spec.device.prefix(),
                     d,
                     format!("not running: {why}"),
                     None,
@@ -354,10 +586,58 @@ impl EndDevices {
     }
 }
 
-fn row(id: &str, d: &LoadedDevice, state: String, inst: Option<u16>, s: &Stats) -> DeviceStatus {
+/// What a device's event changed: the tree (None: the gateway's) whose observers
+/// may be due, and the time of its values when it brought some.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changed {
+    pub prefix: Option<String>,
+    pub time: Option<f64>,
+}
+
+fn remove_from_trees(r: &Running, trees: &mut Trees) {
+    match &r.place {
+        Place::EndDevice { inst } => {
+            trees.devices.remove(&r.prefix);
+            trees.down.remove(&r.prefix);
+            let _ = trees.gateway.delete_instance(25, *inst);
+            crate::lwm2m::acl::on_delete(&mut trees.gateway, 25, *inst);
+        }
+        Place::Gateway { instances } => {
+            for (obj, inst) in instances {
+                let _ = trees.gateway.delete_instance(*obj, *inst);
+                if trees.gateway.objects.get(obj).is_some_and(|m| m.is_empty()) {
+                    trees.gateway.objects.remove(obj);
+                }
+            }
+        }
+    }
+}
+
+fn undefined_object(exposed: &[Exposed], reg: &Registry) -> Option<u16> {
+    exposed
+        .iter()
+        .map(|e| e.id.object)
+        .find(|o| reg.get(*o).is_none())
+}
+
+fn no_definition(obj: u16) -> String {
+    format!(
+        "object {obj} has no definition: add its DDF XML to /etc/lwgate/objects \
+         or /usr/share/lwgate/objects"
+    )
+}
+
+fn row(
+    id: &str,
+    prefix: &str,
+    d: &LoadedDevice,
+    state: String,
+    inst: Option<u16>,
+    s: &Stats,
+) -> DeviceStatus {
     DeviceStatus {
         id: id.to_string(),
-        prefix: d.spec.device.prefix().to_string(),
+        prefix: prefix.to_string(),
         protocol: d.spec.device.protocol.as_str().to_string(),
         enabled: d.spec.device.enabled,
         file: d.file.display().to_string(),

@@ -116,6 +116,23 @@ pub fn registry(dirs: &[PathBuf]) -> Registry {
     reg
 }
 
+/// Meta key of the devices the discovering files found: JSON, file id → ids.
+const KNOWN_DEVICES: &str = "known_devices";
+
+fn known_devices(store: &Store) -> std::collections::BTreeMap<String, Vec<String>> {
+    match store.get_meta(KNOWN_DEVICES) {
+        Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_else(|e| {
+            tracing::warn!("the stored list of devices found is unreadable, starting without: {e}");
+            Default::default()
+        }),
+        Ok(None) => Default::default(),
+        Err(e) => {
+            tracing::warn!("cannot read the devices found earlier: {e}");
+            Default::default()
+        }
+    }
+}
+
 impl Engine {
     pub fn new(loaded: &Loaded, now: Instant, store: Store) -> Self {
         let cfg = &loaded.config;
@@ -126,6 +143,7 @@ impl Engine {
         // Before the client exists: restored observations of end-device paths find
         // their trees.
         let mut devices = EndDevices::new();
+        devices.restore_known(known_devices(&store));
         devices.apply(&loaded.devices, &mut trees, &reg);
         let storage_dir = cfg
             .store
@@ -382,13 +400,25 @@ impl Engine {
 
     /// What an end device's bridge reported.
     pub fn device_event(&mut self, now: Instant, id: &str, ev: lwgate_bridges::device::Event) {
-        if let Some(prefix) = self
+        let changed = self
             .devices
-            .event(id, ev, &mut self.client.trees, &self.reg)
-        {
-            // The values are the device's; only their time is the gateway's.
+            .event(id, ev, &mut self.client.trees, &self.reg);
+        if let Some(known) = self.devices.take_known() {
+            // Kept at once: a device found is in /25 for servers from now on.
+            let text = serde_json::to_string(known).unwrap_or_default();
+            if let Err(e) = self.store.set_meta(KNOWN_DEVICES, &text) {
+                tracing::warn!("cannot store the devices found: {e}");
+            }
+        }
+        if self.devices.take_objects_changed() {
+            self.client.objects_changed(now);
+        }
+        if let Some(c) = changed {
             self.client.set_wall_clock(unix_now());
-            self.client.device_values_changed(now, &prefix);
+            // Observers of its values get them with the time the device gave them
+            // (an MQTT message's own time), or the time they were read.
+            self.client
+                .device_values_changed(now, c.prefix.as_deref(), c.time);
         }
     }
 

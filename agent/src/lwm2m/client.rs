@@ -220,6 +220,8 @@ pub struct Client {
     shutting_down: bool,
     /// Wall-clock time (Unix seconds) as last given by the driver.
     wall: f64,
+    /// While a device's values are being checked: the time it gave them.
+    sample_time: Option<f64>,
     next_note_id: u64,
     /// The client's start: "long ago" for restored observations.
     epoch: Instant,
@@ -276,6 +278,7 @@ impl Client {
             persist: VecDeque::new(),
             shutting_down: false,
             wall: 0.0,
+            sample_time: None,
             next_note_id: 1,
             epoch: now,
             now,
@@ -625,11 +628,16 @@ impl Client {
         self.check_observations(now);
     }
 
-    /// Values of the end device under `prefix` changed (its bridge polled it).
-    pub fn device_values_changed(&mut self, now: Instant, prefix: &str) {
+    /// Values of the end device under `prefix` changed (its bridge polled it; None:
+    /// a device filling the gateway's own objects). `time`: when the device says
+    /// they were taken, the time of the notifications they cause (composite ones
+    /// keep the gateway's clock: they may hold other devices' values too).
+    pub fn device_values_changed(&mut self, now: Instant, prefix: Option<&str>, time: Option<f64>) {
+        self.sample_time = time;
         self.check_observations_where(now, |_, o| {
-            !o.composite.is_empty() || o.path.prefix.as_deref() == Some(prefix)
+            !o.composite.is_empty() || o.path.prefix.as_deref() == prefix
         });
+        self.sample_time = None;
     }
 
     /// Objects or instances were added or removed: every registered server gets an Update.

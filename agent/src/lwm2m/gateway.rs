@@ -119,6 +119,7 @@ pub fn convert(v: &lwgate_bridges::device::Value, ty: DataType) -> Option<Value>
         (DataType::Float, B::Float(f)) if f.is_finite() => Value::Float(*f),
         (DataType::Float, B::Int(i)) => Value::Float(*i as f64),
         (DataType::Time, B::Int(i)) => Value::Time(*i),
+        (DataType::Time, B::Float(f)) if f.is_finite() => Value::Time(f.floor() as i64),
         (DataType::String, B::Text(s)) => Value::String(s.clone()),
         (DataType::String, B::Int(i)) => Value::String(i.to_string()),
         (DataType::String, B::Float(f)) => Value::String(f.to_string()),

@@ -315,12 +315,16 @@ impl Client {
             self.next_note_id += 1;
             let values =
                 codec::encode_absolute(Format::SenmlCbor, &current, None).unwrap_or_default();
+            let time = match self.sample_time {
+                Some(t) if !composite => t,
+                _ => self.wall,
+            };
             let note = QueuedNote {
                 id,
                 ssid,
                 token,
                 path: path.clone(),
-                time: self.wall,
+                time,
                 values,
             };
             let storing = self.storing(idx);
@@ -339,7 +343,7 @@ impl Client {
                     let times = vec![self.wall; current.len()];
                     codec::encode_absolute(format, &current, Some(&times))
                 } else {
-                    codec::encode_at(format, &path, &current, self.wall)
+                    codec::encode_at(format, &path, &current, time)
                 };
                 let body = match encoded {
                     Ok(b) => b,
