@@ -14,6 +14,7 @@ pub mod persist;
 pub mod registration;
 pub mod request;
 pub mod security_mode;
+pub mod sms;
 pub mod tree;
 
 pub use client::{
