@@ -623,6 +623,58 @@ impl Client {
         self.check_due_observations(now);
     }
 
+    /// The server accounts as SMS sees them: /1 instance and SMS number (/0/x/9).
+    pub fn sms_servers(&self) -> Vec<crate::lwm2m::sms::SmsServer> {
+        let gw = &self.trees.gateway;
+        self.sessions
+            .iter()
+            .map(|s| {
+                let number = gw.objects.get(&0).and_then(|sec| {
+                    sec.keys().find_map(|i| {
+                        let is_bs = matches!(gw.get(0, *i, 1), Some(Value::Boolean(true)));
+                        if is_bs || gw.get_i64(0, *i, 10) != Some(i64::from(s.ssid)) {
+                            return None;
+                        }
+                        match gw.get(0, *i, 9) {
+                            Some(Value::String(n)) if !n.is_empty() => Some(n.clone()),
+                            _ => None,
+                        }
+                    })
+                });
+                crate::lwm2m::sms::SmsServer {
+                    ssid: s.ssid,
+                    server_instance: s.server_inst,
+                    number,
+                }
+            })
+            .collect()
+    }
+
+    /// A trigger an SMS carried, judged by `lwm2m::sms` first: what the server's
+    /// Execute of /1/x/8 (or /1/x/9) would do, the work going over the server's
+    /// own transport (a queue-mode sleeper wakes for it).
+    pub fn sms_trigger(
+        &mut self,
+        now: Instant,
+        server_instance: u16,
+        trigger: crate::lwm2m::sms::Trigger,
+    ) {
+        let Some(idx) = self
+            .sessions
+            .iter()
+            .position(|s| s.server_inst == server_instance)
+        else {
+            return;
+        };
+        let rid = match trigger {
+            crate::lwm2m::sms::Trigger::Update => 8,
+            crate::lwm2m::sms::Trigger::Bootstrap => 9,
+        };
+        self.sessions[idx].asleep = false;
+        let path = Path::new(&[1, server_instance, rid]);
+        self.execute(now, idx, path, Vec::new());
+    }
+
     /// Values may have changed (the driver refreshed system resources, a bridge reported).
     pub fn values_changed(&mut self, now: Instant) {
         self.check_observations(now);

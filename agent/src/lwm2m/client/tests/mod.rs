@@ -1420,3 +1420,34 @@ fn an_observation_with_pmin_alone_sets_no_deadline_in_the_past() {
     assert_eq!(sent(&mut h), 1, "at the end of pmin");
     assert!(h.c.poll_timeout().is_none_or(|t| t > h.now));
 }
+
+#[test]
+fn an_sms_trigger_brings_an_update_over_the_servers_transport() {
+    let mut h = H::new(&[account(101, 300), account(102, 300)]);
+    h.register_all();
+    assert!(h.take().is_empty());
+    let servers = h.c.sms_servers();
+    assert_eq!(
+        servers
+            .iter()
+            .map(|s| (s.ssid, s.server_instance))
+            .collect::<Vec<_>>(),
+        [(101, 0), (102, 1)]
+    );
+    assert!(servers.iter().all(|s| s.number.is_none()), "no /0/x/9 set");
+    h.c.sms_trigger(h.now, 1, crate::lwm2m::sms::Trigger::Update);
+    let sent = h.take();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (ssid, upd) = &sent[0];
+    assert_eq!(
+        *ssid, 102,
+        "the Update goes to the server the trigger names"
+    );
+    assert_eq!(message::uri_path(upd).unwrap(), ["rd", "r102"]);
+    // An unknown /1 instance does nothing.
+    h.c.sms_trigger(h.now, 9, crate::lwm2m::sms::Trigger::Update);
+    assert!(
+        h.take().iter().all(|(s, _)| *s == 102),
+        "only retransmissions, if any"
+    );
+}
