@@ -10,6 +10,7 @@ mod endpoint;
 mod error;
 mod firmware;
 mod server;
+mod sms;
 mod software;
 mod types;
 
@@ -21,6 +22,7 @@ pub use security::{
     iana_name, rpk_unsupported, CipherSuite, SecretHex, SecurityKeys, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use server::{parse_uri, SecurityMode, ServerAddr, ServerConfig, BINDINGS};
+pub use sms::SmsSection;
 pub use software::SoftwareSection;
 pub use types::{LogLevel, Seconds};
 
@@ -60,6 +62,9 @@ pub struct Config {
     /// /9 Software Management; without the table there is no /9.
     #[serde(default)]
     pub software: Option<SoftwareSection>,
+    /// SMS triggers (with a `[modem]`); without the table SMS is not used.
+    #[serde(default)]
+    pub sms: Option<SmsSection>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
@@ -316,6 +321,9 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
         sw.rebase_paths(&security::base_dir(path));
         errors.extend(sw.validate(path));
     }
+    if let Some(sms) = &config.sms {
+        errors.extend(sms.validate(path));
+    }
     if let Some(f) = config.device.firmware_version_file.as_mut() {
         if f.is_relative() {
             *f = security::base_dir(path).join(&*f);
@@ -436,6 +444,30 @@ fn validate(path: &Path, config: &Config) -> Vec<ConfigError> {
                 path,
                 key("max_retransmit"),
                 format!("expected {MAX_RETRANSMIT_EXPECTED}, got {n}"),
+            ));
+        }
+        if let Some(n) = &s.sms_number {
+            if let Err(e) = sms::check_number(n) {
+                errors.push(ConfigError::new(path, key("sms_number"), e));
+            }
+        }
+        if matches!(s.binding.as_str(), "S" | "SQ") {
+            errors.push(ConfigError::new(
+                path,
+                key("binding"),
+                format!(
+                    "expected U, UQ, US or UQS, got {:?}: lwgate takes only wake-up triggers by SMS and talks to the server over UDP",
+                    s.binding
+                ),
+            ));
+        } else if s.binding.contains('S') && config.sms.is_none() {
+            errors.push(ConfigError::new(
+                path,
+                key("binding"),
+                format!(
+                    "binding {:?} takes SMS triggers: expected an [sms] table (and a [modem]), got none",
+                    s.binding
+                ),
             ));
         }
         if !BINDINGS.contains(&s.binding.as_str()) {

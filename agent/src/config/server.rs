@@ -48,6 +48,10 @@ pub struct ServerConfig {
     /// listening until it has something to send. Default: MAX_TRANSMIT_WAIT (93 s).
     #[serde(default)]
     pub queue_timeout: Option<Seconds>,
+    /// The server's SMS number (/0/x/9), international (`+447700900123`): SMS
+    /// triggers are taken from it (binding US or UQS, and an `[sms]` table).
+    #[serde(default)]
+    pub sms_number: Option<String>,
 }
 }
 

@@ -167,6 +167,7 @@ pub fn factory_accounts(loaded: &Loaded) -> Vec<factory::SecuredAccount> {
                 lifetime: s.lifetime.0,
                 binding: s.binding.clone(),
                 notification_storing: s.notification_storing,
+                sms_number: s.sms_number.clone(),
             },
             security: s.account_security(),
         })

@@ -222,6 +222,8 @@ pub struct Client {
     wall: f64,
     /// While a device's values are being checked: the time it gave them.
     sample_time: Option<f64>,
+    /// The gateway's MSISDN, for `sms=`.
+    sms_number: Option<String>,
     next_note_id: u64,
     /// The client's start: "long ago" for restored observations.
     epoch: Instant,
@@ -279,6 +281,7 @@ impl Client {
             shutting_down: false,
             wall: 0.0,
             sample_time: None,
+            sms_number: None,
             next_note_id: 1,
             epoch: now,
             now,
@@ -431,6 +434,7 @@ impl Client {
             lifetime: self.lifetime(s.server_inst),
             version: s.version,
             binding: self.binding(s.server_inst),
+            sms: self.sms_number.clone(),
         }
     }
 
@@ -621,6 +625,20 @@ impl Client {
         self.expire_deferred(now);
         self.expire_pushes(now);
         self.check_due_observations(now);
+    }
+
+    /// The gateway's own number (config, or the modem's AT+CNUM): servers with an
+    /// SMS binding are told it (`sms=`) in the next Register or Update.
+    pub fn set_sms_number(&mut self, now: Instant, number: Option<String>) {
+        if self.sms_number == number {
+            return;
+        }
+        self.sms_number = number;
+        for idx in 0..self.sessions.len() {
+            if self.binding(self.sessions[idx].server_inst).contains('S') {
+                self.request_update(now, idx);
+            }
+        }
     }
 
     /// The server accounts as SMS sees them: /1 instance and SMS number (/0/x/9).

@@ -16,6 +16,9 @@ pub struct Account {
     pub lifetime: u32,
     pub binding: String,
     pub notification_storing: bool,
+    /// /0/x/9 LwM2M Server SMS Number: where SMS triggers may come from (with
+    /// /0/x/6 SMS Security Mode 3, NoSec: SMS is a wake-up only).
+    pub sms_number: Option<String>,
 }
 
 /// An account with the Security-object material `lwgate.toml` gave for it.
@@ -33,6 +36,7 @@ impl Default for Account {
             lifetime: 86_400,
             binding: "U".into(),
             notification_storing: true,
+            sms_number: None,
         }
     }
 }
@@ -226,6 +230,9 @@ pub struct DeviceInfo {
     pub software_version: String,
 }
 
+/// /0/x/6 SMS Security Mode 3: NoSec (1.0 E.1).
+pub const SMS_NOSEC: i64 = 3;
+
 pub fn trees<L: AccountList + ?Sized>(accounts: &L, info: &DeviceInfo) -> Trees {
     let entries = accounts.entries();
     let accounts: Vec<&Account> = entries.iter().map(|e| e.0).collect();
@@ -239,6 +246,10 @@ pub fn trees<L: AccountList + ?Sized>(accounts: &L, info: &DeviceInfo) -> Trees 
         g.set(0, i, 1, Value::Boolean(false));
         write_security(g, i, sec.unwrap_or(&nosec));
         g.set(0, i, 10, Value::Integer(ssid));
+        if let Some(n) = &a.sms_number {
+            g.set(0, i, 6, Value::Integer(SMS_NOSEC));
+            g.set(0, i, 9, Value::String(n.clone()));
+        }
         g.set(1, i, 0, Value::Integer(ssid));
         g.set(1, i, 1, Value::Integer(i64::from(a.lifetime)));
         g.set(1, i, 6, Value::Boolean(a.notification_storing));

@@ -28,6 +28,8 @@ pub struct RegParams {
     pub version: Version,
     /// Binding as configured (1.0 letters, e.g. "UQ").
     pub binding: String,
+    /// The client's MSISDN (`sms=`), sent where the binding has S.
+    pub sms: Option<String>,
 }
 
 impl RegParams {
@@ -53,7 +55,13 @@ impl RegParams {
             format!("lwm2m={}", self.version.as_str()),
         ];
         q.extend(self.binding_query());
+        q.extend(self.sms_query());
         q
+    }
+
+    fn sms_query(&self) -> Option<String> {
+        let n = self.sms.as_ref().filter(|_| self.binding.contains('S'))?;
+        Some(format!("sms={n}"))
     }
 
     /// Only what changed since the last Register/Update (spec 5.3.2).
@@ -64,6 +72,9 @@ impl RegParams {
         }
         if self.binding != before.binding {
             q.extend(self.binding_query());
+        }
+        if self.sms_query() != before.sms_query() {
+            q.extend(self.sms_query());
         }
         q
     }
@@ -171,7 +182,24 @@ mod tests {
             lifetime: 300,
             version: v,
             binding: b.into(),
+            sms: None,
         }
+    }
+
+    #[test]
+    fn the_sms_number_goes_with_an_sms_binding_only() {
+        let mut p = params(Version::V1_0, "UQS");
+        p.sms = Some("+447700900123".into());
+        assert_eq!(
+            p.register_query(),
+            ["ep=gw", "lt=300", "lwm2m=1.0", "b=UQS", "sms=+447700900123"]
+        );
+        let mut u = params(Version::V1_0, "U");
+        u.sms = p.sms.clone();
+        assert!(!u.register_query().iter().any(|q| q.starts_with("sms=")));
+        let before = params(Version::V1_0, "UQS");
+        assert_eq!(p.update_query(&before), ["sms=+447700900123"]);
+        assert!(p.update_query(&p).is_empty());
     }
 
     #[test]

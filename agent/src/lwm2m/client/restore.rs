@@ -102,6 +102,7 @@ impl Client {
                 lifetime: reg.lifetime,
                 version: reg.version,
                 binding: reg.binding.clone(),
+                sms: None,
             };
             let s = &mut self.sessions[idx];
             s.location = reg.location;

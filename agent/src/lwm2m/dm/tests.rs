@@ -59,6 +59,7 @@ fn setup() -> (Registry, Trees, AttrStore) {
         lifetime: 60,
         binding: "U".into(),
         notification_storing: true,
+        sms_number: None,
     };
     let mut trees = factory::trees(&[acc], &DeviceInfo::default());
     trees.gateway.set(3303, 0, 5700, Value::Float(21.5));

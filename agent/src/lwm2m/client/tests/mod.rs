@@ -23,6 +23,7 @@ fn account(ssid: u16, lifetime: u32) -> Account {
         lifetime,
         binding: "U".into(),
         notification_storing: true,
+        sms_number: None,
     }
 }
 
