@@ -200,6 +200,7 @@ fn resumed_client(port: u16, mut restored: Restored, storing: bool) -> Client {
         lifetime: 86_400,
         binding: "U".into(),
         notification_storing: storing,
+        sms_number: None,
     };
     let trees = factory::trees(&[acc], &DeviceInfo::default());
     let cfg = ClientConfig {
