@@ -31,6 +31,9 @@ class Broker:
         self.exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         _need("mosquitto")
         self.dir = tempfile.mkdtemp(prefix="lwgate-mqtt.")
+        # Started as root, mosquitto drops to its own user: it must still be able
+        # to save its sessions here.
+        os.chmod(self.dir, 0o777)
         self.port = port or _free_port()
         self.conf = os.path.join(self.dir, "mosquitto.conf")
         with open(self.conf, "w") as f:
@@ -100,7 +103,10 @@ class Broker:
 
     def close(self):
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.environ.get("LWGATE_KEEP_MQTT"):
+            print(f"mosquitto's directory kept: {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Subscription:

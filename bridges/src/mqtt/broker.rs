@@ -427,7 +427,11 @@ impl Task {
                         self.set_state(&id, Availability::Up).await;
                     }
                 }
-                Err(_) => d.stats.errors += 1,
+                Err(_) => {
+                    d.stats.errors += 1;
+                    let stats = d.stats.clone();
+                    let _ = self.events.try_send((id.clone(), Event::Stats(stats)));
+                }
             }
         }
     }
