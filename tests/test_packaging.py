@@ -52,6 +52,10 @@ EXPECTED = [
     # Commented examples an installer copies to <name>.toml (ignored as they are).
     "/etc/lwgate/devices.d/modbus-tcp.toml.example",
     "/etc/lwgate/devices.d/modbus-rtu.toml.example",
+    "/etc/lwgate/devices.d/mqtt.toml.example",
+    "/etc/lwgate/devices.d/mqtt-discovery.toml.example",
+    "/etc/lwgate/devices.d/serial.toml.example",
+    "/etc/lwgate/devices.d/nmea-gps.toml.example",
     "/usr/lib/sysusers.d/lwgate.conf",
     "/usr/lib/tmpfiles.d/lwgate.conf",
     "/usr/share/doc/lwgate/README.md",

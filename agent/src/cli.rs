@@ -16,10 +16,10 @@ use std::process::ExitCode;
                   lets them manage it (read, write, execute, \
                   observe, Send), keeps notifications while a server is unreachable, and \
                   bootstraps from its config, a UICC smartcard or a bootstrap server. Modbus \
-                  RTU/TCP devices in devices.d appear to the servers as end devices behind the \
-                  LwM2M Gateway object (/25). This version does not yet bridge serial-line or \
-                  MQTT devices (their files are checked, not polled), nor do raw public \
-                  keys, firmware update or SMS. Normally run by systemd (lwgate.service)."
+                  RTU/TCP, serial-line and MQTT devices in devices.d appear to the servers as \
+                  end devices behind the LwM2M Gateway object (/25); it updates its firmware \
+                  (/5) and software (/9) from a Package URI. This version does not yet \
+                  receive SMS triggers (the [sms] table is checked only). Normally run by systemd (lwgate.service)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -322,14 +322,6 @@ fn check_config(path: &Path) -> ExitCode {
                         " (disabled)"
                     }
                 );
-            }
-            if l.devices.iter().any(|d| {
-                !matches!(
-                    d.spec.device.protocol,
-                    lwgate_bridges::Protocol::ModbusTcp | lwgate_bridges::Protocol::ModbusRtu
-                )
-            }) {
-                println!("    (serial and MQTT devices are checked only: their bridges are not in this version)");
             }
             let store = &l.config.store.path;
             if let Some(fw) = &l.config.firmware {

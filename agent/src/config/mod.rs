@@ -323,6 +323,10 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     }
     if let Some(sms) = &config.sms {
         errors.extend(sms.validate(path));
+        warnings.push(format!(
+            "{}: [sms]: this version has no modem bridge yet: SMS triggers are not received",
+            path.display()
+        ));
     }
     if let Some(f) = config.device.firmware_version_file.as_mut() {
         if f.is_relative() {

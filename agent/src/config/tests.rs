@@ -1165,3 +1165,25 @@ mod security {
         );
     }
 }
+
+/// Every packaged example loads as it is once copied to `<name>.toml`.
+#[test]
+fn the_packaged_device_examples_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "lwgate.toml", "");
+    let dd = dir.path().join("devices.d");
+    fs::create_dir(&dd).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/devices.d");
+    let mut n = 0;
+    for e in fs::read_dir(&examples).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if let Some(stem) = name.strip_suffix(".toml.example") {
+            fs::copy(&p, dd.join(format!("{stem}.toml"))).unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 6, "{n} examples");
+    let l = load(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(l.devices.len(), n);
+}
