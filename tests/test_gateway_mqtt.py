@@ -7,6 +7,7 @@ topic and from a broker restart."""
 
 import json
 import time
+from pathlib import Path
 
 import cbor2
 import pytest
@@ -218,3 +219,73 @@ def test_a_flood_on_one_device_does_not_starve_another(gateway):
     srv.wait_for(lambda: any(senml_json(n.payload).get("/quiet/3303/0/5700") == 2.0 for n in notes if not isinstance(n, Exception)), 10, "the quiet device's notification")
     cancel()
     assert a.proc.poll() is None
+
+
+def test_mqtt_and_serial_values_are_stored_through_an_outage_with_their_own_times(agent):
+    """The server observes an MQTT-fed and a serial-fed resource; during an outage
+    the values are stored with the times the devices gave them and replayed."""
+    import subprocess
+    import sys
+
+    from modbus_sim import PtyPair
+    from relay import Relay
+
+    broker = Broker()
+    srv = TestServer()
+    relay = Relay(srv.port)
+    pty = PtyPair()
+    sim = Path(__file__).parent / "fixtures" / "serial_instrument.py"
+    gps = subprocess.Popen([sys.executable, str(sim), pty.sim, "--mode", "nmea", "--rate", "2"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        a = agent(
+            extra=f'[lwm2m]\nobject_dirs = ["{ROOT / "objects"}"]\n',
+            servers=f'[[server]]\nuri = "{relay.uri}"\nssid = 101\nlifetime = 300\nack_timeout = 1\nmax_retransmit = 1\n',
+        )
+        (a.devices / "th1.toml").write_text(declared(broker.port))
+        example = (ROOT / "etc" / "devices.d" / "nmea-gps.toml.example").read_text()
+        (a.devices / "gps.toml").write_text(example.replace("/dev/ttyUSB0", pty.device))
+        a.start()
+        srv.wait_registered(EP, 15)
+        assert srv.write(EP, "/1/0/18", b"1", TEXT).code.is_successful()
+        assert srv.write(EP, "/1/0/19", b"2", TEXT).code.is_successful()
+        base = 1_700_000_000.0
+        broker.publish("sensors/th-1/data", json.dumps({"temp": 1.0, "ts": base}))
+        wait_for(lambda: value(srv, "/th-1/3303/0/5700"), 10, "the MQTT value")
+        wait_for(lambda: value(srv, "/6/0/5"), 10, "the GPS time")
+        _, mqtt_notes, cancel1 = srv.observe(EP, "/th-1/3303/0/5700", accept=SENML_JSON)
+        _, gps_notes, cancel2 = srv.observe(EP, "/6/0/5", accept=SENML_JSON)
+        srv.wait_for(lambda: len(relay.notifications) >= 2, 10, "live notifications")
+        relay.drop = True
+        for i in range(1, 5):
+            broker.publish("sensors/th-1/data", json.dumps({"temp": 10.0 + i, "ts": base + 60 * i}))
+            time.sleep(1)
+        assert a.status_json()["servers"][0]["queued"] >= 4
+        relay.drop = False
+        srv.wait_for(lambda: a.status_json()["servers"][0]["queued"] == 0 and any(
+            json.loads(p)[-1].get("v") == 14.0 for _, p in relay.notifications if p), 30, "the replay")
+        mqtt, gps_times = [], []
+        for _, p in relay.notifications:
+            bt = 0.0
+            for r in json.loads(p) if p else []:
+                bt = r.get("bt", bt)
+                name = r.get("bn", "") + r.get("n", "")
+                if name.startswith("/th-1/3303/0/5700") and "v" in r:
+                    mqtt.append((bt + r.get("t", 0), r["v"]))
+                if name.startswith("/6/0/5") and "v" in r:
+                    gps_times.append((bt + r.get("t", 0), r["v"]))
+        # Every MQTT value of the outage, in order, with the time its payload gave.
+        for i in range(1, 5):
+            assert (base + 60 * i, 10.0 + i) in mqtt, mqtt
+        # The GPS's notifications carry the fix's own time (its /6/0/5 value).
+        # (The Observe's first answer has no time: it is a read, not a notification.)
+        gps_times = [(t, v) for t, v in gps_times if t]
+        assert gps_times and all(abs(t - v) < 1 for t, v in gps_times), gps_times
+        cancel1()
+        cancel2()
+        a.stop()
+    finally:
+        gps.kill()
+        pty.close()
+        relay.close()
+        srv.close()
+        broker.close()
