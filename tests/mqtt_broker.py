@@ -25,7 +25,8 @@ def _need(cmd):
 
 
 class Broker:
-    def __init__(self, port=None):
+    def __init__(self, port=None, tls=None):
+        """`tls`: (certificate, key, CA) PEM files: the listener speaks TLS (mqtts)."""
         for c in ("mosquitto_pub", "mosquitto_sub"):
             _need(c)
         self.exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -36,10 +37,12 @@ class Broker:
         os.chmod(self.dir, 0o777)
         self.port = port or _free_port()
         self.conf = os.path.join(self.dir, "mosquitto.conf")
+        self.tls = tls
         with open(self.conf, "w") as f:
             f.write(
                 f"listener {self.port} 127.0.0.1\n"
-                "allow_anonymous true\n"
+                + (f"certfile {tls[0]}\nkeyfile {tls[1]}\n" if tls else "")
+                + "allow_anonymous true\n"
                 "persistence true\n"
                 f"persistence_location {self.dir}/\n"
                 # Keep what a persistent session misses while its client is away.
@@ -76,7 +79,7 @@ class Broker:
         self.start()
 
     def publish(self, topic, payload, qos=1, retain=False):
-        args = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", topic, "-q", str(qos)]
+        args = ["mosquitto_pub", *self._where(), "-t", topic, "-q", str(qos)]
         if retain:
             args.append("-r")
         if isinstance(payload, bytes):
@@ -91,12 +94,17 @@ class Broker:
             by_topic.setdefault(t, []).append(p)
         for t, ps in by_topic.items():
             subprocess.run(
-                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", t, "-q", str(qos), "-l"],
+                ["mosquitto_pub", *self._where(), "-t", t, "-q", str(qos), "-l"],
                 input="\n".join(ps) + "\n",
                 text=True,
                 check=True,
                 timeout=60,
             )
+
+    def _where(self):
+        if self.tls:
+            return ["-h", "localhost", "-p", str(self.port), "--cafile", self.tls[2]]
+        return ["-h", "127.0.0.1", "-p", str(self.port)]
 
     def subscribe(self, topic):
         return Subscription(self, topic)

@@ -6,6 +6,7 @@ notifications, writes published and acknowledged, availability from a status
 topic and from a broker restart."""
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -287,5 +288,54 @@ def test_mqtt_and_serial_values_are_stored_through_an_outage_with_their_own_time
         gps.kill()
         pty.close()
         relay.close()
+        srv.close()
+        broker.close()
+
+
+def test_a_broker_over_tls_with_a_configured_ca(agent):
+    import subprocess
+    import tempfile
+
+    # Readable by mosquitto, which drops root for its own user.
+    tmp_path = Path(tempfile.mkdtemp(prefix="lwgate-mqtt-tls."))
+    os.chmod(tmp_path, 0o755)
+
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    ca_key, ca, key, csr, cert = (tmp_path / n for n in ("ca.key", "ca.pem", "srv.key", "srv.csr", "srv.pem"))
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(ca_key),
+        "-out", str(ca), "-days", "2", "-subj", "/CN=test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
+        "-out", str(csr), "-subj", "/CN=localhost")
+    ext = tmp_path / "ext.cnf"
+    ext.write_text("subjectAltName=DNS:localhost\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    for f in (key, cert, ca):
+        os.chmod(f, 0o644)  # mosquitto runs as its own user
+    broker = Broker(tls=(str(cert), str(key), str(ca)))
+    srv = TestServer()
+    try:
+        a = agent(
+            extra=f'[lwm2m]\nobject_dirs = ["{ROOT / "objects"}"]\n',
+            servers=f'[[server]]\nuri = "{srv.uri}"\nssid = 101\nlifetime = 300\n',
+        )
+        text = declared(broker.port).replace(
+            f"port = {broker.port}\n", f'host = "localhost"\nport = {broker.port}\ntls = true\nca_file = "{ca}"\n'
+        )
+        (a.devices / "th1.toml").write_text(text)
+        a.start()
+        srv.wait_registered(EP, 15)
+        wait_for(lambda: broker.publish("sensors/th-1/data", json.dumps({"temp": 7.5})) or value(srv, "/th-1/3303/0/5700"), 15, "a value over TLS")
+        assert float(value(srv, "/th-1/3303/0/5700")) == 7.5
+        # Without the CA the broker's certificate is refused, and the device says why.
+        a.stop()
+        (a.devices / "th1.toml").write_text(text.replace(f'ca_file = "{ca}"\n', ""))
+        a.start()
+        srv.wait_registered(EP, 15)
+        wait_for(lambda: "cannot reach the MQTT broker" in {d["id"]: d for d in a.status_json()["devices"]}["th-1"]["state"], 15, "down: untrusted broker")
+        a.stop()
+    finally:
         srv.close()
         broker.close()

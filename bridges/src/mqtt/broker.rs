@@ -13,7 +13,7 @@ use rumqttc::{AsyncClient, Event as MqttEvent, EventLoop, MqttOptions, Packet, Q
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::config::{Broker, MqttConfig, Naming};
+use super::config::{Broker, MqttConfig, Naming, Tls};
 use super::mapping::{self, MapError};
 use super::topic;
 use crate::device::{Availability, Command, CommandError, Event, EventTx, Stats, Value};
@@ -41,6 +41,20 @@ pub(crate) fn spawn(
     opts.set_clean_session(false);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(256 * 1024, 256 * 1024);
+    match &broker.tls {
+        Some(Tls::SystemTrust) => {
+            opts.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Native));
+        }
+        Some(Tls::Ca(pem)) => {
+            opts.set_transport(rumqttc::Transport::Tls(
+                rumqttc::TlsConfiguration::SimpleNative {
+                    ca: pem.clone(),
+                    client_auth: None,
+                },
+            ));
+        }
+        None => {}
+    }
     if let Some(u) = &broker.username {
         opts.set_credentials(u.clone(), broker.password.clone().unwrap_or_default());
     }

@@ -48,6 +48,15 @@ pub struct Broker {
     pub client_id: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// TLS (mqtts): the CA (PEM) that signs the broker's certificate, or None for
+    /// the system's trust store; None without TLS.
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Tls {
+    SystemTrust,
+    Ca(Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,8 +164,10 @@ fn args_placeholder() -> String {
 struct RawMqtt {
     #[serde(default = "localhost")]
     host: String,
-    #[serde(default = "default_port")]
-    port: u16,
+    port: Option<u16>,
+    #[serde(default)]
+    tls: bool,
+    ca_file: Option<String>,
     client_id: Option<String>,
     username: Option<String>,
     password: Option<String>,
@@ -301,6 +312,20 @@ impl TryFrom<RawMqtt> for MqttConfig {
             },
             (None, None) => None,
         };
+        let tls = match (r.tls, &r.ca_file) {
+            (false, Some(_)) => return Err(err("mqtt.ca_file: needs tls = true")),
+            (false, None) => None,
+            (true, None) => Some(Tls::SystemTrust),
+            (true, Some(f)) => match std::fs::read(f) {
+                Ok(pem) if pem.starts_with(b"-----BEGIN") => Some(Tls::Ca(pem)),
+                Ok(_) => {
+                    return Err(err(format!(
+                        "mqtt.ca_file: expected a PEM certificate in {f}"
+                    )))
+                }
+                Err(e) => return Err(err(format!("mqtt.ca_file: cannot read {f}: {e}"))),
+            },
+        };
         let mut points = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (i, p) in r.points.into_iter().enumerate() {
@@ -370,7 +395,10 @@ impl TryFrom<RawMqtt> for MqttConfig {
         Ok(MqttConfig {
             broker: Broker {
                 host: r.host,
-                port: r.port,
+                port: r
+                    .port
+                    .unwrap_or(if tls.is_some() { 8883 } else { default_port() }),
+                tls,
                 client_id: r.client_id,
                 username: r.username,
                 password,
