@@ -11,6 +11,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod coalesce;
 pub mod device;
 pub mod manager;
 pub mod modbus;

@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 use super::config::{Broker, MqttConfig, Naming, Tls};
 use super::mapping::{self, MapError};
 use super::topic;
-use crate::device::{Availability, Command, CommandError, Event, EventTx, Stats, Value};
+use crate::coalesce::Coalescer;
+use crate::device::{Availability, Command, CommandError, Event, EventTx, Stats};
 
 pub(crate) enum Msg {
     Add(String, Arc<MqttConfig>),
@@ -124,9 +125,8 @@ struct Dev {
     state: Availability,
     stats: Stats,
     last_msg: Instant,
-    last_emit: Option<Instant>,
-    /// Values waiting for the rate limit, latest of each resource.
-    held: Option<(f64, Vec<(crate::device::ResourceId, Value)>)>,
+    /// Values waiting for the rate limit.
+    held: Coalescer,
 }
 
 struct Waiting {
@@ -240,8 +240,7 @@ impl Task {
                 state: Availability::Starting,
                 stats: Stats::default(),
                 last_msg: Instant::now(),
-                last_emit: None,
-                held: None,
+                held: Coalescer::default(),
             },
         );
         if id != file {
@@ -415,25 +414,10 @@ impl Task {
                         continue;
                     }
                     d.stats.last_ok = Some(arrival);
-                    match &mut d.held {
-                        Some((time, held)) => {
-                            d.stats.dropped_values += 1;
-                            *time = m.time;
-                            for (rid, v) in m.values {
-                                match held.iter_mut().find(|(r, _)| *r == rid) {
-                                    Some(slot) => slot.1 = v,
-                                    None => held.push((rid, v)),
-                                }
-                            }
-                        }
-                        None => d.held = Some((m.time, m.values)),
+                    if d.held.hold(m.time, m.values) {
+                        d.stats.dropped_values += 1;
                     }
-                    let due = d.last_emit.is_none_or(|e| {
-                        e.elapsed() >= Duration::from_millis(config.min_interval_ms)
-                    });
-                    if due {
-                        self.emit(&id);
-                    }
+                    self.emit(&id, Duration::from_millis(config.min_interval_ms));
                     if !matches!(
                         self.devices.get(&id).map(|d| &d.state),
                         Some(Availability::Up)
@@ -450,15 +434,15 @@ impl Task {
         }
     }
 
-    /// Sends the device's held values (never waiting: a full channel counts them dropped).
-    fn emit(&mut self, id: &str) {
+    /// Sends the device's held values when its interval allows (never waiting: a
+    /// full channel counts them dropped).
+    fn emit(&mut self, id: &str, interval: Duration) {
         let Some(d) = self.devices.get_mut(id) else {
             return;
         };
-        let Some((time, values)) = d.held.take() else {
+        let Some((time, values)) = d.held.take(Instant::now(), interval) else {
             return;
         };
-        d.last_emit = Some(Instant::now());
         if self
             .events
             .try_send((id.to_string(), Event::Values { time, values }))
@@ -479,13 +463,7 @@ impl Task {
             let Some(c) = self.files.get(&d.file) else {
                 continue;
             };
-            if d.held.is_some()
-                && d.last_emit.is_none_or(|e| {
-                    now.duration_since(e) >= Duration::from_millis(c.min_interval_ms)
-                })
-            {
-                due.push(id.clone());
-            }
+            due.push((id.clone(), Duration::from_millis(c.min_interval_ms)));
             if c.silence_s > 0
                 && self.broker_down.is_none()
                 && !matches!(d.state, Availability::Down { .. })
@@ -498,8 +476,8 @@ impl Task {
                 ));
             }
         }
-        for id in due {
-            self.emit(&id);
+        for (id, interval) in due {
+            self.emit(&id, interval);
         }
         for (id, reason) in silent {
             self.set_state(&id, Availability::Down { reason }).await;

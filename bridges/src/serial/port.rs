@@ -14,9 +14,8 @@ use tokio_serial::SerialPortBuilderExt;
 use super::config::{Flow, SerialConfig};
 use super::framing::Framer;
 use super::parse;
-use crate::device::{
-    Availability, Command, CommandError, Event, EventTx, ResourceId, Stats, Value,
-};
+use crate::coalesce::Coalescer;
+use crate::device::{Availability, Command, CommandError, Event, EventTx, Stats, Value};
 use crate::modbus::config::Parity;
 
 const TICK: Duration = Duration::from_millis(50);
@@ -40,8 +39,7 @@ pub(crate) fn spawn(
         events,
         state: Availability::Starting,
         stats: Stats::default(),
-        held: None,
-        last_emit: None,
+        held: Coalescer::default(),
         last_good: Instant::now(),
         pending: VecDeque::new(),
         busy: None,
@@ -61,8 +59,7 @@ struct Dev {
     events: EventTx,
     state: Availability,
     stats: Stats,
-    held: Option<(f64, Vec<(ResourceId, Value)>)>,
-    last_emit: Option<Instant>,
+    held: Coalescer,
     last_good: Instant,
     /// Commands waiting for the line: (bytes, reply).
     pending: VecDeque<(Vec<u8>, Reply)>,
@@ -296,22 +293,10 @@ impl Dev {
                     .unwrap_or(now);
                 self.stats.last_ok = Some(now);
                 self.last_good = Instant::now();
-                match &mut self.held {
-                    Some((t, held)) => {
-                        self.stats.dropped_values += 1;
-                        *t = time;
-                        for (rid, v) in values {
-                            match held.iter_mut().find(|(r, _)| *r == rid) {
-                                Some(slot) => slot.1 = v,
-                                None => held.push((rid, v)),
-                            }
-                        }
-                    }
-                    None => self.held = Some((time, values)),
+                if self.held.hold(time, values) {
+                    self.stats.dropped_values += 1;
                 }
-                if self.emit_due() {
-                    self.emit();
-                }
+                self.emit();
                 self.set_state(Availability::Up).await;
             }
             Err(_) => {
@@ -321,16 +306,12 @@ impl Dev {
         }
     }
 
-    fn emit_due(&self) -> bool {
-        self.last_emit
-            .is_none_or(|e| e.elapsed() >= Duration::from_millis(self.config.min_interval_ms))
-    }
-
+    /// Sends the held values when the interval allows.
     fn emit(&mut self) {
-        let Some((time, values)) = self.held.take() else {
+        let interval = Duration::from_millis(self.config.min_interval_ms);
+        let Some((time, values)) = self.held.take(Instant::now(), interval) else {
             return;
         };
-        self.last_emit = Some(Instant::now());
         if self
             .events
             .try_send((self.id.clone(), Event::Values { time, values }))
@@ -351,9 +332,7 @@ impl Dev {
     async fn tick(&mut self) {
         let now = Instant::now();
         self.framer.expire(now);
-        if self.held.is_some() && self.emit_due() {
-            self.emit();
-        }
+        self.emit();
         match &self.busy {
             Some(Busy::Poll { deadline }) if *deadline <= now => {
                 self.busy = None;

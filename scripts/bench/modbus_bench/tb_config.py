@@ -43,6 +43,32 @@ def slave(i, port, registers):
     }
 
 
+def gateway_config(pkg, mqtt_port, connector):
+    """tb_gateway.json: ThingsBoard's MQTT API on the local mosquitto, no remote
+    configuration, shell, statistics or gRPC, memory storage, one connector.
+    Also used by scripts/bench/mqtt."""
+    gw = json.loads((pkg / "tb_gateway.json").read_text())
+    tb = gw["thingsboard"]
+    tb["host"] = "127.0.0.1"
+    tb["port"] = mqtt_port
+    tb["security"] = {"type": "accessToken", "accessToken": "bench"}
+    tb["remoteConfiguration"] = False
+    tb["remoteShell"] = False
+    tb["statistics"]["enable"] = False
+    gw["grpc"]["enabled"] = False
+    gw["storage"]["type"] = "memory"
+    gw["connectors"] = [connector]
+    return gw
+
+
+def write_logs(pkg, d):
+    """The package's logs.json at WARNING (lwgate runs at `warn`)."""
+    logs = json.loads((pkg / "logs.json").read_text())
+    for logger in logs.get("loggers", {}).values():
+        logger["level"] = "WARNING"
+    (d / "logs.json").write_text(json.dumps(logs, indent=2))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
@@ -55,17 +81,7 @@ def main():
     d.mkdir(parents=True, exist_ok=True)
     pkg = Path(thingsboard_gateway.__file__).parent / "config"
 
-    gw = json.loads((pkg / "tb_gateway.json").read_text())
-    tb = gw["thingsboard"]
-    tb["host"] = "127.0.0.1"
-    tb["port"] = args.mqtt_port
-    tb["security"] = {"type": "accessToken", "accessToken": "bench"}
-    tb["remoteConfiguration"] = False
-    tb["remoteShell"] = False
-    tb["statistics"]["enable"] = False
-    gw["grpc"]["enabled"] = False
-    gw["storage"]["type"] = "memory"
-    gw["connectors"] = [{"type": "modbus", "name": "Modbus", "configuration": "modbus.json"}]
+    gw = gateway_config(pkg, args.mqtt_port, {"type": "modbus", "name": "Modbus", "configuration": "modbus.json"})
     (d / "tb_gateway.json").write_text(json.dumps(gw, indent=2))
 
     modbus = {
@@ -77,10 +93,7 @@ def main():
     }
     (d / "modbus.json").write_text(json.dumps(modbus, indent=2))
 
-    logs = json.loads((pkg / "logs.json").read_text())
-    for logger in logs.get("loggers", {}).values():
-        logger["level"] = "WARNING"
-    (d / "logs.json").write_text(json.dumps(logs, indent=2))
+    write_logs(pkg, d)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,13 @@ venv python.
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import thingsboard_gateway
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "modbus_bench"))
+from tb_config import gateway_config, write_logs  # noqa: E402
 
 
 def main():
@@ -20,17 +24,7 @@ def main():
     d = Path(args.dir)
     d.mkdir(parents=True, exist_ok=True)
     pkg = Path(thingsboard_gateway.__file__).parent / "config"
-    gw = json.loads((pkg / "tb_gateway.json").read_text())
-    tb = gw["thingsboard"]
-    tb["host"] = "127.0.0.1"
-    tb["port"] = args.mqtt_port
-    tb["security"] = {"type": "accessToken", "accessToken": "bench"}
-    tb["remoteConfiguration"] = False
-    tb["remoteShell"] = False
-    tb["statistics"]["enable"] = False
-    gw["grpc"]["enabled"] = False
-    gw["storage"]["type"] = "memory"
-    gw["connectors"] = [{"type": "mqtt", "name": "MQTT", "configuration": "mqtt.json"}]
+    gw = gateway_config(pkg, args.mqtt_port, {"type": "mqtt", "name": "MQTT", "configuration": "mqtt.json"})
     (d / "tb_gateway.json").write_text(json.dumps(gw, indent=2))
     mqtt = {
         "name": "MQTT",
@@ -70,10 +64,7 @@ def main():
         "requestsMapping": {},
     }
     (d / "mqtt.json").write_text(json.dumps(mqtt, indent=2))
-    logs = json.loads((pkg / "logs.json").read_text())
-    for lg in logs.get("loggers", {}).values():
-        lg["level"] = "WARNING"
-    (d / "logs.json").write_text(json.dumps(logs, indent=2))
+    write_logs(pkg, d)
 
 
 if __name__ == "__main__":
