@@ -14,6 +14,7 @@
 pub mod device;
 pub mod manager;
 pub mod modbus;
+pub mod modem;
 pub mod mqtt;
 pub mod serial;
 pub mod spec;
