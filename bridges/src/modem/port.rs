@@ -93,6 +93,17 @@ impl Conn {
         }
     }
 
+    /// A read between commands: whatever came is unsolicited.
+    async fn idle_read(&mut self) -> Result<(), String> {
+        self.read(None).await?;
+        while let Some(e) = self.at.poll() {
+            if let AtEvent::Urc(u) = e {
+                self.urcs.push_back(u);
+            }
+        }
+        Ok(())
+    }
+
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         let r = match self.port.write_all(bytes).await {
             Ok(()) => self.port.flush().await,
@@ -202,9 +213,9 @@ struct Task {
     out: VecDeque<Out>,
     state: ModemState,
     said: Option<ModemState>,
-    /// The SIM refused our PIN: it is never sent again (the next refusals would
-    /// lock the SIM to its PUK).
-    pin_rejected: bool,
+    /// The SIM refused our PIN (why, as said then): it is never sent again (the
+    /// next refusals would lock the SIM to its PUK).
+    pin_rejected: Option<String>,
     concat: Reassembler<Tag>,
     /// Storage indices announced by `+CMTI`, to read.
     to_read: VecDeque<u32>,
@@ -244,7 +255,7 @@ pub(crate) async fn run(
         out: VecDeque::new(),
         state,
         said: None,
-        pin_rejected: false,
+        pin_rejected: None,
         concat: Reassembler::new(limits),
         to_read: VecDeque::new(),
         ack_needed: false,
@@ -265,7 +276,10 @@ impl Task {
         let mut backoff = Duration::from_secs(1);
         let max = Duration::from_secs(u64::from(self.config.reconnect_max));
         loop {
-            self.set_link(Link::Opening);
+            // Down stays down (said once) until the modem is ready or fails otherwise.
+            if !matches!(self.state.link, Link::Down { .. }) {
+                self.set_link(Link::Opening);
+            }
             let reason = match Conn::open(&self.config) {
                 Err(e) => e,
                 Ok(mut conn) => {
@@ -375,7 +389,7 @@ impl Task {
                 .map(|t| self.clock + Duration::from_secs_f64(t.max(0.0)));
             let wake = concat_at.map_or(next_status, |c| c.min(next_status));
             tokio::select! {
-                r = conn.read(None) => if let Err(reason) = r {
+                r = conn.idle_read() => if let Err(reason) = r {
                     return End::Down(reason);
                 },
                 r = self.requests.recv() => match r {
@@ -545,20 +559,15 @@ impl Task {
                 // A modem without AT+CPIN: nothing to unlock.
                 Err(_) => SimState::Ready,
             };
+            if let (SimState::Pin, Some(why)) = (&state, &self.pin_rejected) {
+                return Err(why.clone());
+            }
             let pin = match &self.config.pin {
-                Some(source)
-                    if matches!(state, SimState::Pin) && !self.pin_rejected && !entered =>
-                {
-                    Some(source.load()?)
-                }
+                Some(source) if state == SimState::Pin && !entered => Some(source.load()?),
                 _ => None,
             };
-            match at::pin_step(
-                &state,
-                self.config.pin.is_some(),
-                self.pin_rejected,
-                entered,
-            ) {
+            let rejected = self.pin_rejected.is_some();
+            match at::pin_step(&state, self.config.pin.is_some(), rejected, entered) {
                 PinStep::Proceed => return Ok(()),
                 PinStep::Stop(reason) => return Err(reason),
                 PinStep::Enter => {
@@ -575,10 +584,11 @@ impl Task {
                         .await
                         .map_err(Failure::reason)?;
                     if let Err(f) = r {
-                        self.pin_rejected = true;
-                        return Err(format!(
+                        let why = format!(
                             "the SIM refused the configured PIN ({f}); it is not tried again (that would lock the SIM to its PUK): correct modem.pin and restart lwgate"
-                        ));
+                        );
+                        self.pin_rejected = Some(why.clone());
+                        return Err(why);
                     }
                     // The SIM takes a moment to read its files after the PIN.
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -599,7 +609,10 @@ impl Task {
         if let Ok(lines) = conn.command("AT+CREG?", COMMAND_TIMEOUT).await? {
             self.state.registration = at::parse_creg(&lines);
         }
-        self.say_state();
+        // During the set-up, Ready says them.
+        if self.state.link == Link::Ready {
+            self.say_state();
+        }
         Ok(())
     }
 
