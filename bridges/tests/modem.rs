@@ -330,7 +330,7 @@ async fn messages_stored_while_away_are_drained_and_deleted() {
     }
     let (modem, mut rx) = Modem::spawn(rig.config());
     ready(&mut rx).await;
-    let mut got = vec![sms(&mut rx).await, sms(&mut rx).await];
+    let mut got = [sms(&mut rx).await, sms(&mut rx).await];
     got.sort_by_key(|s| s.parts);
     assert_eq!(got[0].data, SINGLE_COAP);
     assert_eq!((got[1].parts, got[1].data.len()), (2, 184));
@@ -367,7 +367,7 @@ async fn a_cmti_inside_the_listing_is_read_too() {
     }
     let (_modem, mut rx) = Modem::spawn(rig.config());
     ready(&mut rx).await;
-    let mut got = vec![sms(&mut rx).await, sms(&mut rx).await];
+    let mut got = [sms(&mut rx).await, sms(&mut rx).await];
     got.sort_by_key(|s| s.parts);
     assert_eq!(got[0].data, SINGLE_COAP);
     assert_eq!(got[1].data.len(), 184);

@@ -423,7 +423,7 @@ impl Timestamp {
         let secs = local.rem_euclid(86_400);
         let swap = |v: i64| {
             let v = v.rem_euclid(100) as u8;
-            (v % 10) << 4 | v / 10
+            ((v % 10) << 4) | (v / 10)
         };
         let zone = swap(i64::from(quarters.unsigned_abs())) | if quarters < 0 { 0x08 } else { 0 };
         Timestamp {

@@ -94,7 +94,7 @@ fn alphanumeric_sender_and_7bit_text_after_a_header() {
 fn a_known_alphanumeric_address() {
     // "Vodafone" as networks send it: 14 semi-octets, type D0, D637396C7EBBCB.
     let pdu = "00040ED0D637396C7EBBCB00005230410103000000";
-    let d = decode_deliver(&pdu).unwrap();
+    let d = decode_deliver(pdu).unwrap();
     assert_eq!(d.sender.kind, NumberType::Alphanumeric);
     assert_eq!(d.sender.value, "Vodafone");
 }
