@@ -15,6 +15,7 @@ mod coalesce;
 pub mod device;
 pub mod manager;
 pub mod modbus;
+pub mod modem;
 pub mod mqtt;
 pub mod serial;
 pub mod spec;
