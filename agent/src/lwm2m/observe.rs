@@ -35,6 +35,13 @@ pub struct Observation {
     /// (Without one, the end of pmin is no reason to look again, and a deadline
     /// left in the past would spin the driver.)
     pub held: bool,
+    /// The time the device gave the observed value (an end device's or a
+    /// gateway-target device's values): the time of any notification of it, also
+    /// one sent later when pmin held it back. None: the gateway's own values,
+    /// notified with the gateway's clock. Kept with the values it is the time of:
+    /// a later event of the device that leaves them as they are (another sentence
+    /// of a GPS) does not give them its time.
+    pub value_time: Option<(f64, Vec<Record>)>,
 }
 
 /// Attributes in force for an observation: the most specific level wins per
@@ -168,6 +175,7 @@ mod tests {
             sample: vec![(Path::new(&[3303, 0, 5700]), Value::Float(v))],
             attrs_cache: Default::default(),
             held: false,
+            value_time: None,
         }
     }
 

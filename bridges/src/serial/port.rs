@@ -41,6 +41,7 @@ pub(crate) fn spawn(
         stats: Stats::default(),
         held: Coalescer::default(),
         last_good: Instant::now(),
+        last_time: None,
         pending: VecDeque::new(),
         busy: None,
     };
@@ -61,6 +62,8 @@ struct Dev {
     stats: Stats,
     held: Coalescer,
     last_good: Instant,
+    /// The last value of the time point (the last fix's time).
+    last_time: Option<f64>,
     /// Commands waiting for the line: (bytes, reply).
     pending: VecDeque<(Vec<u8>, Reply)>,
     busy: Option<Busy>,
@@ -289,7 +292,14 @@ impl Dev {
                         Value::Int(i) if *i > 0 => Some(*i as f64),
                         Value::Float(x) if *x > 0.0 => Some(*x),
                         _ => None,
-                    })
+                    });
+                // A frame without the time point (a GPS's GGA beside its RMC)
+                // belongs to the last fix: coalesced with it, it keeps its time.
+                if time.is_some() {
+                    self.last_time = time;
+                }
+                let time = time
+                    .or(self.config.time_point.and(self.last_time))
                     .unwrap_or(now);
                 self.stats.last_ok = Some(now);
                 self.last_good = Instant::now();

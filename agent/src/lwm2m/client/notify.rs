@@ -13,6 +13,9 @@ use crate::model::{Path, Value};
 use coap_lite::{CoapOption, Packet};
 use std::time::Instant;
 
+/// Objects the gateway serves itself: their values carry the gateway's clock.
+const GATEWAY_OWN: [u16; 8] = [0, 1, 2, 3, 4, 5, 9, 25];
+
 /// A replayed SenML pack stays within one CoAP block.
 const PACK_BYTES: usize = 1000;
 
@@ -291,6 +294,15 @@ impl Client {
                 };
                 let o = &mut self.observations[n];
                 o.sampled_at = now;
+                // A device's time for a device's values only: a gateway-target
+                // device fills objects the gateway does not serve itself.
+                let devices = o.path.prefix.is_some()
+                    || o.path.object().is_some_and(|ob| !GATEWAY_OWN.contains(&ob));
+                if let Some(t) = self.sample_time.filter(|_| devices) {
+                    if o.value_time.as_ref().is_none_or(|(_, v)| *v != current) {
+                        o.value_time = Some((t, current.clone()));
+                    }
+                }
                 if a.epmin.is_some() {
                     // Kept only where epmin may hold it for later looks.
                     o.sample = current.clone();
@@ -315,8 +327,8 @@ impl Client {
             self.next_note_id += 1;
             let values =
                 codec::encode_absolute(Format::SenmlCbor, &current, None).unwrap_or_default();
-            let time = match self.sample_time {
-                Some(t) if !composite => t,
+            let time = match &self.observations[n].value_time {
+                Some((t, _)) if !composite => *t,
                 _ => self.wall,
             };
             let note = QueuedNote {

@@ -296,6 +296,7 @@ impl Client {
                     sample: values,
                     attrs_cache: Default::default(),
                     held: false,
+                    value_time: None,
                 });
             }
         }

@@ -143,6 +143,7 @@ impl Client {
                 sample: Vec::new(),
                 attrs_cache: Default::default(),
                 held: false,
+                value_time: None,
             });
         }
         for (ssid, path, attrs) in r.attributes {
