@@ -38,10 +38,9 @@ pub struct Observation {
     /// The time the device gave the observed value (an end device's or a
     /// gateway-target device's values): the time of any notification of it, also
     /// one sent later when pmin held it back. None: the gateway's own values,
-    /// notified with the gateway's clock. Kept with the values it is the time of:
-    /// a later event of the device that leaves them as they are (another sentence
-    /// of a GPS) does not give them its time.
-    pub value_time: Option<(f64, Vec<Record>)>,
+    /// notified with the gateway's clock. A device's event gives it its time
+    /// (a poll: the time of the reading, even when the value is the same).
+    pub value_time: Option<f64>,
 }
 
 /// Attributes in force for an observation: the most specific level wins per

@@ -299,9 +299,7 @@ impl Client {
                 let devices = o.path.prefix.is_some()
                     || o.path.object().is_some_and(|ob| !GATEWAY_OWN.contains(&ob));
                 if let Some(t) = self.sample_time.filter(|_| devices) {
-                    if o.value_time.as_ref().is_none_or(|(_, v)| *v != current) {
-                        o.value_time = Some((t, current.clone()));
-                    }
+                    o.value_time = Some(t);
                 }
                 if a.epmin.is_some() {
                     // Kept only where epmin may hold it for later looks.
@@ -327,8 +325,8 @@ impl Client {
             self.next_note_id += 1;
             let values =
                 codec::encode_absolute(Format::SenmlCbor, &current, None).unwrap_or_default();
-            let time = match &self.observations[n].value_time {
-                Some((t, _)) if !composite => *t,
+            let time = match self.observations[n].value_time {
+                Some(t) if !composite => t,
                 _ => self.wall,
             };
             let note = QueuedNote {
