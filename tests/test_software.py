@@ -3,7 +3,8 @@ pulled over HTTP to DELIVERED (3), Execute Install, the installer run, INSTALLED
 (4) with Update Result 2; Activate and Deactivate change Activation State
 (/9/0/12) through their commands; Uninstall runs the uninstaller with the
 PkgName; an installer that fails (58, still DELIVERED); a URI this device cannot
-fetch (56); INSTALLED stays INSTALLED across a restart."""
+fetch (56); a SHA-256 in the Package URI the package does not have (53);
+INSTALLED stays INSTALLED across a restart."""
 
 import pytest
 from aiocoap import Code
@@ -186,6 +187,29 @@ def test_uninstall_gives_the_uninstaller_the_pkg_name(agent, tmp_path, repo):  #
         wait_value(srv, 7, "0", a)
         assert commands(tmp_path)[-1] == "uninstall demo-app", commands(tmp_path)
         assert value(srv, 0) == ""
+        a.stop()
+    finally:
+        srv.close()
+
+
+def test_a_sha256_mismatch_is_53_and_nothing_is_installed(agent, tmp_path, repo):  # noqa: F811
+    import hashlib
+    package = b"app " * 3000
+    (repo.dir / "app.tar").write_bytes(package)
+    srv = TestServer()
+    try:
+        a = agent(extra=software_config(tmp_path), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        wrong = hashlib.sha256(b"other").hexdigest()
+        assert srv.write(EP, "/9/0/3", repo.url(f"app.tar#sha256={wrong}").encode(), TEXT).code == Code.CHANGED
+        wait_value(srv, 9, "53", a)
+        assert value(srv, 7) == "0"
+        assert "SHA-256 mismatch" in a.status_json()["software"], a.status_json()["software"]
+        assert srv.execute(EP, "/9/0/4").code == Code.METHOD_NOT_ALLOWED
+        assert commands(tmp_path) == []
+        right = hashlib.sha256(package).hexdigest()
+        assert srv.write(EP, "/9/0/3", repo.url(f"app.tar#sha256={right}").encode(), TEXT).code == Code.CHANGED
+        wait_value(srv, 7, "3", a)
         a.stop()
     finally:
         srv.close()

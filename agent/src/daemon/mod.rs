@@ -241,7 +241,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
 /// The next report of a firmware task; never, without `[firmware]`.
 async fn firmware_report(f: &mut Option<firmware::FirmwareDriver>) -> Option<firmware::Report> {
     match f {
-        Some(f) => f.pkg.rx.recv().await,
+        Some(f) => f.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -249,7 +249,7 @@ async fn firmware_report(f: &mut Option<firmware::FirmwareDriver>) -> Option<fir
 /// The next report of a software task; never, without `[software]`.
 async fn software_report(s: &mut Option<software::SoftwareDriver>) -> Option<software::Report> {
     match s {
-        Some(s) => s.pkg.rx.recv().await,
+        Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
 }

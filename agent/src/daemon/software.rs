@@ -15,6 +15,7 @@ use crate::config::{Runner, SoftwareSection};
 use crate::lwm2m::firmware::software::{SwBoot, SwConfig};
 use crate::lwm2m::{SoftwareSetup, SoftwareTask, SwCommand};
 use std::path::{Path, PathBuf};
+use tokio::sync::mpsc;
 
 pub type Report = package::Report<SwCommand>;
 
@@ -23,6 +24,7 @@ const NAME: &str = "name";
 
 pub struct SoftwareDriver {
     pub pkg: Package<SwCommand>,
+    rx: mpsc::Receiver<package::Tagged<SwCommand>>,
     cfg: SoftwareSection,
 }
 
@@ -80,14 +82,31 @@ pub fn command_name(dir: &Path) -> String {
 impl SoftwareDriver {
     pub fn new(cfg: Option<&SoftwareSection>, store: &Path) -> Option<Self> {
         let cfg = cfg?.clone();
-        let pkg = Package::new(Settings {
-            label: "software",
-            dir: package_dir(&cfg, store),
-            max_size: cfg.max_size,
-            ca_file: cfg.ca_file.clone(),
-            public_key: cfg.public_key.clone(),
-        });
-        Some(Self { pkg, cfg })
+        let (tx, rx) = mpsc::channel(64);
+        let pkg = Package::new(
+            Settings {
+                label: "software",
+                dir: package_dir(&cfg, store),
+                max_size: cfg.max_size,
+                ca_file: cfg.ca_file.clone(),
+                public_key: cfg.public_key.clone(),
+                sha256_manifest: cfg.sha256_manifest,
+            },
+            0,
+            tx,
+        );
+        Some(Self { pkg, rx, cfg })
+    }
+
+    /// The next report for a machine (progress for `lwgate status` is kept
+    /// here).
+    pub async fn recv(&mut self) -> Option<Report> {
+        loop {
+            match self.rx.recv().await? {
+                (_, Report::Progress(p)) => self.pkg.progress = Some(p),
+                (_, r) => return Some(r),
+            }
+        }
     }
 
     pub fn task(&mut self, task: SoftwareTask, dtls: Option<crate::dtls::DtlsConfig>) {
@@ -102,7 +121,7 @@ impl SoftwareDriver {
     }
 
     fn run(&mut self, command: SwCommand, name: &str) {
-        let dir = self.pkg.dir.clone();
+        let dir = self.pkg.dir().to_path_buf();
         let what = command.as_str();
         let Some(argv) = command_argv(&self.cfg, &dir, command, name) else {
             // Only Activate and Deactivate get here (the client refuses an
