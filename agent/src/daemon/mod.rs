@@ -8,6 +8,7 @@ mod firmware;
 pub use firmware::package_path as firmware_package;
 mod package;
 mod software;
+pub use software::command_dir as software_command_dir;
 pub use software::package_dir as software_dir;
 pub use software::{command_argv as software_argv, command_name as software_name};
 mod peers;
@@ -246,8 +247,11 @@ async fn firmware_report(f: &mut Option<firmware::FirmwareDriver>) -> Option<fir
     }
 }
 
-/// The next report of a software task; never, without `[software]`.
-async fn software_report(s: &mut Option<software::SoftwareDriver>) -> Option<software::Report> {
+/// The next report of a software task, with its /9 instance; never, without
+/// `[software]`.
+async fn software_report(
+    s: &mut Option<software::SoftwareDriver>,
+) -> Option<(u16, software::Report)> {
     match s {
         Some(s) => s.recv().await,
         None => std::future::pending().await,

@@ -166,10 +166,6 @@ impl<C: Copy + Send + 'static> Package<C> {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.s.dir
-    }
-
     pub fn path(&self, name: &str) -> PathBuf {
         self.s.dir.join(name)
     }
@@ -234,9 +230,7 @@ impl<C: Copy + Send + 'static> Package<C> {
 
     pub fn delete(&mut self) {
         self.push = None;
-        for f in FILES {
-            let _ = std::fs::remove_file(self.path(f));
-        }
+        delete_files(&self.s.dir);
         *lock(&self.checked) = None;
         self.progress = None;
     }
@@ -435,6 +429,14 @@ impl<C: Copy + Send + 'static> Package<C> {
             })
             .unwrap_or_default();
         Some(format!("{} bytes{total}, {} B/s", p.bytes, p.rate))
+    }
+}
+
+/// Removes the package of `dir` with what belongs to it (signature, digest,
+/// resume points).
+pub fn delete_files(dir: &Path) {
+    for f in FILES {
+        let _ = std::fs::remove_file(dir.join(f));
     }
 }
 
