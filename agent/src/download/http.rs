@@ -217,7 +217,7 @@ pub(super) async fn transfer(
         };
         let next = file.len() + chunk.len() as u64;
         space::check_limit(total.unwrap_or(next).max(next), cfg.max_size)?;
-        file.write(&chunk).await.map_err(err)?;
+        file.write_bytes(chunk).await.map_err(err)?;
         // What the OS has: a Resume saved from a dropped download never
         // claims a write still queued.
         state.bytes = file.written();

@@ -10,6 +10,7 @@
 //! worker to stop, so a stale write can never land in the new attempt's bytes.
 
 use crate::lwm2m::firmware::verify::{ImageVerifier, Policy, Verified, VerifyError};
+use hyper::body::Bytes;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -21,6 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 /// Bytes gathered before they go to the worker: one trip per block of a CoAP
 /// download (1 KiB) or per chunk of an HTTP body would cost more than the write.
 const BUFFER: usize = 64 << 10;
+/// A chunk this large goes to the worker as it is, not copied into a buffer.
+const WHOLE: usize = 16 << 10;
 /// Buffers queued for the worker before a writer waits.
 const QUEUE: usize = 4;
 /// Writeback of the file is started every this many bytes, so the sync that
@@ -35,7 +38,7 @@ pub struct Finished {
 }
 
 enum Cmd {
-    Data(Vec<u8>),
+    Data(Bytes),
     Cut(u64, oneshot::Sender<io::Result<()>>),
     Settle(oneshot::Sender<io::Result<()>>),
     Finish(oneshot::Sender<io::Result<Finished>>),
@@ -146,12 +149,29 @@ impl Sink {
         Ok(())
     }
 
+    /// [`Sink::write`] of a chunk the caller owns: a large one is handed to
+    /// the worker without a copy (an HTTP body's chunks are).
+    pub async fn write_bytes(&mut self, data: Bytes) -> io::Result<()> {
+        if data.len() < WHOLE || !self.buf.is_empty() || !self.kept {
+            return self.write(&data).await;
+        }
+        self.len += data.len() as u64;
+        self.tx.send(Cmd::Data(data)).await.map_err(|_| gone())?;
+        if self.shared.failed.load(Ordering::Acquire) {
+            self.settle().await?;
+        }
+        Ok(())
+    }
+
     async fn drain(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
         let full = std::mem::replace(&mut self.buf, Vec::with_capacity(BUFFER));
-        self.tx.send(Cmd::Data(full)).await.map_err(|_| gone())
+        self.tx
+            .send(Cmd::Data(full.into()))
+            .await
+            .map_err(|_| gone())
     }
 
     async fn ask<T>(
