@@ -431,6 +431,27 @@ def test_pull_over_coap_from_the_lwm2m_server_itself(agent, tmp_path):
         srv.close()
 
 
+def test_a_manifest_beside_a_coap_package(agent, tmp_path):
+    """`sha256_manifest` over CoAP: `<URI>.sha256` fetched block-wise too; the
+    wrong digest is 5, the right one Downloaded."""
+    image = bytes((i * 29) & 0xFF for i in range(150_000))
+    srv = TestServer()
+    srv.files["fw/image"] = image
+    srv.files["fw/image.sha256"] = (hashlib.sha256(b"not it").hexdigest() + "  image\n").encode()
+    try:
+        a = agent(extra=firmware_config(tmp_path, "sha256_manifest = true"), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        assert srv.write(EP, "/5/0/1", f"{srv.uri}/fw/image".encode(), TEXT).code == Code.CHANGED
+        wait_for(lambda: state(srv, "/5/0/5") == "5", 20, "result 5")
+        assert "SHA-256 mismatch" in a.status_json()["firmware"]
+        srv.files["fw/image.sha256"] = (hashlib.sha256(image).hexdigest() + "  image\n").encode()
+        assert srv.write(EP, "/5/0/1", f"{srv.uri}/fw/image".encode(), TEXT).code == Code.CHANGED
+        wait_state(srv, "2", a=a)
+        a.stop()
+    finally:
+        srv.close()
+
+
 def test_pull_over_coaps_with_the_servers_dtls_credentials(agent, tmp_path):
     """A coaps:// Package URI on the LwM2M server's own host and port: fetched over
     a second DTLS session with that server account's PSK."""

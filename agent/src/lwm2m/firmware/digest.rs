@@ -235,6 +235,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        // Both read what a server sends: anything at all, without a panic,
+        // and a digest only from 64 hex digits.
+        #[test]
+        fn any_manifest_or_uri_is_read_without_panic(text in "\\PC{0,400}", name in "[a-z.]{0,12}") {
+            if let Ok(d) = from_manifest(&text, &name) {
+                proptest::prop_assert!(text.to_ascii_lowercase().contains(&hex::encode(d)));
+            }
+            if let Ok(Some(d)) = from_uri(&text) {
+                proptest::prop_assert!(text.to_ascii_lowercase().contains(&hex::encode(d)));
+            }
+            let _ = companion(&text, ".sha256");
+            let _ = file_name(&text);
+        }
+    }
+
     #[test]
     fn uri_and_manifest_must_agree() {
         assert_eq!(expected(None, None), Ok(None));
