@@ -4,8 +4,11 @@ image pushed block-wise to /5/0/0, State observed, Execute /5/0/2 when
 Downloaded, the installer run, and after the restart it causes State 0 with
 Update Result 1 and the new /3/0/3. Faults: unsupported scheme (9), malformed
 URI (7), a package too large (2), an installer that fails (8), cancel by an
-empty URI; a bad signature when a key is configured (5, installer not run)."""
+empty URI; a bad signature when a key is configured, a SHA-256 from the server
+(in the Package URI or a manifest beside the package) that the image does not
+have (5, installer not run)."""
 
+import hashlib
 import http.server
 import shutil
 import subprocess
@@ -23,11 +26,18 @@ EP = "test-gw"
 
 
 class HttpRepo:
-    """Python's http.server over a directory, on a free loopback port."""
+    """Python's http.server over a directory, on a free loopback port; `paths`
+    are the request targets it was sent."""
 
     def __init__(self, root):
-        handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-        handler.log_message = lambda *a: None
+        self.paths = []
+        paths = self.paths
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *a):
+                paths.append(self.path)
+
+        handler = partial(Handler, directory=str(root))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -232,6 +242,83 @@ def test_a_bad_signature_is_result_5_and_nothing_is_installed(agent, tmp_path, r
         srv.close()
 
 
+def test_a_sha256_from_the_server_that_does_not_match_is_result_5(agent, tmp_path, repo):
+    """The digest in the Package URI's fragment (never sent to the server), and
+    a `sha256sum` manifest beside the package when the config asks for one."""
+    image = b"firmware image " * 20_000
+    (repo.dir / "fw.bin").write_bytes(image)
+    good = hashlib.sha256(image).hexdigest()
+    bad = hashlib.sha256(b"another image").hexdigest()
+    srv = TestServer()
+    try:
+        a = agent(extra=firmware_config(tmp_path, "sha256_manifest = true"), servers=server(srv)).start()
+        srv.wait_registered(EP)
+
+        def pull(uri, result):
+            assert srv.write(EP, "/5/0/1", uri.encode(), TEXT).code == Code.CHANGED
+            wait_for(lambda: state(srv, "/5/0/5") == result or state(srv) == "2", 20, f"result {result} for {uri}")
+            assert state(srv, "/5/0/5") == result, (uri, a.status_json()["firmware"])
+
+        # No manifest beside the package: refused, nothing fetched but the manifest.
+        pull(repo.url("fw.bin"), "5")
+        st = a.status_json()["firmware"]
+        assert "no SHA-256 manifest" in st and "sha256_manifest" in st, st
+        assert repo.paths[-1] == "/fw.bin.sha256", repo.paths
+
+        # A manifest that names another digest: the package is fetched, then refused.
+        (repo.dir / "fw.bin.sha256").write_text(f"{bad}  fw.bin\n")
+        pull(repo.url("fw.bin"), "5")
+        st = a.status_json()["firmware"]
+        assert f"SHA-256 mismatch: expected {bad}, the image has {good}" in st, st
+        assert state(srv) == "0"
+        assert srv.execute(EP, "/5/0/2").code == Code.METHOD_NOT_ALLOWED
+        assert not (tmp_path / "installed").exists()
+        assert f"firmware package refused: SHA-256 mismatch: expected {bad}" in a.log.read_text()
+
+        # The right manifest, and a fragment that disagrees with it: refused
+        # before the package is fetched.
+        (repo.dir / "fw.bin.sha256").write_text(f"{good} *fw.bin\n")
+        fetched = repo.paths.count("/fw.bin")
+        pull(repo.url(f"fw.bin#sha256={bad}"), "5")
+        assert "the SHA-256 manifest gives" in a.status_json()["firmware"]
+        assert repo.paths.count("/fw.bin") == fetched
+
+        # Both agree: Downloaded, and the fragment never reached the server.
+        pull(repo.url(f"fw.bin#sha256={good.upper()}"), "0")
+        wait_state(srv, "2", a=a)
+        assert all("#" not in p and "sha256=" not in p for p in repo.paths), repo.paths
+        assert srv.execute(EP, "/5/0/2").code == Code.CHANGED
+        wait_for(lambda: (tmp_path / "installed").exists(), 20, "the installer")
+        assert (tmp_path / "installed").read_bytes() == image
+        a.stop()
+    finally:
+        srv.close()
+
+
+def test_a_sha256_in_the_uri_alone_and_a_malformed_one(agent, tmp_path, repo):
+    """Without a manifest configured: the fragment's digest is checked, and one
+    that is not 64 hex digits is a malformed URI (7) at once."""
+    image = b"pulled image " * 5000
+    (repo.dir / "fw.bin").write_bytes(image)
+    srv = TestServer()
+    try:
+        a = agent(extra=firmware_config(tmp_path), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        assert srv.write(EP, "/5/0/1", repo.url("fw.bin#sha256=1234").encode(), TEXT).code == Code.CHANGED
+        wait_for(lambda: state(srv, "/5/0/5") == "7", 10, "result 7")
+        assert repo.paths == []
+        wrong = hashlib.sha256(b"x").hexdigest()
+        assert srv.write(EP, "/5/0/1", repo.url(f"fw.bin?sha256={wrong}").encode(), TEXT).code == Code.CHANGED
+        wait_for(lambda: state(srv, "/5/0/5") == "5", 20, "result 5")
+        assert "SHA-256 mismatch" in a.status_json()["firmware"]
+        right = hashlib.sha256(image).hexdigest()
+        assert srv.write(EP, "/5/0/1", repo.url(f"fw.bin#sha256={right}").encode(), TEXT).code == Code.CHANGED
+        wait_state(srv, "2", a=a)
+        a.stop()
+    finally:
+        srv.close()
+
+
 class Nginx:
     """An nginx of this test alone (ranges, ETags), its `/slow/` at 100 KB/s."""
 
@@ -339,6 +426,27 @@ def test_pull_over_coap_from_the_lwm2m_server_itself(agent, tmp_path):
         assert srv.execute(EP, "/5/0/2").code == Code.CHANGED
         wait_for(lambda: (tmp_path / "installed").exists() and (tmp_path / "installed").read_bytes() == image,
                  20, "the image installed")
+        a.stop()
+    finally:
+        srv.close()
+
+
+def test_a_manifest_beside_a_coap_package(agent, tmp_path):
+    """`sha256_manifest` over CoAP: `<URI>.sha256` fetched block-wise too; the
+    wrong digest is 5, the right one Downloaded."""
+    image = bytes((i * 29) & 0xFF for i in range(150_000))
+    srv = TestServer()
+    srv.files["fw/image"] = image
+    srv.files["fw/image.sha256"] = (hashlib.sha256(b"not it").hexdigest() + "  image\n").encode()
+    try:
+        a = agent(extra=firmware_config(tmp_path, "sha256_manifest = true"), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        assert srv.write(EP, "/5/0/1", f"{srv.uri}/fw/image".encode(), TEXT).code == Code.CHANGED
+        wait_for(lambda: state(srv, "/5/0/5") == "5", 20, "result 5")
+        assert "SHA-256 mismatch" in a.status_json()["firmware"]
+        srv.files["fw/image.sha256"] = (hashlib.sha256(image).hexdigest() + "  image\n").encode()
+        assert srv.write(EP, "/5/0/1", f"{srv.uri}/fw/image".encode(), TEXT).code == Code.CHANGED
+        wait_state(srv, "2", a=a)
         a.stop()
     finally:
         srv.close()

@@ -3,7 +3,8 @@ pulled over HTTP to DELIVERED (3), Execute Install, the installer run, INSTALLED
 (4) with Update Result 2; Activate and Deactivate change Activation State
 (/9/0/12) through their commands; Uninstall runs the uninstaller with the
 PkgName; an installer that fails (58, still DELIVERED); a URI this device cannot
-fetch (56); INSTALLED stays INSTALLED across a restart."""
+fetch (56); a SHA-256 in the Package URI the package does not have (53);
+INSTALLED stays INSTALLED across a restart."""
 
 import pytest
 from aiocoap import Code
@@ -186,6 +187,86 @@ def test_uninstall_gives_the_uninstaller_the_pkg_name(agent, tmp_path, repo):  #
         wait_value(srv, 7, "0", a)
         assert commands(tmp_path)[-1] == "uninstall demo-app", commands(tmp_path)
         assert value(srv, 0) == ""
+        a.stop()
+    finally:
+        srv.close()
+
+
+def test_a_sha256_mismatch_is_53_and_nothing_is_installed(agent, tmp_path, repo):  # noqa: F811
+    import hashlib
+    package = b"app " * 3000
+    (repo.dir / "app.tar").write_bytes(package)
+    srv = TestServer()
+    try:
+        a = agent(extra=software_config(tmp_path), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        wrong = hashlib.sha256(b"other").hexdigest()
+        assert srv.write(EP, "/9/0/3", repo.url(f"app.tar#sha256={wrong}").encode(), TEXT).code == Code.CHANGED
+        wait_value(srv, 9, "53", a)
+        assert value(srv, 7) == "0"
+        assert "SHA-256 mismatch" in a.status_json()["software"], a.status_json()["software"]
+        assert srv.execute(EP, "/9/0/4").code == Code.METHOD_NOT_ALLOWED
+        assert commands(tmp_path) == []
+        right = hashlib.sha256(package).hexdigest()
+        assert srv.write(EP, "/9/0/3", repo.url(f"app.tar#sha256={right}").encode(), TEXT).code == Code.CHANGED
+        wait_value(srv, 7, "3", a)
+        a.stop()
+    finally:
+        srv.close()
+
+
+def test_an_instance_per_package_created_and_deleted_by_the_server(agent, tmp_path, repo):  # noqa: F811
+    """Create on /9 gives a second instance with its own machine, package and
+    state; both install, both survive a restart; Delete of an installed one is
+    refused, of an uninstalled one drops it (and its directory) for good."""
+    import json
+    (repo.dir / "app.tar").write_bytes(b"first package " * 1000)
+    (repo.dir / "tool.tar").write_bytes(b"second package " * 1000)
+    srv = TestServer()
+    try:
+        a = agent(extra=software_config(tmp_path), servers=server(srv)).start()
+        srv.wait_registered(EP)
+        created = srv.create(EP, "/9", json.dumps(
+            [{"bn": "/9/1/", "n": "3", "vs": repo.url("tool.tar")}]).encode(), 110)
+        assert created.code == Code.CREATED, (created.code, created.payload)
+        assert list(created.opt.location_path) == ["9", "1"]
+        srv.wait_for(lambda: any("</9/1>" in links for _, links in srv.registrations[EP].updates), 10,
+                     "an Update listing /9/1")
+
+        def v(inst, res):
+            r = srv.read(EP, f"/9/{inst}/{res}", accept=TEXT)
+            return r.payload.decode() if r.code == Code.CONTENT else r.code
+
+        wait_for(lambda: v(1, 7) == "3", 20, "/9/1 DELIVERED")
+        assert v(0, 7) == "0", "/9/0 untouched"
+        delivered(srv, a, repo)
+        for inst in (0, 1):
+            assert srv.execute(EP, f"/9/{inst}/4").code == Code.CHANGED
+        wait_for(lambda: v(0, 7) == "4" and v(1, 7) == "4", 20, "both INSTALLED")
+        installs = [c for c in commands(tmp_path) if c.startswith("install ")]
+        base = tmp_path / "state" / "software"
+        assert sorted(installs) == sorted([f"install {base / 'package'}", f"install {base / '1' / 'package'}"]), installs
+        status = a.status_json()["software"]
+        assert "/9/0: Installed" in status and "/9/1: Installed" in status, status
+
+        assert a.stop() == 0
+        a.start()
+        srv.wait_for(lambda: len(srv.registrations[EP].updates) >= 2 or srv.events.count(("register", EP)) >= 2,
+                     30, "the Update after the restart")
+        assert v(0, 7) == "4" and v(1, 7) == "4"
+
+        assert srv.delete(EP, "/9/1").code == Code.METHOD_NOT_ALLOWED
+        assert srv.execute(EP, "/9/1/6").code == Code.CHANGED
+        wait_for(lambda: v(1, 7) == "0", 20, "/9/1 uninstalled")
+        assert srv.delete(EP, "/9/1").code == Code.DELETED
+        assert v(1, 7) == Code.NOT_FOUND
+        wait_for(lambda: not (base / "1").exists(), 5, "/9/1's directory removed")
+        assert a.stop() == 0
+        a.start()
+        srv.wait_for(lambda: len(srv.registrations[EP].updates) >= 4 or srv.events.count(("register", EP)) >= 3,
+                     30, "the Update after the second restart")
+        assert v(1, 7) == Code.NOT_FOUND
+        assert v(0, 7) == "4"
         a.stop()
     finally:
         srv.close()

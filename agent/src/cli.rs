@@ -218,7 +218,7 @@ fn software_command(path: &Path, command: &str) -> ExitCode {
         eprintln!("unknown command {command:?}");
         return ExitCode::from(2);
     };
-    let dir = crate::daemon::software_dir(sw, &loaded.config.store.path);
+    let dir = crate::daemon::software_command_dir(sw, &loaded.config.store.path);
     let name = crate::daemon::software_name(&dir);
     if cmd == crate::lwm2m::SwCommand::Install && !dir.join("package").is_file() {
         eprintln!(

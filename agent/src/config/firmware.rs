@@ -26,6 +26,12 @@ pub struct FirmwareSection {
     /// A minisign public key: every package must then carry a signature by it
     /// (fetched from the Package URI + `.minisig`).
     pub public_key: Option<PathBuf>,
+    /// Fetch a SHA-256 manifest beside every pulled package (the Package URI
+    /// with `.sha256` after its path, in `sha256sum` format) and refuse a
+    /// package that does not match it (or has none). A `sha256=` in the
+    /// Package URI itself is always checked.
+    #[serde(default)]
+    pub sha256_manifest: bool,
     /// After the installer exits 0, how long to wait for the restart (of lwgate
     /// or the gateway) it should cause before the update counts as failed.
     #[serde(default = "FirmwareSection::default_restart_timeout")]

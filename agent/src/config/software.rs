@@ -1,11 +1,15 @@
-//! The `[software]` table: the commands of /9 Software Management (one
-//! instance, /9/0), where its packages go, what they are checked against.
-//! Without the table there is no /9.
+//! The `[software]` table: the commands of /9 Software Management (an
+//! instance per package: /9/0, and those a server creates), where its packages
+//! go, what they are checked against. Without the table there is no /9.
 
 use super::error::ConfigError;
 use super::firmware::Runner;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+
+/// Each instance has a directory and, while it works, a task and a download
+/// client: a few dozen are plenty for the packages of a gateway.
+const MAX_INSTANCES: u16 = 64;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -34,9 +38,23 @@ pub struct SoftwareSection {
     /// A minisign public key: every package must then carry a signature by it
     /// (fetched from the Package URI + `.minisig`).
     pub public_key: Option<PathBuf>,
+    /// Fetch a SHA-256 manifest beside every pulled package (the Package URI
+    /// with `.sha256` after its path, in `sha256sum` format) and refuse a
+    /// package that does not match it (or has none). A `sha256=` in the
+    /// Package URI itself is always checked.
+    #[serde(default)]
+    pub sha256_manifest: bool,
+    /// The most /9 instances (packages) a server may have, /9/0 included; a
+    /// Create beyond is refused.
+    #[serde(default = "SoftwareSection::default_instances")]
+    pub instances: u16,
 }
 
 impl SoftwareSection {
+    fn default_instances() -> u16 {
+        8
+    }
+
     /// Relative paths are taken from the config file's directory.
     pub(super) fn rebase_paths(&mut self, base: &Path) {
         for p in [&mut self.dir, &mut self.ca_file, &mut self.public_key]
@@ -62,6 +80,12 @@ impl SoftwareSection {
             self.ca_file.as_deref(),
             self.public_key.as_deref(),
         );
+        if !(1..=MAX_INSTANCES).contains(&self.instances) {
+            err(
+                "instances",
+                format!("expected 1 to {MAX_INSTANCES}, got {}", self.instances),
+            );
+        }
         for (key, argv) in [
             ("uninstall", &self.uninstall),
             ("activate", &self.activate),
@@ -94,10 +118,16 @@ mod tests {
         let p = Path::new("/etc/lwgate/lwgate.toml");
         let ok = parse("install = [\"inst\", \"{file}\"]\nuninstall = [\"rm\", \"{name}\"]");
         assert!(ok.validate(p).is_empty());
-        let bad = parse("install = [\"inst\"]\nactivate = []\nmax_size = 0");
+        assert_eq!(ok.instances, 8);
+        let bad = parse("install = [\"inst\"]\nactivate = []\nmax_size = 0\ninstances = 0");
         let msgs: Vec<String> = bad.validate(p).iter().map(|e| e.to_string()).collect();
-        assert_eq!(msgs.len(), 3, "{msgs:?}");
-        for key in ["software.install", "software.activate", "software.max_size"] {
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        for key in [
+            "software.install",
+            "software.activate",
+            "software.max_size",
+            "software.instances",
+        ] {
             assert!(msgs.iter().any(|m| m.contains(key)), "{key}: {msgs:?}");
         }
     }

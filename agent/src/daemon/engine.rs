@@ -572,7 +572,7 @@ impl Engine {
                     None => tracing::warn!("firmware task without [firmware]: {task:?}"),
                 }
             }
-            Action::Software(task) => {
+            Action::Software(inst, task) => {
                 let dtls = match &task {
                     SoftwareTask::Download { uri, .. } if uri.starts_with("coaps://") => {
                         self.package_dtls(uri)
@@ -580,7 +580,7 @@ impl Engine {
                     _ => None,
                 };
                 match self.software.as_mut() {
-                    Some(s) => s.task(task, dtls),
+                    Some(s) => s.task(inst, task, dtls),
                     None => tracing::warn!("software task without [software]: {task:?}"),
                 }
             }
@@ -652,12 +652,8 @@ impl Engine {
                 detail,
                 now_ms: self.client.firmware_clock_ms(now),
             },
-            Report::Progress(p) => {
-                if let Some(f) = self.firmware.as_mut() {
-                    f.pkg.progress = Some(p);
-                }
-                return;
-            }
+            // Kept by the driver.
+            Report::Progress(_) => return,
         };
         self.client.firmware_event(now, ev);
     }
@@ -689,8 +685,8 @@ impl Engine {
         Some(line)
     }
 
-    /// A software task's report: to the /9/0 machine, progress to `lwgate status`.
-    pub fn software_report(&mut self, now: Instant, report: software::Report) {
+    /// A software task's report: to the machine of its /9 instance.
+    pub fn software_report(&mut self, now: Instant, (inst, report): (u16, software::Report)) {
         let ev = match report {
             Report::DownloadProgress { id, bytes, total } => {
                 SwEvent::DownloadProgress { id, bytes, total }
@@ -729,43 +725,58 @@ impl Engine {
                     SwEvent::ActivationExited { success, detail }
                 }
             },
-            Report::Progress(p) => {
-                if let Some(s) = self.software.as_mut() {
-                    s.pkg.progress = Some(p);
-                }
-                return;
-            }
+            // Kept by the driver.
+            Report::Progress(_) => return,
         };
-        self.client.software_event(now, ev);
+        self.client.software_event(now, inst, ev);
     }
 
-    /// The `software:` line of `lwgate status`.
+    /// The `software:` line of `lwgate status`: each /9 instance (named when
+    /// there are several).
     pub fn software_status(&self) -> Option<String> {
         use crate::lwm2m::firmware::SwState;
-        let s = self.client.software_status()?;
-        let mut line = format!("{:?}, result {} ({:?})", s.state, s.result.code(), s.result);
-        if !s.name.is_empty() {
-            line.push_str(&format!(", {} {}", s.name, s.version));
-        }
-        if s.state == SwState::Installed {
-            line.push_str(if s.active { ", active" } else { ", inactive" });
-        }
-        if let Some(b) = s.busy {
-            line.push_str(&format!(", {b:?}").to_lowercase());
-        }
-        if s.state == SwState::DownloadStarted {
-            if let Some(p) = self
-                .software
-                .as_ref()
-                .and_then(|d| d.pkg.describe_progress())
-            {
-                line.push_str(&format!(", {p}"));
-            }
-        }
-        if let Some(d) = s.detail {
-            line.push_str(&format!(": {d}"));
-        }
-        Some(line)
+        let all = self.client.software_status();
+        let several = all.len() > 1 || all.first().is_some_and(|(i, _)| *i != 0);
+        let lines: Vec<String> = all
+            .into_iter()
+            .map(|(inst, s)| {
+                let mut line = if several {
+                    format!("/9/{inst}: ")
+                } else {
+                    String::new()
+                };
+                line.push_str(&format!(
+                    "{:?}, result {} ({:?})",
+                    s.state,
+                    s.result.code(),
+                    s.result
+                ));
+                if !s.name.is_empty() {
+                    line.push_str(&format!(", {} {}", s.name, s.version));
+                }
+                if s.state == SwState::Installed {
+                    line.push_str(if s.active { ", active" } else { ", inactive" });
+                }
+                if let Some(b) = s.busy {
+                    line.push_str(&format!(", {b:?}").to_lowercase());
+                }
+                if s.state == SwState::DownloadStarted {
+                    if let Some(p) = self
+                        .software
+                        .as_ref()
+                        .and_then(|d| d.package(inst))
+                        .and_then(|p| p.describe_progress())
+                    {
+                        line.push_str(&format!(", {p}"));
+                    }
+                }
+                if let Some(d) = s.detail {
+                    line.push_str(&format!(": {d}"));
+                }
+                line
+            })
+            .collect();
+        (!lines.is_empty()).then(|| lines.join("; "))
     }
 
     pub fn status(&self, now: Instant) -> Vec<(SessionStatus, Option<String>, Option<String>)> {

@@ -10,12 +10,14 @@ use crate::lwm2m::firmware::state::Protocol;
 use crate::lwm2m::firmware::Config as MachineConfig;
 use crate::lwm2m::{FirmwareSetup, FirmwareTask};
 use std::path::{Path, PathBuf};
+use tokio::sync::mpsc;
 
 /// /5's reports: its only command is the installer.
 pub type Report = package::Report<()>;
 
 pub struct FirmwareDriver {
     pub pkg: Package<()>,
+    rx: mpsc::Receiver<package::Tagged<()>>,
     cfg: FirmwareSection,
 }
 
@@ -70,14 +72,31 @@ pub fn default_runner(runner: Option<Runner>) -> Runner {
 impl FirmwareDriver {
     pub fn new(cfg: Option<&FirmwareSection>, store: &Path) -> Option<Self> {
         let cfg = cfg?.clone();
-        let pkg = Package::new(Settings {
-            label: "firmware",
-            dir: package_dir(&cfg, store),
-            max_size: cfg.max_size,
-            ca_file: cfg.ca_file.clone(),
-            public_key: cfg.public_key.clone(),
-        });
-        Some(Self { pkg, cfg })
+        let (tx, rx) = mpsc::channel(64);
+        let pkg = Package::new(
+            Settings {
+                label: "firmware",
+                dir: package_dir(&cfg, store),
+                max_size: cfg.max_size,
+                ca_file: cfg.ca_file.clone(),
+                public_key: cfg.public_key.clone(),
+                sha256_manifest: cfg.sha256_manifest,
+            },
+            0,
+            tx,
+        );
+        Some(Self { pkg, rx, cfg })
+    }
+
+    /// The next report for the machine (progress for `lwgate status` is kept
+    /// here).
+    pub async fn recv(&mut self) -> Option<Report> {
+        loop {
+            match self.rx.recv().await? {
+                (_, Report::Progress(p)) => self.pkg.progress = Some(p),
+                (_, r) => return Some(r),
+            }
+        }
     }
 
     /// `dtls`: the credentials for a coaps:// Package URI (those of the LwM2M

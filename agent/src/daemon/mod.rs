@@ -8,6 +8,7 @@ mod firmware;
 pub use firmware::package_path as firmware_package;
 mod package;
 mod software;
+pub use software::command_dir as software_command_dir;
 pub use software::package_dir as software_dir;
 pub use software::{command_argv as software_argv, command_name as software_name};
 mod peers;
@@ -241,15 +242,18 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
 /// The next report of a firmware task; never, without `[firmware]`.
 async fn firmware_report(f: &mut Option<firmware::FirmwareDriver>) -> Option<firmware::Report> {
     match f {
-        Some(f) => f.pkg.rx.recv().await,
+        Some(f) => f.recv().await,
         None => std::future::pending().await,
     }
 }
 
-/// The next report of a software task; never, without `[software]`.
-async fn software_report(s: &mut Option<software::SoftwareDriver>) -> Option<software::Report> {
+/// The next report of a software task, with its /9 instance; never, without
+/// `[software]`.
+async fn software_report(
+    s: &mut Option<software::SoftwareDriver>,
+) -> Option<(u16, software::Report)> {
     match s {
-        Some(s) => s.pkg.rx.recv().await,
+        Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
 }

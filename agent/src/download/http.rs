@@ -2,16 +2,18 @@
 //! range request, and the body streamed into the partial file.
 
 use super::connect::{self, Body, Driver};
-use super::partial::{self, PartialFile};
 use super::progress::{Meter, Progress};
 use super::resume::ContentRange;
+use super::sink::{Finished, Sink};
 use super::uri::{self, shown};
 use super::{space, Done, DownloadError, Downloader, Resume};
+use crate::lwm2m::firmware::verify::Policy;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_LENGTH, HOST, IF_RANGE, LOCATION, RANGE, USER_AGENT};
 use hyper::{Request, Response, StatusCode, Uri};
+use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Instant;
 use tokio::sync::watch;
@@ -112,9 +114,14 @@ pub(super) async fn transfer(
     path: &Path,
     state: &mut Resume,
     progress: Option<&watch::Sender<Progress>>,
+    policy: Policy,
 ) -> Result<Done, DownloadError> {
     let cfg = &dl.cfg;
-    let on_disk = partial::existing_len(path).await?;
+    let on_disk = match tokio::fs::metadata(path).await {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == ErrorKind::NotFound => 0,
+        Err(e) => return Err(file_error(path, e)),
+    };
     let mut offset = match state.if_range() {
         Some(_) => state.bytes.min(on_disk),
         None => 0,
@@ -147,9 +154,13 @@ pub(super) async fn transfer(
             (416, Some(ContentRange::Unsatisfied { complete }))
                 if offset > 0 && complete == offset =>
             {
-                let file = PartialFile::open(path, offset).await?;
-                state.bytes = file.finish().await?;
-                return Ok(done(path, state.bytes, 0, 0));
+                let (mut file, _) = Sink::open(path, policy)
+                    .await
+                    .map_err(|e| file_error(path, e))?;
+                file.cut(offset).await.map_err(|e| file_error(path, e))?;
+                let f = file.finish().await.map_err(|e| file_error(path, e))?;
+                state.bytes = f.bytes;
+                return Ok(done(path, f, 0, 0));
             }
             // A range answer that does not fit what we asked: nothing on disk can
             // be trusted to continue.
@@ -173,7 +184,11 @@ pub(super) async fn transfer(
         space::check_limit(total, cfg.max_size)?;
         space::check(&cfg.dir, total.saturating_sub(offset), cfg.reserve)?;
     }
-    let mut file = PartialFile::open(path, offset).await?;
+    let err = |e| file_error(path, e);
+    // The lock waits for a cancelled attempt's writer to stop; what it had
+    // written past our resume point is cut.
+    let (mut file, _) = Sink::open(path, policy).await.map_err(err)?;
+    file.cut(offset).await.map_err(err)?;
     state.bytes = offset;
     let mut meter = Meter::new(cfg.progress_interval, offset, Instant::now());
     let report = |state: &Resume, rate| {
@@ -190,16 +205,11 @@ pub(super) async fn transfer(
     let mut space_checked = offset;
     let at = ex.at.clone();
     let body = ex.resp.body_mut();
-    loop {
+    let lost = loop {
         let frame = match timeout(cfg.idle_timeout, ex.driver.run(body.frame())).await {
-            Err(_) => {
-                return Err(DownloadError::lost(
-                    &at,
-                    format!("no data for {:?}", cfg.idle_timeout),
-                ))
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(DownloadError::lost(&at, format!("body: {e}"))),
+            Err(_) => break Some(format!("no data for {:?}", cfg.idle_timeout)),
+            Ok(None) => break None,
+            Ok(Some(Err(e))) => break Some(format!("body: {e}")),
             Ok(Some(Ok(f))) => f,
         };
         let Ok(chunk) = frame.into_data() else {
@@ -207,9 +217,11 @@ pub(super) async fn transfer(
         };
         let next = file.len() + chunk.len() as u64;
         space::check_limit(total.unwrap_or(next).max(next), cfg.max_size)?;
-        file.write(&chunk).await?;
-        state.bytes = file.len();
-        if state.bytes - space_checked >= SPACE_CHECK_EVERY {
+        file.write_bytes(chunk).await.map_err(err)?;
+        // What the OS has: a Resume saved from a dropped download never
+        // claims a write still queued.
+        state.bytes = file.written();
+        if state.bytes.saturating_sub(space_checked) >= SPACE_CHECK_EVERY {
             let remaining = total.map_or(0, |t| t.saturating_sub(state.bytes));
             space::check(&cfg.dir, remaining, cfg.reserve)?;
             space_checked = state.bytes;
@@ -218,24 +230,47 @@ pub(super) async fn transfer(
             tracing::debug!(url = %shown(&at), bytes = state.bytes, total, rate, "download progress");
             report(state, rate);
         }
+    };
+    let lost = lost.or_else(|| {
+        total
+            .filter(|t| file.len() < *t)
+            .map(|t| format!("the body ended at {} of {t} bytes", file.len()))
+    });
+    if let Some(why) = lost {
+        // What arrived is kept for the next attempt to continue from.
+        file.settle().await.map_err(err)?;
+        state.bytes = file.written();
+        report(state, 0);
+        return Err(DownloadError::lost(&at, why));
     }
-    if let Some(t) = total.filter(|t| state.bytes < *t) {
-        return Err(DownloadError::lost(
-            &at,
-            format!("the body ended at {} of {t} bytes", state.bytes),
-        ));
-    }
-    let bytes = file.finish().await?;
-    let (fetched, rate) = meter.summary(bytes, Instant::now());
+    let f = file.finish().await.map_err(err)?;
+    state.bytes = f.bytes;
+    let (fetched, rate) = meter.summary(f.bytes, Instant::now());
     report(state, rate);
-    Ok(done(path, bytes, fetched, rate))
+    Ok(done(path, f, fetched, rate))
 }
 
-fn done(path: &Path, bytes: u64, fetched: u64, rate: u64) -> Done {
+fn done(path: &Path, f: Finished, fetched: u64, rate: u64) -> Done {
     Done {
         path: path.to_owned(),
-        bytes,
+        bytes: f.bytes,
         fetched,
         rate,
+        check: f.check,
+    }
+}
+
+/// A full disk is NoSpace (Update Result 2), whatever the check before said.
+fn file_error(path: &Path, e: std::io::Error) -> DownloadError {
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => DownloadError::NoSpace {
+            dir: path.parent().map(Path::to_owned).unwrap_or_default(),
+            needed: 0,
+            available: 0,
+        },
+        _ => DownloadError::File {
+            path: path.to_owned(),
+            source: e,
+        },
     }
 }

@@ -16,15 +16,18 @@
 mod connect;
 mod error;
 mod http;
-mod partial;
 mod progress;
 mod resume;
+mod sink;
 mod space;
 mod uri;
 
 pub use error::{update_result, DownloadError};
 pub use progress::Progress;
 pub use resume::Resume;
+pub use sink::{Finished, Sink};
+
+use crate::lwm2m::firmware::verify::{Policy, Verified, VerifyError};
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -79,6 +82,9 @@ pub struct Done {
     pub fetched: u64,
     /// Average bytes per second of this call.
     pub rate: u64,
+    /// The package against the policy it was fetched with, checked as it
+    /// came (a resumed part read back once): nothing is left to read.
+    pub check: Result<Verified, VerifyError>,
 }
 
 /// Checks a Package URI before anything is fetched (as a write of /5/0/1 should):
@@ -125,6 +131,20 @@ impl Downloader {
         progress: Option<&watch::Sender<Progress>>,
         cancel: Option<&CancellationToken>,
     ) -> Result<Done, DownloadError> {
+        self.fetch_checked(name, state, progress, cancel, Policy::default())
+            .await
+    }
+
+    /// [`Downloader::fetch`], with the bytes checked against `policy` as they
+    /// are written: [`Done::check`] is the verdict.
+    pub async fn fetch_checked(
+        &self,
+        name: &str,
+        state: &mut Resume,
+        progress: Option<&watch::Sender<Progress>>,
+        cancel: Option<&CancellationToken>,
+        policy: Policy,
+    ) -> Result<Done, DownloadError> {
         let url = uri::parse(&state.url)?;
         let path = self.path_for(name)?;
         tokio::fs::create_dir_all(&self.cfg.dir)
@@ -135,7 +155,7 @@ impl Downloader {
             })?;
         let shown = uri::shown(&url);
         tracing::info!(url = %shown, file = %path.display(), from = state.bytes, "download started");
-        let run = http::transfer(self, &url, &path, state, progress);
+        let run = http::transfer(self, &url, &path, state, progress, policy);
         let result = match cancel {
             Some(c) => tokio::select! {
                 biased;

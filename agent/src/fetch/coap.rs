@@ -2,10 +2,10 @@
 //! repository, the [`Link`] (plain or DTLS) and the CoAP [`Endpoint`] over it,
 //! one confirmable GET per block, each block written to the file as it comes.
 //!
-//! The file is written through tokio's file type (its writes run on the
-//! blocking pool), so a slow flash card does not stall the other tasks of the
-//! agent's current-thread runtime. Dropping the future cancels: the file keeps
-//! what was written, for a later [`Resume`].
+//! The file is written (and hashed, and checked) by a [`Sink`] on a blocking
+//! thread of its own, so a slow flash card does not stall the other tasks of
+//! the agent's current-thread runtime. Dropping the future cancels: the file
+//! keeps what was written, for a later [`Resume`].
 
 use super::block2::{self, Block2Download, BlockResponse, Limits, Step};
 use super::error::FetchError;
@@ -14,14 +14,13 @@ use super::uri::Target;
 use super::{FetchConfig, Fetched, Progress, Resume};
 use crate::coap::message::{self, codes};
 use crate::coap::{Endpoint, Event, Failure};
+use crate::download::{Finished, Sink};
+use crate::lwm2m::firmware::verify::Policy;
 use coap_lite::{CoapOption, Packet};
 use std::hash::{BuildHasher, Hasher};
-use std::io::SeekFrom;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio::fs::File;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
@@ -41,8 +40,21 @@ pub async fn fetch(
     resume: Option<&Resume>,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<Fetched, FetchError> {
+    fetch_checked(uri, path, cfg, resume, progress, Policy::default()).await
+}
+
+/// [`fetch`], with the bytes checked against `policy` as they are written:
+/// [`Fetched::check`] is the verdict.
+pub async fn fetch_checked(
+    uri: &str,
+    path: &Path,
+    cfg: &FetchConfig,
+    resume: Option<&Resume>,
+    progress: Option<&watch::Sender<Progress>>,
+    policy: Policy,
+) -> Result<Fetched, FetchError> {
     let t0 = Instant::now();
-    let r = download(uri, path, cfg, resume, progress).await;
+    let r = download(uri, path, cfg, resume, progress, policy).await;
     if let Err(e) = &r {
         tracing::info!(
             "CoAP download of {uri} failed after {:.1} s: {e} (Update Result {})",
@@ -59,6 +71,7 @@ async fn download(
     cfg: &FetchConfig,
     resume: Option<&Resume>,
     progress: Option<&watch::Sender<Progress>>,
+    policy: Policy,
 ) -> Result<Fetched, FetchError> {
     let target = Target::parse(uri)?;
     let dtls = match (target.secure, &cfg.dtls) {
@@ -73,7 +86,7 @@ async fn download(
         backoff: cfg.retry_backoff,
         max_restarts: cfg.max_restarts,
     };
-    let mut out = Output::open(path, cfg.keep_free).await?;
+    let mut out = Output::open(path, cfg.keep_free, policy).await?;
     let mut dl = match resume {
         Some(r) => Block2Download::resume(limits, uri, r, out.len),
         None => Block2Download::new(limits),
@@ -149,10 +162,10 @@ async fn download(
                 out.write(&resp.payload).await?;
                 run.received += resp.payload.len() as u64;
                 if last {
-                    out.finish().await?;
+                    let done = out.finish().await?;
                     let over = net.link.describe();
                     net.close().await;
-                    return Ok(run.finish(&dl, &over));
+                    return Ok(run.finish(&dl, &over, done));
                 }
                 if run.progress_due() {
                     // What Progress reports is in the file (tokio's writes
@@ -224,7 +237,7 @@ impl Run<'_> {
         }
     }
 
-    fn finish(&self, dl: &Block2Download, over: &str) -> Fetched {
+    fn finish(&self, dl: &Block2Download, over: &str, done: Finished) -> Fetched {
         self.publish(dl);
         let elapsed = self.started.elapsed();
         tracing::info!(
@@ -247,23 +260,16 @@ impl Run<'_> {
             retries: self.retries,
             restarts: dl.restarts(),
             block_size: dl.block_size(),
+            check: done.check,
         }
     }
 }
 
-/// Bytes gathered per file write.
-const WRITE_BUFFER: usize = 64 * 1024;
-
 /// The package file, kept exactly as long as the download's offset.
 struct Output {
-    file: File,
-    /// Blocks gathered before they go to the file: every tokio file write is a
-    /// trip to the blocking pool, which one 1 KiB block cannot pay for.
-    buf: Vec<u8>,
+    sink: Sink,
     dir: PathBuf,
     len: u64,
-    /// The write position (always `len` once the download runs).
-    pos: u64,
     keep_free: u64,
     /// Free space is checked again at this offset, or when Size2 changes.
     space_at: u64,
@@ -271,30 +277,18 @@ struct Output {
 }
 
 impl Output {
-    async fn open(path: &Path, keep_free: u64) -> Result<Self, FetchError> {
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .await
-            .map_err(|e| FetchError::Io(format!("{}: {e}", path.display())))?;
-        let len = file
-            .metadata()
-            .await
-            .map_err(|e| FetchError::Io(format!("{}: {e}", path.display())))?
-            .len();
+    async fn open(path: &Path, keep_free: u64, policy: Policy) -> Result<Self, FetchError> {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        let (sink, len) = Sink::open(path, policy)
+            .await
+            .map_err(|e| FetchError::Io(format!("{}: {e}", path.display())))?;
         Ok(Self {
-            file,
-            buf: Vec::with_capacity(WRITE_BUFFER),
+            sink,
             dir,
             len,
-            pos: 0,
             keep_free,
             space_at: 0,
             space_total: None,
@@ -305,58 +299,43 @@ impl Output {
         FetchError::io(e, self.available())
     }
 
-    /// Cuts (or keeps) the file at `len` and puts the write position there.
+    /// Cuts (or keeps) the file at `len` and continues after it.
     async fn cut(&mut self, len: u64) -> Result<(), FetchError> {
-        if self.len == len && self.pos == len {
-            return Ok(());
+        match self.sink.cut(len).await {
+            Ok(()) => {
+                self.len = len;
+                Ok(())
+            }
+            Err(e) => Err(self.io(&e)),
         }
-        self.settle().await?;
-        if self.len != len {
-            self.file.set_len(len).await.map_err(|e| self.io(&e))?;
-            self.len = len;
-        }
-        if self.pos != len {
-            self.file
-                .seek(SeekFrom::Start(len))
-                .await
-                .map_err(|e| self.io(&e))?;
-            self.pos = len;
-        }
-        Ok(())
     }
 
     async fn write(&mut self, data: &[u8]) -> Result<(), FetchError> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= WRITE_BUFFER {
-            self.drain().await?;
+        match self.sink.write(data).await {
+            Ok(()) => {
+                self.len += data.len() as u64;
+                Ok(())
+            }
+            Err(e) => Err(self.io(&e)),
         }
-        self.len += data.len() as u64;
-        self.pos = self.len;
-        Ok(())
     }
 
-    async fn drain(&mut self) -> Result<(), FetchError> {
-        if !self.buf.is_empty() {
-            let r = self.file.write_all(&self.buf).await;
-            self.buf.clear();
-            r.map_err(|e| self.io(&e))?;
-        }
-        Ok(())
-    }
-
-    /// Writes what is gathered and waits for the writes in flight.
+    /// Waits until the OS has every byte written so far.
     async fn settle(&mut self) -> Result<(), FetchError> {
-        self.drain().await?;
-        self.file.flush().await.map_err(|e| self.io(&e))
+        match self.sink.settle().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.io(&e)),
+        }
     }
 
-    /// Makes the complete package durable before it is reported done. The
-    /// length is set again: a write still in flight from a cancelled earlier
-    /// call (its own file handle) may have landed past what this one wrote.
-    async fn finish(&mut self) -> Result<(), FetchError> {
-        self.settle().await?;
-        self.file.set_len(self.len).await.map_err(|e| self.io(&e))?;
-        self.file.sync_all().await.map_err(|e| self.io(&e))
+    /// Makes the complete package durable before it is reported done, with
+    /// the check's verdict.
+    async fn finish(self) -> Result<Finished, FetchError> {
+        let available = self.available();
+        self.sink
+            .finish()
+            .await
+            .map_err(|e| FetchError::io(&e, available))
     }
 
     fn available(&self) -> Option<u64> {

@@ -18,11 +18,12 @@ mod error;
 mod link;
 mod uri;
 
-pub use self::coap::fetch;
+pub use self::coap::{fetch, fetch_checked};
 pub use error::FetchError;
 
 use crate::coap::TxParams;
 use crate::dtls::DtlsConfig;
+use crate::lwm2m::firmware::verify::{Verified, VerifyError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -106,4 +107,7 @@ pub struct Fetched {
     pub restarts: u32,
     /// The block size at the end.
     pub block_size: usize,
+    /// The package against the policy it was fetched with, checked as it
+    /// came (a resumed part read back once).
+    pub check: Result<Verified, VerifyError>,
 }

@@ -58,7 +58,7 @@ pub struct ClientConfig {
     pub queue_timeout: std::collections::BTreeMap<u16, Duration>,
     /// /5 Firmware Update: present when an installer is configured.
     pub firmware: Option<FirmwareSetup>,
-    /// /9 Software Management (instance 0): present with `[software]`.
+    /// /9 Software Management (one instance per package): present with `[software]`.
     pub software: Option<SoftwareSetup>,
 }
 
@@ -100,8 +100,9 @@ pub enum Action {
     },
     /// Work of /5 Firmware Update; the driver reports with `firmware_event`.
     Firmware(FirmwareTask),
-    /// Work of /9 Software Management; the driver reports with `software_event`.
-    Software(SoftwareTask),
+    /// Work of /9 Software Management on an instance; the driver reports with
+    /// `software_event`.
+    Software(u16, SoftwareTask),
 }
 
 /// A server's request waiting for its end devices (several for a Write-Composite
@@ -249,9 +250,9 @@ pub struct Client {
     /// /5 Firmware Update, when configured.
     firmware: Option<crate::lwm2m::firmware::Firmware>,
     fw_push: Option<push::PushRx>,
-    /// /9 Software Management, when configured.
-    software: Option<crate::lwm2m::firmware::Software>,
-    sw_push: Option<push::PushRx>,
+    /// /9 Software Management by instance, when configured.
+    software: std::collections::BTreeMap<u16, crate::lwm2m::firmware::Software>,
+    sw_push: std::collections::BTreeMap<u16, push::PushRx>,
 }
 
 fn uri_of(trees: &Trees, ssid: u16) -> Option<String> {
@@ -294,17 +295,14 @@ impl Client {
             attrs_generation: 0,
             firmware: None,
             fw_push: None,
-            software: None,
-            sw_push: None,
+            software: Default::default(),
+            sw_push: Default::default(),
         };
         if let Some(setup) = &c.cfg.firmware {
             c.firmware = Some(Self::firmware_machine(setup));
             c.sync_firmware_values();
         }
-        if let Some(setup) = &c.cfg.software {
-            c.software = Some(crate::lwm2m::firmware::Software::new(setup.config.clone()));
-            c.sync_software_values();
-        }
+        c.software_setup_instances();
         let objs: Vec<u16> = c.trees.gateway.objects.keys().copied().collect();
         for obj in objs.into_iter().filter(|o| Self::persistent(*o)) {
             for inst in c.trees.gateway.instance_ids(obj) {

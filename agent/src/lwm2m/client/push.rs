@@ -1,4 +1,4 @@
-//! A Block1 push of a package (/5/0/0 or /9/0/2): the blocks go to the driver
+//! A Block1 push of a package (/5/0/0 or /9/x/2): the blocks go to the driver
 //! one by one as they come (a package does not fit in memory), in order, and
 //! the machine of that object hears the start, the progress and the end.
 //! One helper for both objects: only the events and the task differ.
@@ -7,13 +7,13 @@ use super::firmware::FirmwareTask;
 use super::requests::error_packet;
 use super::software::SoftwareTask;
 use super::*;
-use crate::lwm2m::firmware::{self as fw, SwEvent, SwState};
+use crate::lwm2m::firmware::{self as fw, SwEvent};
 
-/// The object a package is pushed to.
+/// The object (and instance) a package is pushed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Target {
     Firmware,
-    Software,
+    Software(u16),
 }
 
 /// A Block1 push under way.
@@ -41,10 +41,19 @@ enum PushEvent {
 }
 
 impl Client {
-    fn push_slot(&mut self, t: Target) -> &mut Option<PushRx> {
+    fn push_slot(&self, t: Target) -> Option<&PushRx> {
         match t {
-            Target::Firmware => &mut self.fw_push,
-            Target::Software => &mut self.sw_push,
+            Target::Firmware => self.fw_push.as_ref(),
+            Target::Software(i) => self.sw_push.get(&i),
+        }
+    }
+
+    /// Puts (or with None, ends) the push of `t`; the one it replaces back.
+    fn set_push(&mut self, t: Target, p: Option<PushRx>) -> Option<PushRx> {
+        match (t, p) {
+            (Target::Firmware, p) => std::mem::replace(&mut self.fw_push, p),
+            (Target::Software(i), Some(p)) => self.sw_push.insert(i, p),
+            (Target::Software(i), None) => self.sw_push.remove(&i),
         }
     }
 
@@ -55,7 +64,7 @@ impl Client {
                 .firmware
                 .as_ref()
                 .and_then(|s| s.config.max_package_bytes),
-            Target::Software => self
+            Target::Software(_) => self
                 .cfg
                 .software
                 .as_ref()
@@ -70,9 +79,7 @@ impl Client {
             Target::Firmware => {
                 self.firmware.as_ref().map(|f| f.state()) == Some(fw::State::Downloading)
             }
-            Target::Software => {
-                self.software.as_ref().map(|s| s.state()) == Some(SwState::DownloadStarted)
-            }
+            Target::Software(i) => self.software_receiving(i),
         }
     }
 
@@ -88,7 +95,7 @@ impl Client {
                     PushEvent::Cleared => fw::Event::PackageCleared,
                 },
             ),
-            Target::Software => {
+            Target::Software(inst) => {
                 let ev = match ev {
                     PushEvent::Started { size } => SwEvent::PushStarted { size },
                     PushEvent::Progress { bytes } => SwEvent::PushProgress { bytes },
@@ -101,7 +108,7 @@ impl Client {
                         ))
                     }
                 };
-                self.software_handle(now, ev)
+                self.software_handle(now, inst, ev)
             }
         }
     }
@@ -109,7 +116,7 @@ impl Client {
     fn push_block_action(t: Target, offset: u64, data: Vec<u8>) -> Action {
         match t {
             Target::Firmware => Action::Firmware(FirmwareTask::PushBlock { offset, data }),
-            Target::Software => Action::Software(SoftwareTask::PushBlock { offset, data }),
+            Target::Software(i) => Action::Software(i, SoftwareTask::PushBlock { offset, data }),
         }
     }
 
@@ -131,7 +138,7 @@ impl Client {
         let max = self.push_max(t);
         if offset == 0 {
             if req.payload.is_empty() && !more || fw::state::is_empty_package(&req.payload) {
-                *self.push_slot(t) = None;
+                self.set_push(t, None);
                 return match self.push_event(now, t, PushEvent::Cleared) {
                     Ok(()) => message::response(req, codes::CHANGED),
                     Err(e) => error_packet(req, &e),
@@ -146,17 +153,20 @@ impl Client {
             if let Err(e) = self.push_event(now, t, PushEvent::Started { size }) {
                 return error_packet(req, &e);
             }
-            *self.push_slot(t) = Some(PushRx {
-                ssid,
-                next: 0,
-                expires: now,
-            });
+            self.set_push(
+                t,
+                Some(PushRx {
+                    ssid,
+                    next: 0,
+                    expires: now,
+                }),
+            );
         }
         let next = match self.push_slot(t) {
             Some(p) if p.ssid == ssid && p.next == offset => p.next,
             _ => {
                 // Out of order, or blocks after a cancel: RFC 7959 2.5.
-                if self.push_slot(t).take().is_some() {
+                if self.set_push(t, None).is_some() {
                     let _ = self.push_event(now, t, PushEvent::Aborted);
                 }
                 return error_packet(req, &OpError::Incomplete);
@@ -165,28 +175,32 @@ impl Client {
         let end = next + req.payload.len() as u64;
         if let Some(m) = max.filter(|m| end > *m) {
             // The machine fails it with its "too large" result, not 4.
-            *self.push_slot(t) = None;
+            self.set_push(t, None);
             let _ = self.push_event(now, t, PushEvent::Progress { bytes: end });
             return too_large(req, m);
         }
         self.actions
             .push_back(Self::push_block_action(t, next, req.payload.clone()));
         let event = if more {
-            *self.push_slot(t) = Some(PushRx {
-                ssid,
-                next: end,
-                expires: now + self.cfg.tx.exchange_lifetime(),
-            });
+            let expires = now + self.cfg.tx.exchange_lifetime();
+            self.set_push(
+                t,
+                Some(PushRx {
+                    ssid,
+                    next: end,
+                    expires,
+                }),
+            );
             PushEvent::Progress { bytes: end }
         } else {
-            *self.push_slot(t) = None;
+            self.set_push(t, None);
             PushEvent::Completed { bytes: end }
         };
         if let Err(e) = self.push_event(now, t, event) {
             return error_packet(req, &e);
         }
         if more && !self.push_receiving(t) {
-            *self.push_slot(t) = None;
+            self.set_push(t, None);
         }
         let mut r = message::response(
             req,
@@ -204,22 +218,24 @@ impl Client {
 
     /// Pushes whose next block did not come within EXCHANGE_LIFETIME.
     pub(super) fn expire_pushes(&mut self, now: Instant) {
-        for t in [Target::Firmware, Target::Software] {
+        let targets: Vec<Target> = std::iter::once(Target::Firmware)
+            .chain(self.sw_push.keys().map(|i| Target::Software(*i)))
+            .collect();
+        for t in targets {
             if self
                 .push_slot(t)
-                .as_ref()
                 .is_some_and(|p| p.next > 0 && p.expires <= now)
             {
-                *self.push_slot(t) = None;
+                self.set_push(t, None);
                 let _ = self.push_event(now, t, PushEvent::Aborted);
             }
         }
     }
 
     pub(super) fn push_deadline(&self) -> Option<Instant> {
-        [&self.fw_push, &self.sw_push]
-            .into_iter()
-            .flatten()
+        self.fw_push
+            .iter()
+            .chain(self.sw_push.values())
             .filter(|p| p.next > 0)
             .map(|p| p.expires)
             .min()

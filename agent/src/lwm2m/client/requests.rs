@@ -380,6 +380,7 @@ impl Client {
             }
             Effect::Created(path) | Effect::Deleted(path) => {
                 self.persist_instance(&path);
+                self.software_instances_changed(now, &path);
                 self.objects_changed(now);
                 self.check_observations(now);
             }

@@ -1,28 +1,35 @@
-//! /9 Software Management (one instance, /9/0) in the client, as /5 is in
-//! `firmware.rs`: a server's requests on /9/0 drive the machine of
-//! `lwm2m/firmware/software.rs`, its values are kept in the gateway's tree, its
-//! snapshot is persisted, and its work goes to the driver as `Action::Software`.
+//! /9 Software Management in the client, as /5 is in `firmware.rs`, with one
+//! instance per package: /9/0 from the start, more when a server creates them
+//! (Create on /9), each with its own machine of `lwm2m/firmware/software.rs`
+//! (its own package, commands and state). A server's requests on /9/x drive
+//! that machine, its values are kept in the gateway's tree, the snapshots of
+//! all instances are persisted together, and the work goes to the driver as
+//! `Action::Software(instance, task)`. A Delete of an instance whose software
+//! is not installed (or being worked on) drops it with its package.
 
 use super::push::Target;
 use super::requests::error_packet;
 use super::*;
 use crate::lwm2m::firmware::software::{self as sw, Software, SwAction, SwEvent, SwState};
 use crate::lwm2m::firmware::SwUpdateResult;
+use std::collections::BTreeMap;
 
-/// The only instance: several would need a package directory each, and no
-/// server we know of drives more than one.
-pub const INSTANCE: u16 = 0;
+/// The instance every gateway with `[software]` starts with.
+pub const FIRST: u16 = 0;
 
 /// What the driver tells the client about /9 at start.
 #[derive(Debug, Clone)]
 pub struct SoftwareSetup {
     pub config: sw::SwConfig,
-    /// The package file, and whether the software is installed now.
-    pub boot: sw::SwBoot,
+    /// Per instance with a directory: its package file, and whether its
+    /// software is installed now.
+    pub boots: BTreeMap<u16, sw::SwBoot>,
     /// An uninstaller is configured. Without one, Uninstall of installed
     /// software is 4.05: nothing could remove it, and a result of 59 would
     /// only tell the server so later.
     pub can_uninstall: bool,
+    /// The most instances a server may have (Create beyond is 4.00).
+    pub max_instances: usize,
 }
 
 /// The commands of `[software]`; also the instance of
@@ -57,7 +64,7 @@ impl SwCommand {
     }
 }
 
-/// Work for the driver, in the order given (as `FirmwareTask`).
+/// Work for the driver on one instance, in the order given (as `FirmwareTask`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SoftwareTask {
     Download {
@@ -70,20 +77,23 @@ pub enum SoftwareTask {
     Verify {
         id: u32,
     },
-    /// Run a command of `[software]`; `name` is PkgName (/9/0/0), the
+    /// Run a command of `[software]`; `name` is PkgName (/9/x/0), the
     /// `{name}` of its arguments. Report its end with the matching `*Exited`.
     Run {
         command: SwCommand,
         name: String,
     },
-    /// A block pushed to /9/0/2 (offset 0 starts a new file).
+    /// A block pushed to /9/x/2 (offset 0 starts a new file).
     PushBlock {
         offset: u64,
         data: Vec<u8>,
     },
+    /// The instance is gone (deleted by a server): stop its work, remove its
+    /// files.
+    Forget,
 }
 
-/// The state of /9/0 for `lwgate status`.
+/// The state of one /9 instance for `lwgate status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SoftwareStatus {
     pub state: SwState,
@@ -95,17 +105,49 @@ pub struct SoftwareStatus {
     pub detail: Option<String>,
 }
 
-fn is_software(path: &[String], res: &str) -> bool {
-    path.len() == 3 && path[0] == "9" && path[1] == "0" && path[2] == res
+/// The snapshots of every instance, as stored. A row of the one-instance
+/// versions is a bare snapshot of /9/0 and still reads.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored {
+    instances: BTreeMap<u16, sw::SwSnapshot>,
+}
+
+fn parse_stored(json: &str) -> Result<BTreeMap<u16, sw::SwSnapshot>, serde_json::Error> {
+    match serde_json::from_str::<Stored>(json) {
+        Ok(s) => Ok(s.instances),
+        Err(_) => {
+            serde_json::from_str::<sw::SwSnapshot>(json).map(|s| BTreeMap::from([(FIRST, s)]))
+        }
+    }
+}
+
+/// `/9/<instance>/<resource>` of a request's path.
+fn software_path(path: &[String]) -> Option<(u16, Option<&str>)> {
+    match path {
+        [o, i] if o == "9" => Some((i.parse().ok()?, None)),
+        [o, i, r] if o == "9" => Some((i.parse().ok()?, Some(r.as_str()))),
+        _ => None,
+    }
 }
 
 impl Client {
-    /// The stored snapshot, judged against what the driver found at start.
+    pub(super) fn software_setup_instances(&mut self) {
+        if let Some(setup) = &self.cfg.software {
+            let m = Software::new(setup.config.clone());
+            self.software.insert(FIRST, m);
+            self.sync_software_values(FIRST);
+        }
+    }
+
+    /// The stored snapshots, judged against what the driver found at start.
+    /// Instances that are stored replace /9/0 of a fresh start; an instance
+    /// directory the store does not know of is forgotten.
     pub(super) fn restore_software(&mut self, now: Instant, stored: Option<&str>) {
         let (Some(setup), Some(json)) = (self.cfg.software.clone(), stored) else {
             return;
         };
-        let snap: sw::SwSnapshot = match serde_json::from_str(json) {
+        let snaps = match parse_stored(json) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(
@@ -114,116 +156,228 @@ impl Client {
                 return;
             }
         };
-        let (machine, actions) = Software::restore(setup.config.clone(), snap, setup.boot);
-        self.software = Some(machine);
-        self.sync_software_values();
-        self.software_actions(now, actions);
+        for inst in std::mem::take(&mut self.software).into_keys() {
+            let _ = self.trees.gateway.delete_instance(9, inst);
+        }
+        for (inst, snap) in snaps {
+            let boot = setup.boots.get(&inst).copied().unwrap_or(sw::SwBoot {
+                package_present: false,
+                installed: false,
+            });
+            let (machine, actions) = Software::restore(setup.config.clone(), snap, boot);
+            self.software.insert(inst, machine);
+            self.sync_software_values(inst);
+            self.software_actions(now, inst, actions);
+        }
+        for inst in setup.boots.keys() {
+            if !self.software.contains_key(inst) {
+                self.actions
+                    .push_back(Action::Software(*inst, SoftwareTask::Forget));
+            }
+        }
     }
 
-    /// Requests on /9/0 that the machine answers: Execute Install, Uninstall
-    /// (with its argument), Activate, Deactivate, and a push to /9/0/2. The
+    /// Requests on /9 that the machines answer: Execute Install, Uninstall
+    /// (with its argument), Activate, Deactivate, a push to /9/x/2, and the
+    /// refusals the data model cannot know of (a new Package URI outside
+    /// INITIAL, a Create past the limit, a Delete of installed software). The
     /// Package URI and Update Supported Objects go through the data model
-    /// first (see `software_written`).
+    /// first (see `software_written`), Create and Delete too (see
+    /// `software_created`, `software_deleted`).
     pub(super) fn software_request(
         &mut self,
         now: Instant,
         idx: usize,
         req: &Packet,
     ) -> Option<Packet> {
-        let state = self.software.as_ref()?.state();
+        let setup = self.cfg.software.as_ref()?;
         let path = message::uri_path(req)?;
         let coap_lite::MessageClass::Request(method) = req.header.code else {
             return None;
         };
+        if method == RequestType::Post && path.len() == 1 && path[0] == "9" {
+            // Create: the data model makes the instance, within our limit.
+            if self.software.len() >= setup.max_instances {
+                return Some(error_packet(
+                    req,
+                    &OpError::BadRequest(format!(
+                        "at most {} /9 instances ([software] instances)",
+                        setup.max_instances
+                    )),
+                ));
+            }
+            return None;
+        }
+        let (inst, res) = software_path(&path)?;
+        let machine = self.software.get(&inst)?;
+        let state = machine.state();
+        if method == RequestType::Delete && res.is_none() {
+            if machine.busy().is_some() || state == SwState::Installed {
+                tracing::info!(
+                    "Delete of /9/{inst} refused: its software is installed or a command runs (Uninstall first)"
+                );
+                return Some(error_packet(req, &OpError::MethodNotAllowed));
+            }
+            return None;
+        }
+        let res = res?;
         if method == RequestType::Post {
-            let ev = if is_software(&path, "4") {
-                Some(Ok(SwEvent::Install))
-            } else if is_software(&path, "6") {
-                Some(
+            let ev = match res {
+                "4" => Some(Ok(SwEvent::Install)),
+                "6" => Some(
                     std::str::from_utf8(&req.payload)
                         .map_err(|_| OpError::BadRequest("the argument is not UTF-8".into()))
                         .and_then(sw::parse_uninstall_arg)
                         .and_then(|for_update| {
                             let removes = !for_update && state == SwState::Installed;
-                            let can = self.cfg.software.as_ref().is_some_and(|s| s.can_uninstall);
-                            if removes && !can {
+                            if removes && !setup.can_uninstall {
                                 Err(OpError::MethodNotAllowed)
                             } else {
                                 Ok(SwEvent::Uninstall { for_update })
                             }
                         }),
-                )
-            } else if is_software(&path, "10") {
-                Some(Ok(SwEvent::Activate))
-            } else if is_software(&path, "11") {
-                Some(Ok(SwEvent::Deactivate))
-            } else {
-                None
+                ),
+                "10" => Some(Ok(SwEvent::Activate)),
+                "11" => Some(Ok(SwEvent::Deactivate)),
+                _ => None,
             };
             if let Some(ev) = ev {
-                return Some(match ev.and_then(|ev| self.software_handle(now, ev)) {
-                    Ok(()) => message::response(req, codes::CHANGED),
-                    Err(e) => error_packet(req, &e),
-                });
+                return Some(
+                    match ev.and_then(|ev| self.software_handle(now, inst, ev)) {
+                        Ok(()) => message::response(req, codes::CHANGED),
+                        Err(e) => error_packet(req, &e),
+                    },
+                );
             }
         }
-        if method == RequestType::Put && is_software(&path, "3") && state != SwState::Initial {
+        if method == RequestType::Put && res == "3" && state != SwState::Initial {
             // A new Package URI only in INITIAL: refused before the tree takes it.
             return Some(error_packet(req, &OpError::MethodNotAllowed));
         }
-        if !matches!(method, RequestType::Put | RequestType::Post) || !is_software(&path, "2") {
+        if !matches!(method, RequestType::Put | RequestType::Post) || res != "2" {
             return None;
         }
-        Some(self.package_push(now, idx, req, Target::Software))
+        Some(self.package_push(now, idx, req, Target::Software(inst)))
     }
 
-    /// A server wrote /9/0/3 or /9/0/8 (alone or with the instance).
+    /// A server wrote /9/x/3 or /9/x/8 (alone or with the instance).
     pub(super) fn software_written(&mut self, now: Instant, path: &Path) {
-        if self.software.is_none()
-            || path.prefix.is_some()
-            || path.object() != Some(9)
-            || path.instance().is_some_and(|i| i != INSTANCE)
-        {
+        let Some(inst) = path.instance() else {
+            return;
+        };
+        if path.prefix.is_some() || path.object() != Some(9) || !self.software.contains_key(&inst) {
             return;
         }
         let res = path.resource();
         if res.is_none_or(|r| r == 3) {
-            if let Some(Value::String(uri)) = self.trees.gateway.get(9, INSTANCE, 3).cloned() {
-                if let Err(e) = self.software_handle(now, SwEvent::PackageUriWritten(uri)) {
+            if let Some(Value::String(uri)) = self.trees.gateway.get(9, inst, 3).cloned() {
+                if let Err(e) = self.software_handle(now, inst, SwEvent::PackageUriWritten(uri)) {
                     tracing::debug!("Package URI write refused by the software machine: {e}");
                 }
             }
         }
         if res.is_none_or(|r| r == 8) {
-            if let Some(Value::Boolean(b)) = self.trees.gateway.get(9, INSTANCE, 8).cloned() {
-                let _ = self.software_handle(now, SwEvent::UpdateSupportedObjectsWritten(b));
+            if let Some(Value::Boolean(b)) = self.trees.gateway.get(9, inst, 8).cloned() {
+                let _ = self.software_handle(now, inst, SwEvent::UpdateSupportedObjectsWritten(b));
             }
         }
-        self.sync_software_values();
+        self.sync_software_values(inst);
     }
 
-    /// What the driver's work reports: downloads, the check, the commands.
-    pub fn software_event(&mut self, now: Instant, ev: SwEvent) {
-        self.now = now;
-        if let Err(e) = self.software_handle(now, ev) {
-            tracing::debug!("software event refused: {e}");
+    /// A server created or deleted an instance: the machines follow /9's.
+    pub(super) fn software_instances_changed(&mut self, now: Instant, path: &Path) {
+        let Some(inst) = path.instance() else {
+            return;
+        };
+        if path.prefix.is_some() || path.object() != Some(9) || self.cfg.software.is_none() {
+            return;
+        }
+        match (
+            self.trees.gateway.instance(9, inst).is_some(),
+            self.software.contains_key(&inst),
+        ) {
+            (true, false) => self.software_created(now, inst),
+            (false, true) => self.software_deleted(inst),
+            _ => {}
         }
     }
 
-    pub(super) fn software_handle(&mut self, now: Instant, ev: SwEvent) -> Result<(), OpError> {
-        let Some(machine) = self.software.as_mut() else {
+    /// A server created /9/x: a new machine for it, which takes what the
+    /// Create wrote (a Package URI starts its download).
+    fn software_created(&mut self, now: Instant, inst: u16) {
+        let Some(setup) = self.cfg.software.as_ref() else {
+            return;
+        };
+        if self.trees.gateway.get(9, inst, 2).is_some() {
+            // The data model holds a Create's body in memory: a package is
+            // pushed to /9/x/2 (block-wise, to disk) or pulled from /9/x/3.
+            tracing::warn!("Create of /9/{inst} with a Package (/9/{inst}/2): ignored; push it to /9/{inst}/2 or write /9/{inst}/3");
+            if let Some(i) = self.trees.gateway.instance_mut(9, inst) {
+                i.remove(&2);
+            }
+        }
+        tracing::info!("a server created /9/{inst}");
+        self.software
+            .insert(inst, Software::new(setup.config.clone()));
+        self.persist_software();
+        self.software_written(now, &Path::new(&[9, inst]));
+    }
+
+    /// A server deleted /9/x (`software_request` refused it while the
+    /// software is installed or a command runs): its work and files go.
+    fn software_deleted(&mut self, inst: u16) {
+        if self.software.remove(&inst).is_some() {
+            tracing::info!("a server deleted /9/{inst}");
+            self.sw_push.remove(&inst);
+            self.actions
+                .push_back(Action::Software(inst, SoftwareTask::Forget));
+            self.persist_software();
+        }
+    }
+
+    /// What the driver's work on instance `inst` reports: downloads, the
+    /// check, the commands.
+    pub fn software_event(&mut self, now: Instant, inst: u16, ev: SwEvent) {
+        self.now = now;
+        if let Err(e) = self.software_handle(now, inst, ev) {
+            tracing::debug!("software event for /9/{inst} refused: {e}");
+        }
+    }
+
+    pub(super) fn software_handle(
+        &mut self,
+        now: Instant,
+        inst: u16,
+        ev: SwEvent,
+    ) -> Result<(), OpError> {
+        let Some(machine) = self.software.get_mut(&inst) else {
             return Err(OpError::NotFound);
         };
         let actions = machine.handle(ev)?;
-        self.software_actions(now, actions);
+        self.software_actions(now, inst, actions);
         Ok(())
     }
 
-    fn software_actions(&mut self, now: Instant, actions: Vec<SwAction>) {
+    /// Every instance's snapshot, as one record.
+    fn persist_software(&mut self) {
+        let stored = Stored {
+            instances: self
+                .software
+                .iter()
+                .map(|(i, m)| (*i, m.snapshot()))
+                .collect(),
+        };
+        match serde_json::to_string(&stored) {
+            Ok(json) => self.persist.push_back(Persist::Software(json)),
+            Err(e) => tracing::error!("software-management state not saved: {e}"),
+        }
+    }
+
+    fn software_actions(&mut self, now: Instant, inst: u16, actions: Vec<SwAction>) {
         let mut changed = false;
         let name = self
             .software
-            .as_ref()
+            .get(&inst)
             .map(|m| m.snapshot().pkg_name)
             .unwrap_or_default();
         let run = |command| SoftwareTask::Run {
@@ -232,11 +386,10 @@ impl Client {
         };
         for a in actions {
             let task = match a {
-                SwAction::Persist(snap) => {
-                    match serde_json::to_string(&*snap) {
-                        Ok(json) => self.persist.push_back(Persist::Software(json)),
-                        Err(e) => tracing::error!("software-management state not saved: {e}"),
-                    }
+                SwAction::Persist(_) => {
+                    // The machine's snapshot is its state now: stored with
+                    // the other instances'.
+                    self.persist_software();
                     continue;
                 }
                 SwAction::ValuesChanged(_) => {
@@ -254,7 +407,7 @@ impl Client {
                     SoftwareTask::Download { id, uri, resume }
                 }
                 SwAction::CancelDownload => {
-                    self.sw_push = None;
+                    self.sw_push.remove(&inst);
                     SoftwareTask::Cancel
                 }
                 SwAction::DeletePackage => SoftwareTask::DeletePackage,
@@ -264,32 +417,44 @@ impl Client {
                 SwAction::RunActivate => run(SwCommand::Activate),
                 SwAction::RunDeactivate => run(SwCommand::Deactivate),
             };
-            self.actions.push_back(Action::Software(task));
+            self.actions.push_back(Action::Software(inst, task));
         }
         if changed {
-            self.sync_software_values();
+            self.sync_software_values(inst);
             self.check_observations(now);
         }
     }
 
-    /// The machine's values into /9/0 of the gateway's tree.
-    pub(super) fn sync_software_values(&mut self) {
-        if let Some(machine) = self.software.as_ref() {
-            super::firmware::set_values(&mut self.trees.gateway, 9, INSTANCE, machine.values());
+    /// A machine's values into its /9 instance of the gateway's tree.
+    pub(super) fn sync_software_values(&mut self, inst: u16) {
+        if let Some(machine) = self.software.get(&inst) {
+            super::firmware::set_values(&mut self.trees.gateway, 9, inst, machine.values());
         }
     }
 
-    pub fn software_status(&self) -> Option<SoftwareStatus> {
-        let m = self.software.as_ref()?;
-        let s = m.snapshot();
-        Some(SoftwareStatus {
-            state: s.state,
-            result: s.result,
-            name: s.pkg_name,
-            version: s.pkg_version,
-            active: s.active,
-            busy: s.busy,
-            detail: s.detail,
-        })
+    /// Whether /9/x is at a state that takes a pushed package's blocks.
+    pub(super) fn software_receiving(&self, inst: u16) -> bool {
+        self.software.get(&inst).map(|s| s.state()) == Some(SwState::DownloadStarted)
+    }
+
+    pub fn software_status(&self) -> Vec<(u16, SoftwareStatus)> {
+        self.software
+            .iter()
+            .map(|(i, m)| {
+                let s = m.snapshot();
+                (
+                    *i,
+                    SoftwareStatus {
+                        state: s.state,
+                        result: s.result,
+                        name: s.pkg_name,
+                        version: s.pkg_version,
+                        active: s.active,
+                        busy: s.busy,
+                        detail: s.detail,
+                    },
+                )
+            })
+            .collect()
     }
 }

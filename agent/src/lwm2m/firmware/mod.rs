@@ -5,6 +5,8 @@
 //!   URI check, and the types /9 shares.
 //! - [`software`]: one /9 instance ([`Software`]).
 //! - [`verify`]: SHA-256 and minisign checks, fed in chunks.
+//! - [`digest`]: the SHA-256 a server gives with a package (in the Package
+//!   URI, or in a `sha256sum` manifest beside it).
 //!
 //! # Driving /5
 //!
@@ -58,6 +60,7 @@
 //! `*Exited` event) and `RegistrationUpdate` (send an Update with the object
 //! list now).
 
+pub mod digest;
 pub mod software;
 pub mod state;
 pub mod verify;

@@ -268,6 +268,15 @@ pub fn check_package_uri(uri: &str, supported: &[Protocol]) -> Result<PackageUri
             return Err(UriError::Invalid("a character not allowed in the query"));
         }
     }
+    // A digest given with the URI (digest.rs) must be one: a typo there
+    // would otherwise fail only as an integrity error after the download.
+    match super::digest::from_uri(uri) {
+        Err(super::digest::DigestError::Conflict) => {
+            return Err(UriError::Invalid("two different sha256= values"))
+        }
+        Err(_) => return Err(UriError::Invalid("sha256= is not 64 hex digits")),
+        Ok(_) => {}
+    }
     Ok(PackageUri {
         protocol,
         host,

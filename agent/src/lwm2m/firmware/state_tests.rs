@@ -132,6 +132,10 @@ fn uri_accepts_the_schemes_and_forms_it_should() {
     let long = format!("coap://h/{}", "a".repeat(255 - 9));
     assert_eq!(long.len(), 255);
     assert!(check_package_uri(&long, &all()).is_ok());
+    // A digest for the check (digest.rs); the fragment is never fetched.
+    let sum = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let u = check_package_uri(&format!("http://h/fw.bin?t=1#sha256={sum}"), &all()).unwrap();
+    assert_eq!(u.path_and_query, "/fw.bin?t=1");
 }
 
 #[test]
@@ -166,6 +170,8 @@ fn hopeless_uris_are_invalid_not_unsupported() {
         "1coap://h/x",
         "://h/x",
         long.as_str(),
+        "http://h/fw.bin#sha256=e3b0c442",
+        "http://h/fw.bin?sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855#sha256=0542235c83e32274635ce957a37f15c884a9c25a269aad4838f4b06cd70ce8bd",
     ] {
         match check_package_uri(bad, &all()) {
             Err(e @ UriError::Invalid(_)) => assert_eq!(e.result(), UpdateResult::InvalidUri),
