@@ -152,7 +152,11 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let watchdog = systemd::watchdog_interval();
     let one_second = std::time::Duration::from_secs(1);
-    let mut tick = tokio::time::interval(watchdog.map_or(one_second, |w| w.min(one_second)));
+    // The 1 s tick (devices' status counters, system values for observers of the
+    // gateway's objects, an update's restart timeout) runs only while it has work;
+    // the watchdog is pinged at its own interval. Idle, nothing else wakes us.
+    let mut next_tick = Instant::now() + one_second;
+    let mut next_ping = watchdog.map(|w| Instant::now() + w);
 
     let summary = format!(
         "endpoint {}, {} server(s), {} device(s)",
@@ -170,7 +174,6 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     systemd::ready(&summary);
     release_freed_memory();
 
-    let mut last_ping = Instant::now();
     let mut stop_by: Option<Instant> = None;
     loop {
         let now = Instant::now();
@@ -187,6 +190,12 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         }
         let wake = engine
             .deadline()
+            .unwrap_or(now + std::time::Duration::from_secs(3600));
+        let ticking = engine.wants_ticks() || status.read().is_ok_and(|s| !s.devices.is_empty());
+        let tick_at = [ticking.then_some(next_tick), next_ping]
+            .into_iter()
+            .flatten()
+            .min()
             .unwrap_or(now + std::time::Duration::from_secs(3600));
         tokio::select! {
             _ = sigterm.recv(), if stop_by.is_none() => {
@@ -211,21 +220,30 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
             Some(report) = firmware_report(&mut engine.firmware) => engine.firmware_report(Instant::now(), report),
             Some(report) = software_report(&mut engine.software) => engine.software_report(Instant::now(), report),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => engine.timeout(Instant::now()),
-            _ = tick.tick() => {
-                if let Ok(mut s) = status.write() {
-                    s.uptime_s = started.elapsed().as_secs();
-                    // Once a second, not after every event: a hundred devices polled
-                    // at 1 Hz would otherwise rebuild these rows hundreds of times.
-                    s.devices = engine.devices.status();
-                }
-                if let Some(period) = watchdog {
-                    if last_ping.elapsed() >= period {
-                        systemd::watchdog();
-                        last_ping = Instant::now();
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(tick_at)) => {
+                let now = Instant::now();
+                if ticking && now >= next_tick {
+                    next_tick += one_second;
+                    if next_tick <= now {
+                        next_tick = now + one_second;
+                    }
+                    if let Ok(mut s) = status.write() {
+                        s.uptime_s = started.elapsed().as_secs();
+                        // Once a second, not after every event: a hundred devices polled
+                        // at 1 Hz would otherwise rebuild these rows hundreds of times.
+                        s.devices = engine.devices.status();
+                    }
+                    if engine.wants_ticks() {
+                        engine.refresh(now);
+                        engine.firmware_tick(now);
                     }
                 }
-                engine.refresh(Instant::now());
-                engine.firmware_tick(Instant::now());
+                if let (Some(period), Some(at)) = (watchdog, next_ping) {
+                    if now >= at {
+                        systemd::watchdog();
+                        next_ping = Some(now + period);
+                    }
+                }
             }
         }
         drain_ready(&mut engine).await;
