@@ -78,13 +78,16 @@ pub async fn serve(
     status: SharedStatus,
     commands: tokio::sync::mpsc::Sender<Command>,
 ) {
+    // The uptime is counted here, at each request: the daemon does not wake up
+    // every second to keep it current in the snapshot.
+    let started = std::time::Instant::now();
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let status = status.clone();
                 let commands = commands.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle(stream, status, commands).await {
+                    if let Err(e) = handle(stream, status, commands, started).await {
                         tracing::debug!("control connection: {e}");
                     }
                 });
@@ -101,6 +104,7 @@ async fn handle(
     stream: UnixStream,
     status: SharedStatus,
     commands: tokio::sync::mpsc::Sender<Command>,
+    started: std::time::Instant,
 ) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
@@ -114,10 +118,11 @@ async fn handle(
     let reply = match (n, line.trim()) {
         (0, _) => return Ok(()),
         (_, "status") => {
-            let snapshot = match status.read() {
+            let mut snapshot = match status.read() {
                 Ok(s) => s.clone(),
                 Err(p) => p.into_inner().clone(),
             };
+            snapshot.uptime_s = started.elapsed().as_secs();
             serde_json::to_string(&snapshot).unwrap_or_else(|e| error_json(&e.to_string()))
         }
         (_, line) if line.starts_with("send ") => send(line, &commands).await,

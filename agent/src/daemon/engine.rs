@@ -392,6 +392,17 @@ impl Engine {
         );
     }
 
+    /// Whether the driver's 1 s tick has work here: an observation of the gateway's
+    /// own objects (their system values re-sampled, `refresh`) or an update waiting
+    /// for its restart (`firmware_tick`). Otherwise the tick need not wake us.
+    pub fn wants_ticks(&self) -> bool {
+        self.client.observes_gateway_objects()
+            || self
+                .client
+                .firmware_status()
+                .is_some_and(|s| s.state == crate::lwm2m::firmware::State::Updating)
+    }
+
     /// Re-samples the system; observers of changed values get notified.
     pub fn refresh(&mut self, now: Instant) {
         self.sample();

@@ -153,7 +153,14 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let watchdog = systemd::watchdog_interval();
     let one_second = std::time::Duration::from_secs(1);
-    let mut tick = tokio::time::interval(watchdog.map_or(one_second, |w| w.min(one_second)));
+    // The 1 s tick (devices' status counters, system values for observers of the
+    // gateway's objects, an update's restart timeout) runs only while it has work;
+    // the watchdog is pinged at its own interval. Idle, nothing else wakes us.
+    let mut next_tick = Instant::now() + one_second;
+    let mut next_ping = watchdog.map(|w| Instant::now() + w);
+    // What start-up used and no longer needs goes back once it is over (off the
+    // way to the first Register), and again after each reload.
+    let mut release_at = Some(Instant::now() + RELEASE_AFTER);
 
     let summary = format!(
         "endpoint {}, {} server(s), {} device(s)",
@@ -169,9 +176,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         crate::VERSION
     );
     systemd::ready(&summary);
-    release_freed_memory();
 
-    let mut last_ping = Instant::now();
     let mut stop_by: Option<Instant> = None;
     loop {
         let now = Instant::now();
@@ -189,6 +194,12 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         let wake = engine
             .deadline()
             .unwrap_or(now + std::time::Duration::from_secs(3600));
+        let ticking = engine.wants_ticks() || status.read().is_ok_and(|s| !s.devices.is_empty());
+        let tick_at = [ticking.then_some(next_tick), next_ping, release_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + std::time::Duration::from_secs(3600));
         tokio::select! {
             _ = sigterm.recv(), if stop_by.is_none() => {
                 tracing::info!("SIGTERM: shutting down");
@@ -203,6 +214,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
                 if let Ok(mut s) = status.write() {
                     s.devices = engine.devices.status();
                 }
+                release_at = Some(Instant::now() + RELEASE_AFTER);
             }
             Some((id, ev)) = engine.devices.events.recv() => engine.device_event(Instant::now(), &id, ev),
             Some((ticket, result)) = engine.devices.done.recv() => engine.device_done(Instant::now(), ticket, result),
@@ -212,21 +224,35 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
             Some(report) = firmware_report(&mut engine.firmware) => engine.firmware_report(Instant::now(), report),
             Some(report) = software_report(&mut engine.software) => engine.software_report(Instant::now(), report),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => engine.timeout(Instant::now()),
-            _ = tick.tick() => {
-                if let Ok(mut s) = status.write() {
-                    s.uptime_s = started.elapsed().as_secs();
-                    // Once a second, not after every event: a hundred devices polled
-                    // at 1 Hz would otherwise rebuild these rows hundreds of times.
-                    s.devices = engine.devices.status();
-                }
-                if let Some(period) = watchdog {
-                    if last_ping.elapsed() >= period {
-                        systemd::watchdog();
-                        last_ping = Instant::now();
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(tick_at)) => {
+                let now = Instant::now();
+                if ticking && now >= next_tick {
+                    next_tick += one_second;
+                    if next_tick <= now {
+                        next_tick = now + one_second;
+                    }
+                    if let Ok(mut s) = status.write() {
+                        s.uptime_s = started.elapsed().as_secs();
+                        // Once a second, not after every event: a hundred devices polled
+                        // at 1 Hz would otherwise rebuild these rows hundreds of times.
+                        s.devices = engine.devices.status();
+                    }
+                    if engine.wants_ticks() {
+                        engine.refresh(now);
+                        engine.firmware_tick(now);
                     }
                 }
-                engine.refresh(Instant::now());
-                engine.firmware_tick(Instant::now());
+                if release_at.is_some_and(|t| now >= t) {
+                    release_at = None;
+                    release_freed_memory();
+                    release_startup_pages();
+                }
+                if let (Some(period), Some(at)) = (watchdog, next_ping) {
+                    if now >= at {
+                        systemd::watchdog();
+                        next_ping = Some(now + period);
+                    }
+                }
             }
         }
         drain_ready(&mut engine).await;
@@ -268,6 +294,53 @@ fn release_freed_memory() {
     // it takes no pointers and is safe to call at any time.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// How long after start-up (or a reload) its memory is given back.
+const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Drops from this process's page tables the pages of its program and libraries
+/// that start-up touched: the configuration parser, the object definitions'
+/// loader, the database's migrations and most of what the dynamic loader read
+/// run once, yet every page they touched (and the kernel's fault-around with
+/// it) would count in the daemon's RSS for as long as it runs. Only clean,
+/// read-only, private file mappings without a private (copy-on-write) page are
+/// dropped (code, constants, symbol tables; not relocated data): they stay in
+/// the page cache, and a page used again comes back with a minor fault.
+fn release_startup_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut mapping: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if let Some((start, end)) = first.split_once('-') {
+            // `start-end perms offset dev inode path`: a file mapping, read-only, private.
+            let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) else {
+                mapping = None;
+                continue;
+            };
+            let perms = fields.next().unwrap_or_default();
+            let path = fields.nth(3).unwrap_or_default();
+            mapping = (perms.starts_with("r-") && perms.ends_with('p') && path.starts_with('/'))
+                .then_some((start, end));
+        } else if first == "Anonymous:" {
+            if let Some((start, end)) = mapping.take() {
+                if fields.next() == Some("0") {
+                    // SAFETY: the range is a whole mapping of this process, read-only
+                    // and without private pages: MADV_DONTNEED only unmaps its pages,
+                    // which the file gives back unchanged on the next access.
+                    unsafe {
+                        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+                    }
+                }
+            }
+        }
     }
 }
 
