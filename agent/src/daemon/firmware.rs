@@ -44,6 +44,7 @@ pub fn setup(
             protocols: protocols(),
             max_package_bytes: fw.max_size,
             restart_timeout_ms: u64::from(fw.restart_timeout.0) * 1000,
+            verdict: crate::lwm2m::firmware::Verdict::Restart,
         },
         running_version: running_version.to_string(),
         package_present: dir.join(PACKAGE).exists(),

@@ -68,6 +68,7 @@ pub mod verify;
 pub use software::{Software, SwAction, SwEvent, SwSnapshot, SwState, SwUpdateResult};
 pub use state::{
     check_package_uri, Action, Boot, Config, DownloadFailure, Event, Firmware, PackageInfo,
-    PackageUri, Protocol, ResourceValue, Snapshot, State, UpdateResult, UriError, VerifyFailure,
+    PackageUri, Protocol, ResourceValue, Snapshot, State, UpdateResult, UriError, Verdict,
+    VerifyFailure,
 };
 pub use verify::{ImageVerifier, Policy, VerifyError};

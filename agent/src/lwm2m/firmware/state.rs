@@ -539,6 +539,19 @@ pub struct Config {
     /// After the installer exits 0, how long to wait for the restart it should
     /// have caused before calling the update failed.
     pub restart_timeout_ms: u64,
+    pub verdict: Verdict,
+}
+
+/// What tells whether an installed package took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Verdict {
+    /// The restart the installer causes: the version running after it (the
+    /// gateway's own firmware).
+    #[default]
+    Restart,
+    /// The installer's exit status: an end device's installer talks to the
+    /// device and waits for the outcome; nothing of ours restarts.
+    InstallerExit,
 }
 
 impl Default for Config {
@@ -552,6 +565,7 @@ impl Default for Config {
             ],
             max_package_bytes: None,
             restart_timeout_ms: 10 * 60 * 1000,
+            verdict: Verdict::Restart,
         }
     }
 }
@@ -665,6 +679,17 @@ impl Firmware {
                 false,
                 out,
             ),
+            State::Updating if self.cfg.verdict == Verdict::InstallerExit => {
+                // The installer died with us; only it could have said how the
+                // device took the package.
+                self.install_failed(
+                    "the agent restarted while the installer ran: the outcome is unknown".into(),
+                );
+                if !package_present {
+                    self.s.state = State::Idle;
+                    self.clear_package();
+                }
+            }
             State::Updating => self.judge(package_present, out),
         }
     }
@@ -684,16 +709,7 @@ impl Firmware {
         };
         self.s.version_before = None;
         match verdict {
-            Ok(()) => {
-                self.s.state = State::Idle;
-                self.s.result = UpdateResult::Success;
-                self.s.detail = None;
-                self.s.source = None;
-                self.s.expected_version = None;
-                if package_present {
-                    out.undo.push(Action::DeletePackage);
-                }
-            }
+            Ok(()) => self.succeeded(package_present, out),
             Err(why) => {
                 self.s.result = UpdateResult::UpdateFailed;
                 self.s.detail = Some(why);
@@ -882,7 +898,9 @@ impl Firmware {
                     Some(InstallStage::Requested | InstallStage::Running { .. })
                 );
                 if self.s.state == State::Updating && running {
-                    if success {
+                    if success && self.cfg.verdict == Verdict::InstallerExit {
+                        self.succeeded(true, out);
+                    } else if success {
                         self.stage = Some(InstallStage::AwaitingRestart {
                             deadline_ms: now_ms.saturating_add(self.cfg.restart_timeout_ms),
                         });
@@ -966,6 +984,19 @@ impl Firmware {
                 false
             }
             _ => true,
+        }
+    }
+
+    fn succeeded(&mut self, package_present: bool, out: &mut Out) {
+        self.s.state = State::Idle;
+        self.s.result = UpdateResult::Success;
+        self.s.detail = None;
+        self.s.source = None;
+        self.s.expected_version = None;
+        self.s.version_before = None;
+        self.stage = None;
+        if package_present {
+            out.undo.push(Action::DeletePackage);
         }
     }
 

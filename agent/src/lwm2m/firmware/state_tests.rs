@@ -621,6 +621,93 @@ fn installer_success_waits_for_the_restart() {
     assert_eq!(kinds(&acts), ["Persist", "ValuesChanged([3, 5])"]);
 }
 
+fn device_cfg() -> Config {
+    Config {
+        verdict: Verdict::InstallerExit,
+        ..cfg()
+    }
+}
+
+/// An end device's machine in Updating: its verdict is the installer's exit.
+fn device_updating() -> Firmware {
+    let mut fw = Firmware::new(device_cfg(), "1.0.0");
+    ok(&mut fw, Event::PackageUriWritten(URI.into()));
+    ok(&mut fw, Event::DownloadFinished { id: 1, bytes: 10 });
+    ok(
+        &mut fw,
+        Event::VerificationOk {
+            id: 1,
+            info: info("1.2.3"),
+        },
+    );
+    ok(&mut fw, Event::ExecuteUpdate);
+    assert_eq!(fw.state(), State::Updating);
+    fw
+}
+
+#[test]
+fn an_end_devices_installer_success_is_the_verdict() {
+    let mut fw = device_updating();
+    let acts = ok(
+        &mut fw,
+        Event::InstallExited {
+            success: true,
+            detail: String::new(),
+            now_ms: 1000,
+        },
+    );
+    assert_eq!(
+        (fw.state(), fw.result()),
+        (State::Idle, UpdateResult::Success)
+    );
+    assert_eq!(
+        kinds(&acts),
+        ["DeletePackage", "Persist", "ValuesChanged([3, 5])"]
+    );
+    assert_eq!(fw.install_stage(), None);
+    let s = persisted(&acts).unwrap();
+    assert_eq!((s.state, s.result), (State::Idle, UpdateResult::Success));
+    assert_eq!(
+        s.pkg_version, "1.2.3",
+        "PkgVersion stays: the device runs it"
+    );
+    // No restart is waited for.
+    assert!(ok(&mut fw, Event::Tick { now_ms: u64::MAX }).is_empty());
+}
+
+#[test]
+fn an_end_devices_installer_failure_returns_to_downloaded_with_8() {
+    let mut fw = device_updating();
+    ok(
+        &mut fw,
+        Event::InstallExited {
+            success: false,
+            detail: "exit status 2: no answer from unit 7".into(),
+            now_ms: 1,
+        },
+    );
+    assert_eq!(
+        (fw.state(), fw.result()),
+        (State::Downloaded, UpdateResult::UpdateFailed)
+    );
+    assert!(fw.detail().unwrap().contains("unit 7"));
+}
+
+#[test]
+fn an_end_device_restored_in_updating_is_failed_not_judged_by_a_version() {
+    let snap = device_updating().snapshot();
+    for (present, state) in [(true, State::Downloaded), (false, State::Idle)] {
+        // Even a running version equal to the package's proves nothing here.
+        let (fw, acts) = Firmware::restore(device_cfg(), snap.clone(), &boot("1.2.3", present));
+        assert_eq!(
+            (fw.state(), fw.result()),
+            (state, UpdateResult::UpdateFailed)
+        );
+        assert!(fw.detail().unwrap().contains("outcome is unknown"));
+        assert!(kinds(&acts).contains(&"Persist".to_string()));
+    }
+}
+
 #[test]
 fn ticks_do_nothing_elsewhere() {
     for mut fw in [
@@ -1331,6 +1418,8 @@ proptest! {
             // And a crash right now restores to something that finishes.
             for present in [true, false] {
                 let (r, acts) = Firmware::restore(cfg(), s.clone(), &boot("1.2.3", present));
+                check_restored(&r, &acts)?;
+                let (r, acts) = Firmware::restore(device_cfg(), s.clone(), &boot("1.2.3", present));
                 check_restored(&r, &acts)?;
             }
         }
