@@ -35,6 +35,9 @@ pub struct Status {
     /// /9 Software Management (/9/0): state, result, package, activation.
     #[serde(default)]
     pub software: Option<String>,
+    /// End devices' /prefix/5: a line each, starting with the prefix.
+    #[serde(default)]
+    pub device_firmware: Vec<String>,
     pub devices: Vec<DeviceStatus>,
     pub warnings: Vec<String>,
 }
@@ -147,6 +150,9 @@ impl Status {
         if let Some(s) = &self.software {
             let _ = writeln!(o, "software: {s}");
         }
+        for f in &self.device_firmware {
+            let _ = writeln!(o, "device firmware: {f}");
+        }
         let _ = writeln!(o, "servers:  {}", self.servers.len());
         for s in &self.servers {
             let _ = write!(
@@ -256,6 +262,7 @@ mod tests {
             bootstrap_error: None,
             firmware: None,
             software: None,
+            device_firmware: vec![],
             devices: vec![],
             warnings: vec!["w".into()],
         };

@@ -14,6 +14,44 @@ pub struct DeviceFile {
     pub modbus: Option<ModbusConfig>,
     pub serial: Option<SerialConfig>,
     pub mqtt: Option<MqttConfig>,
+    /// `[firmware]`: how a package reaches the device. With it the device has a
+    /// /5 Firmware Update of its own (the agent downloads and checks the
+    /// package; this command takes it to the device).
+    pub firmware: Option<FirmwareSpec>,
+}
+
+/// An end device's `[firmware]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareSpec {
+    /// The command that takes the package to the device and waits for the
+    /// outcome: its exit status is the update's (0: Update Result 1, else 8).
+    /// `{file}`, `{id}` and `{prefix}` are replaced in every argument.
+    #[serde(deserialize_with = "non_empty_argv")]
+    pub install: Vec<String>,
+    /// Larger packages fail with Update Result 2 (a push: 4.13).
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// A minisign public key: every package must carry a good signature
+    /// (Package URI + `.minisig`).
+    #[serde(default)]
+    pub public_key: Option<std::path::PathBuf>,
+    /// Extra CAs for https:// package servers.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Fetch and require `<Package URI>.sha256`.
+    #[serde(default)]
+    pub sha256_manifest: bool,
+}
+
+fn non_empty_argv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    if v.first().is_none_or(|p| p.is_empty()) {
+        return Err(serde::de::Error::custom(
+            "expected a command and its arguments, e.g. [\"/usr/local/bin/flash-meter\", \"{file}\"]",
+        ));
+    }
+    Ok(v)
 }
 
 #[derive(Deserialize)]
@@ -26,6 +64,8 @@ struct RawDeviceFile {
     serial: Option<SerialConfig>,
     #[serde(default)]
     mqtt: Option<MqttConfig>,
+    #[serde(default)]
+    firmware: Option<FirmwareSpec>,
 }
 
 /// The protocol and the table that configures it, which only the whole file sees.
@@ -74,11 +114,22 @@ impl TryFrom<RawDeviceFile> for DeviceFile {
             }
             _ => {}
         }
+        if raw.firmware.is_some() && raw.device.target == Target::Gateway {
+            return Err(FileError(
+                "[firmware] is for an end device: a device with target = \"gateway\" has the gateway's /5, which [firmware] of lwgate.toml configures".into(),
+            ));
+        }
+        if raw.firmware.is_some() && raw.mqtt.as_ref().is_some_and(|m| m.discovers()) {
+            return Err(FileError(
+                "[firmware] names one device: a discovering [mqtt] file finds many".into(),
+            ));
+        }
         Ok(DeviceFile {
             device: raw.device,
             modbus: raw.modbus,
             serial: raw.serial,
             mqtt: raw.mqtt,
+            firmware: raw.firmware,
         })
     }
 }
@@ -241,5 +292,44 @@ mod tests {
         .unwrap();
         assert_eq!(f.device.protocol, Protocol::ModbusTcp);
         assert!(f.modbus.is_some());
+    }
+
+    const METER: &str = r#"
+[device]
+id = "meter-7"
+protocol = "modbus-tcp"
+"#;
+
+    #[test]
+    fn a_firmware_table_gives_the_install_command() {
+        let f: DeviceFile = toml::from_str(&format!(
+            "{METER}[firmware]\ninstall = [\"/usr/local/bin/flash\", \"--unit\", \"{{id}}\", \"{{file}}\"]\nmax_size = 4096\n"
+        ))
+        .unwrap();
+        let fw = f.firmware.unwrap();
+        assert_eq!(fw.install[0], "/usr/local/bin/flash");
+        assert_eq!(fw.max_size, Some(4096));
+        assert!(!fw.sha256_manifest);
+        let plain: DeviceFile = toml::from_str(METER).unwrap();
+        assert!(plain.firmware.is_none());
+    }
+
+    #[test]
+    fn a_firmware_table_without_a_command_or_on_the_gateway_is_refused() {
+        for (extra, want) in [
+            ("[firmware]\ninstall = []\n", "expected a command"),
+            ("[firmware]\n", "missing field `install`"),
+            (
+                "[firmware]\ninstall = [\"x\"]\nrunner = \"direct\"\n",
+                "unknown field `runner`",
+            ),
+        ] {
+            let e = toml::from_str::<DeviceFile>(&format!("{METER}{extra}")).unwrap_err();
+            assert!(e.to_string().contains(want), "{extra}: {e}");
+        }
+        let gw = METER.replace("protocol", "target = \"gateway\"\nprotocol");
+        let e = toml::from_str::<DeviceFile>(&format!("{gw}[firmware]\ninstall = [\"x\"]\n"))
+            .unwrap_err();
+        assert!(e.to_string().contains("end device"), "{e}");
     }
 }

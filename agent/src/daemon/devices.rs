@@ -291,6 +291,10 @@ impl EndDevices {
             .iter()
             .map(|e| (e.id.object, e.id.instance))
             .collect();
+        if d.spec.firmware.is_some() {
+            // Its /5/0, which the agent keeps (dm::agents_object).
+            instances.push((5, 0));
+        }
         instances.sort_unstable();
         instances.dedup();
         if let Some(obj) = undefined_object(exposed, reg) {
@@ -528,6 +532,28 @@ impl EndDevices {
     }
 
     /// Whether the status rows changed in more than their counters since last asked.
+    /// The running end devices whose file has `[firmware]`.
+    pub fn firmware_devices(&self) -> Vec<super::device_firmware::Wanted> {
+        self.running
+            .iter()
+            .filter(|(_, r)| matches!(r.place, Place::EndDevice { .. }))
+            .filter_map(|(id, r)| {
+                Some(super::device_firmware::Wanted {
+                    prefix: r.prefix.clone(),
+                    id: id.clone(),
+                    spec: r.file.spec.firmware.clone()?,
+                    version: r
+                        .file
+                        .spec
+                        .device
+                        .firmware_version
+                        .clone()
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
     pub fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
     }

@@ -2,6 +2,7 @@
 //! sampling and the actions the core asks for.
 
 use super::bootstrap::{self, CardIdentity};
+use super::device_firmware::DeviceFirmwareDriver;
 use super::devices::EndDevices;
 use super::firmware;
 use super::package::Report;
@@ -35,6 +36,8 @@ pub struct Engine {
     pub firmware: Option<firmware::FirmwareDriver>,
     /// /9/0's downloads, checks and commands, when `[software]` is configured.
     pub software: Option<software::SoftwareDriver>,
+    /// End devices' /prefix/5, for those whose file has `[firmware]`.
+    pub device_firmware: DeviceFirmwareDriver,
     /// When the system facts were last read into the gateway's objects.
     sampled_at: Option<Instant>,
     pub peers: Peers,
@@ -219,6 +222,7 @@ impl Engine {
             devices,
             firmware: firmware::FirmwareDriver::new(cfg.firmware.as_ref(), &cfg.store.path),
             software: software::SoftwareDriver::new(cfg.software.as_ref(), &cfg.store.path),
+            device_firmware: DeviceFirmwareDriver::new(&cfg.store.path),
             sampled_at: Some(now),
             peers: Peers::default(),
             security_local: security_locals(cfg),
@@ -258,6 +262,7 @@ impl Engine {
         };
         let peers = engine.server_peers();
         engine.peers.reset(peers);
+        engine.sync_device_firmware(now);
         engine
     }
 
@@ -446,12 +451,49 @@ impl Engine {
 
     /// devices.d re-read: only the difference is applied; /25 changes bring an Update.
     pub fn reload_devices(&mut self, now: Instant, devices: &[config::LoadedDevice]) {
-        if self
+        let changed = self
             .devices
-            .apply(devices, &mut self.client.trees, &self.reg)
-        {
+            .apply(devices, &mut self.client.trees, &self.reg);
+        self.sync_device_firmware(now);
+        if changed {
             self.client.objects_changed(now);
         }
+    }
+
+    /// Gives the running end devices with `[firmware]` their /prefix/5 (restored
+    /// from the state database), and takes it from those that lost it.
+    pub fn sync_device_firmware(&mut self, now: Instant) {
+        for c in self.device_firmware.sync(self.devices.firmware_devices()) {
+            let stored = match &c.setup {
+                Some(_) => self.store.device_firmware(&c.prefix).unwrap_or_else(|e| {
+                    tracing::warn!(prefix = %c.prefix, "cannot read the device's firmware-update state: {e}");
+                    None
+                }),
+                None => None,
+            };
+            self.client
+                .set_device_firmware(now, &c.prefix, c.setup, stored.as_deref());
+        }
+    }
+
+    /// A report of an end device's package work, to its machine.
+    pub fn device_firmware_report(&mut self, now: Instant, prefix: &str, report: firmware::Report) {
+        if let Some(ev) = self.firmware_event_of(now, report) {
+            self.client.device_firmware_event(now, prefix, ev);
+        }
+    }
+
+    /// `lwgate status` lines of the end devices' /5: prefix, state, result,
+    /// progress, the reason of a failure.
+    pub fn device_firmware_status(&self) -> Vec<String> {
+        self.client
+            .device_firmware_status()
+            .into_iter()
+            .map(|(prefix, s)| {
+                let progress = self.device_firmware.describe_progress(&prefix);
+                format!("{prefix}: {}", describe_firmware(&s, progress))
+            })
+            .collect()
     }
 
     /// A request from the control socket.
@@ -583,6 +625,15 @@ impl Engine {
                     None => tracing::warn!("firmware task without [firmware]: {task:?}"),
                 }
             }
+            Action::DeviceFirmware(prefix, task) => {
+                let dtls = match &task {
+                    FirmwareTask::Download { uri, .. } if uri.starts_with("coaps://") => {
+                        self.package_dtls(uri)
+                    }
+                    _ => None,
+                };
+                self.device_firmware.task(&prefix, task, dtls);
+            }
             Action::Software(inst, task) => {
                 let dtls = match &task {
                     SoftwareTask::Download { uri, .. } if uri.starts_with("coaps://") => {
@@ -629,6 +680,18 @@ impl Engine {
     /// A firmware task's report: to the machine (an installer's exit with the
     /// machine's clock), progress to `lwgate status`.
     pub fn firmware_report(&mut self, now: Instant, report: firmware::Report) {
+        if let Some(ev) = self.firmware_event_of(now, report) {
+            self.client.firmware_event(now, ev);
+        }
+    }
+
+    /// The machine's event for a package report (None: progress, kept by the
+    /// driver).
+    fn firmware_event_of(
+        &self,
+        now: Instant,
+        report: firmware::Report,
+    ) -> Option<crate::lwm2m::firmware::Event> {
         use crate::lwm2m::firmware::Event;
         let ev = match report {
             Report::DownloadProgress { id, bytes, total } => {
@@ -664,9 +727,9 @@ impl Engine {
                 now_ms: self.client.firmware_clock_ms(now),
             },
             // Kept by the driver.
-            Report::Progress(_) => return,
+            Report::Progress(_) => return None,
         };
-        self.client.firmware_event(now, ev);
+        Some(ev)
     }
 
     pub fn firmware_tick(&mut self, now: Instant) {
@@ -675,25 +738,11 @@ impl Engine {
 
     pub fn firmware_status(&self) -> Option<String> {
         let s = self.client.firmware_status()?;
-        let mut line = format!("{:?}, result {} ({:?})", s.state, s.result.code(), s.result);
-        if s.state == crate::lwm2m::firmware::State::Downloading {
-            if let Some(p) = self
-                .firmware
-                .as_ref()
-                .and_then(|f| f.pkg.describe_progress())
-            {
-                line.push_str(&format!(", {p}"));
-            }
-        }
-        if !s.uri.is_empty() {
-            // A signed URL's query is a credential: not shown.
-            let shown = s.uri.split(['?', '#']).next().unwrap_or_default();
-            line.push_str(&format!(", from {shown}"));
-        }
-        if let Some(d) = s.detail {
-            line.push_str(&format!(": {d}"));
-        }
-        Some(line)
+        let progress = self
+            .firmware
+            .as_ref()
+            .and_then(|f| f.pkg.describe_progress());
+        Some(describe_firmware(&s, progress))
     }
 
     /// A software task's report: to the machine of its /9 instance.
@@ -889,3 +938,22 @@ fn run_later(what: &'static str, cmd: &[String]) {
 }
 
 mod accounts;
+
+/// A /5 for `lwgate status`: state, result, the progress of a download, where
+/// from (without the URI's query: a signed URL's is a credential), why it failed.
+fn describe_firmware(s: &crate::lwm2m::FirmwareStatus, progress: Option<String>) -> String {
+    let mut line = format!("{:?}, result {} ({:?})", s.state, s.result.code(), s.result);
+    if s.state == crate::lwm2m::firmware::State::Downloading {
+        if let Some(p) = progress {
+            line.push_str(&format!(", {p}"));
+        }
+    }
+    if !s.uri.is_empty() {
+        let shown = s.uri.split(['?', '#']).next().unwrap_or_default();
+        line.push_str(&format!(", from {shown}"));
+    }
+    if let Some(d) = &s.detail {
+        line.push_str(&format!(": {d}"));
+    }
+    line
+}

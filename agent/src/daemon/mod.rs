@@ -2,6 +2,7 @@
 //! the systemd integration.
 
 pub(crate) mod bootstrap;
+mod device_firmware;
 mod devices;
 mod engine;
 mod firmware;
@@ -95,6 +96,7 @@ fn update_servers(status: &SharedStatus, engine: &mut engine::Engine, now: std::
     st.bootstrap_error = engine.bs_error.clone();
     st.firmware = engine.firmware_status();
     st.software = engine.software_status();
+    st.device_firmware = engine.device_firmware_status();
 }
 
 fn unix_now() -> u64 {
@@ -136,6 +138,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         bootstrap_error: None,
         firmware: None,
         software: None,
+        device_firmware: Vec::new(),
         devices: Vec::new(),
         warnings: loaded.warnings.clone(),
     }));
@@ -223,6 +226,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
             Some(read) = engine.card_rx.recv() => engine.card_checked(Instant::now(), read),
             Some(report) = firmware_report(&mut engine.firmware) => engine.firmware_report(Instant::now(), report),
             Some(report) = software_report(&mut engine.software) => engine.software_report(Instant::now(), report),
+            Some((prefix, report)) = engine.device_firmware.recv() => engine.device_firmware_report(Instant::now(), &prefix, report),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => engine.timeout(Instant::now()),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(tick_at)) => {
                 let now = Instant::now();

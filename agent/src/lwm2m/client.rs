@@ -100,6 +100,9 @@ pub enum Action {
     },
     /// Work of /5 Firmware Update; the driver reports with `firmware_event`.
     Firmware(FirmwareTask),
+    /// Work of an end device's /prefix/5; the driver reports with
+    /// `device_firmware_event`.
+    DeviceFirmware(String, FirmwareTask),
     /// Work of /9 Software Management on an instance; the driver reports with
     /// `software_event`.
     Software(u16, SoftwareTask),
@@ -250,6 +253,8 @@ pub struct Client {
     /// /5 Firmware Update, when configured.
     firmware: Option<crate::lwm2m::firmware::Firmware>,
     fw_push: Option<push::PushRx>,
+    /// End devices' /5 by prefix, for those whose file has `[firmware]`.
+    device_firmware: std::collections::BTreeMap<String, firmware::DeviceFirmware>,
     /// /9 Software Management by instance, when configured.
     software: std::collections::BTreeMap<u16, crate::lwm2m::firmware::Software>,
     sw_push: std::collections::BTreeMap<u16, push::PushRx>,
@@ -295,6 +300,7 @@ impl Client {
             attrs_generation: 0,
             firmware: None,
             fw_push: None,
+            device_firmware: Default::default(),
             software: Default::default(),
             sw_push: Default::default(),
         };

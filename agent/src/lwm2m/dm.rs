@@ -12,6 +12,12 @@ use crate::codec::{self, link::Link, Format, LinkFormat, Record};
 use crate::model::{DataType, Path, Registry};
 use std::collections::BTreeMap;
 
+/// Objects of an end device's tree that the agent keeps, not its bridge: its
+/// /5 Firmware Update (the download and the installer are the agent's).
+pub fn agents_object(obj: u16) -> bool {
+    obj == 5
+}
+
 /// The gateway's own tree and one per end device, chosen by path prefix.
 #[derive(Debug, Clone, Default)]
 pub struct Trees {
@@ -36,7 +42,9 @@ impl Trees {
         let prefix = path.prefix.as_deref();
         let tree = self.get(prefix)?;
         match prefix.and_then(|p| self.down.get(p)) {
-            Some(why) if path.object() != Some(3) => Err(OpError::Unavailable(why.clone())),
+            Some(why) if !path.object().is_some_and(|o| o == 3 || agents_object(o)) => {
+                Err(OpError::Unavailable(why.clone()))
+            }
             _ => Ok(tree),
         }
     }
@@ -486,7 +494,7 @@ impl Dm<'_> {
         } else {
             WriteMode::Update
         };
-        if let Some(prefix) = &path.prefix {
+        if let Some(prefix) = path.prefix.as_ref().filter(|_| !agents_object(obj)) {
             // An end device's values change when the device has taken them: checked
             // here on a copy (types, operations, existence), written by its bridge.
             tree.clone().write(reg, &strip(path), &records, mode)?;

@@ -88,6 +88,11 @@ pub enum Persist {
     },
     /// The /5 Firmware Update machine's snapshot (JSON), in place of the last.
     Firmware(String),
+    /// An end device's /prefix/5 snapshot (JSON), in place of its last.
+    DeviceFirmware {
+        prefix: String,
+        json: String,
+    },
     /// The /9/0 Software Management machine's snapshot (JSON), in place of the last.
     Software(String),
 }

@@ -8,6 +8,9 @@ pub mod batch;
 mod migrations;
 mod state;
 
+/// Meta key of an end device's /prefix/5 snapshot, followed by its prefix.
+pub const DEVICE_FIRMWARE_KEY: &str = "firmware:";
+
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
@@ -121,6 +124,11 @@ impl Store {
         Ok(self
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// An end device's stored /prefix/5 snapshot.
+    pub fn device_firmware(&self, prefix: &str) -> Result<Option<String>, StoreError> {
+        self.get_meta(&format!("{DEVICE_FIRMWARE_KEY}{prefix}"))
     }
 
     pub fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {

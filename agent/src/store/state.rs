@@ -122,6 +122,16 @@ impl Store {
                             [json],
                         )?;
                     }
+                    Persist::DeviceFirmware { prefix, json } => {
+                        tx.execute(
+                            "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                            [
+                                format!("{}{prefix}", crate::store::DEVICE_FIRMWARE_KEY),
+                                json.clone(),
+                            ],
+                        )?;
+                    }
                     Persist::Software(json) => {
                         tx.execute(
                             "INSERT INTO meta(key, value) VALUES ('software', ?1)

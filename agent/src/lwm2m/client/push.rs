@@ -13,6 +13,8 @@ use crate::lwm2m::firmware::{self as fw, SwEvent};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Target {
     Firmware,
+    /// An end device's /prefix/5, by its slot.
+    DeviceFirmware(u16),
     Software(u16),
 }
 
@@ -44,6 +46,12 @@ impl Client {
     fn push_slot(&self, t: Target) -> Option<&PushRx> {
         match t {
             Target::Firmware => self.fw_push.as_ref(),
+            Target::DeviceFirmware(slot) => self
+                .device_firmware
+                .values()
+                .find(|d| d.slot == slot)?
+                .push
+                .as_ref(),
             Target::Software(i) => self.sw_push.get(&i),
         }
     }
@@ -52,6 +60,11 @@ impl Client {
     fn set_push(&mut self, t: Target, p: Option<PushRx>) -> Option<PushRx> {
         match (t, p) {
             (Target::Firmware, p) => std::mem::replace(&mut self.fw_push, p),
+            (Target::DeviceFirmware(slot), p) => self
+                .device_firmware
+                .values_mut()
+                .find(|d| d.slot == slot)
+                .and_then(|d| std::mem::replace(&mut d.push, p)),
             (Target::Software(i), Some(p)) => self.sw_push.insert(i, p),
             (Target::Software(i), None) => self.sw_push.remove(&i),
         }
@@ -64,6 +77,11 @@ impl Client {
                 .firmware
                 .as_ref()
                 .and_then(|s| s.config.max_package_bytes),
+            Target::DeviceFirmware(slot) => self
+                .device_firmware
+                .values()
+                .find(|d| d.slot == slot)
+                .and_then(|d| d.max_package_bytes),
             Target::Software(_) => self
                 .cfg
                 .software
@@ -79,22 +97,31 @@ impl Client {
             Target::Firmware => {
                 self.firmware.as_ref().map(|f| f.state()) == Some(fw::State::Downloading)
             }
+            Target::DeviceFirmware(slot) => self
+                .device_firmware_slot(slot)
+                .and_then(|p| self.machine(Some(p)))
+                .is_some_and(|m| m.state() == fw::State::Downloading),
             Target::Software(i) => self.software_receiving(i),
         }
     }
 
     fn push_event(&mut self, now: Instant, t: Target, ev: PushEvent) -> Result<(), OpError> {
+        let fw_event = |ev| match ev {
+            PushEvent::Started { size } => fw::Event::PushStarted { size },
+            PushEvent::Progress { bytes } => fw::Event::PushProgress { bytes },
+            PushEvent::Completed { bytes } => fw::Event::PushCompleted { bytes },
+            PushEvent::Aborted => fw::Event::PushAborted,
+            PushEvent::Cleared => fw::Event::PackageCleared,
+        };
         match t {
-            Target::Firmware => self.firmware_handle(
-                now,
-                match ev {
-                    PushEvent::Started { size } => fw::Event::PushStarted { size },
-                    PushEvent::Progress { bytes } => fw::Event::PushProgress { bytes },
-                    PushEvent::Completed { bytes } => fw::Event::PushCompleted { bytes },
-                    PushEvent::Aborted => fw::Event::PushAborted,
-                    PushEvent::Cleared => fw::Event::PackageCleared,
-                },
-            ),
+            Target::Firmware => self.firmware_handle(now, fw_event(ev)),
+            Target::DeviceFirmware(slot) => {
+                let prefix = self
+                    .device_firmware_slot(slot)
+                    .ok_or(OpError::NotFound)?
+                    .to_string();
+                self.firmware_handle_at(now, Some(&prefix), fw_event(ev))
+            }
             Target::Software(inst) => {
                 let ev = match ev {
                     PushEvent::Started { size } => SwEvent::PushStarted { size },
@@ -113,9 +140,15 @@ impl Client {
         }
     }
 
-    fn push_block_action(t: Target, offset: u64, data: Vec<u8>) -> Action {
+    fn push_block_action(&self, t: Target, offset: u64, data: Vec<u8>) -> Action {
         match t {
             Target::Firmware => Action::Firmware(FirmwareTask::PushBlock { offset, data }),
+            Target::DeviceFirmware(slot) => Action::DeviceFirmware(
+                self.device_firmware_slot(slot)
+                    .unwrap_or_default()
+                    .to_string(),
+                FirmwareTask::PushBlock { offset, data },
+            ),
             Target::Software(i) => Action::Software(i, SoftwareTask::PushBlock { offset, data }),
         }
     }
@@ -180,7 +213,7 @@ impl Client {
             return too_large(req, m);
         }
         self.actions
-            .push_back(Self::push_block_action(t, next, req.payload.clone()));
+            .push_back(self.push_block_action(t, next, req.payload.clone()));
         let event = if more {
             let expires = now + self.cfg.tx.exchange_lifetime();
             self.set_push(
@@ -219,6 +252,11 @@ impl Client {
     /// Pushes whose next block did not come within EXCHANGE_LIFETIME.
     pub(super) fn expire_pushes(&mut self, now: Instant) {
         let targets: Vec<Target> = std::iter::once(Target::Firmware)
+            .chain(
+                self.device_firmware
+                    .values()
+                    .map(|d| Target::DeviceFirmware(d.slot)),
+            )
             .chain(self.sw_push.keys().map(|i| Target::Software(*i)))
             .collect();
         for t in targets {
@@ -235,6 +273,11 @@ impl Client {
     pub(super) fn push_deadline(&self) -> Option<Instant> {
         self.fw_push
             .iter()
+            .chain(
+                self.device_firmware
+                    .values()
+                    .filter_map(|d| d.push.as_ref()),
+            )
             .chain(self.sw_push.values())
             .filter(|p| p.next > 0)
             .map(|p| p.expires)

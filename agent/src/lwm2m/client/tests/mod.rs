@@ -1,5 +1,6 @@
 //! The client against a scripted server, in simulated time.
 
+mod device_firmware;
 mod devices;
 mod firmware;
 mod software;
