@@ -534,12 +534,26 @@ async fn run(what: &str, argv: &[String]) -> (bool, String) {
                 tracing::info!("{what}: {line}");
             }
             let took = started.elapsed().as_secs_f32();
-            (
-                out.status.success(),
-                format!("{prog} exited with {} after {took:.1} s", out.status),
-            )
+            let mut detail = format!("{prog} exited with {} after {took:.1} s", out.status);
+            // What a failed command said last is what the operator needs to
+            // see in `lwgate status` and /5's reason, without the journal.
+            if let Some(last) = (!out.status.success())
+                .then(|| last_line(&out.stderr).or_else(|| last_line(&out.stdout)))
+                .flatten()
+            {
+                detail.push_str(": ");
+                detail.push_str(&last);
+            }
+            (out.status.success(), detail)
         }
     }
+}
+
+/// The last non-empty line of a command's output, at most 200 characters.
+fn last_line(out: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(out);
+    let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    Some(line.chars().take(200).collect())
 }
 
 // ---------------------------------------------------------------------------
@@ -967,6 +981,16 @@ fn save(path: &Path, resume: &impl serde::Serialize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failed_commands_last_words_are_kept() {
+        assert_eq!(
+            super::last_line(b"step 1\nmeter unreachable\n\n").as_deref(),
+            Some("meter unreachable")
+        );
+        assert_eq!(super::last_line(b"\n  \n"), None);
+        assert_eq!(super::last_line(&[b'x'; 500]).map(|l| l.len()), Some(200));
+    }
+
     use super::*;
 
     #[test]
