@@ -89,8 +89,25 @@ pub enum Command {
         #[arg(value_parser = ["install", "uninstall", "activate", "deactivate"])]
         command: String,
     },
+    /// SMS tools.
+    Sms {
+        #[command(subcommand)]
+        command: SmsCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SmsCommand {
+    /// Print what SMS PDUs (hex, as AT+CMGL/AT+CMGR or a modem log shows them, with
+    /// their service-centre prefix) hold: sender, time, coding, header, user data
+    /// and the CoAP message it carries; the parts of a concatenated message are
+    /// joined.
+    Decode {
+        #[arg(required = true)]
+        pdus: Vec<String>,
+    },
 }
 
 /// Rust ignores SIGPIPE, so `lwgate check-config | head` would panic on a closed
@@ -156,10 +173,46 @@ pub fn main() -> ExitCode {
         } => smartcard_dump(&config.config, reader, pin, pin_file, trace),
         Command::InstallPackage { config } => install_package(&config.config),
         Command::SoftwareCommand { config, command } => software_command(&config.config, &command),
+        Command::Sms {
+            command: SmsCommand::Decode { pdus },
+        } => sms_decode(&pdus),
         Command::Version => {
             println!("lwgate {}", crate::VERSION);
             ExitCode::SUCCESS
         }
+    }
+}
+
+fn sms_decode(pdus: &[String]) -> ExitCode {
+    let mut failed = false;
+    let mut parts: Vec<(u8, Vec<u8>)> = Vec::new();
+    for (i, hex) in pdus.iter().enumerate() {
+        if pdus.len() > 1 {
+            println!("PDU {}:", i + 1);
+        }
+        match crate::sms_decode::describe(hex) {
+            Ok(d) => {
+                print!("{}", d.text);
+                if let Some(p) = d.part {
+                    parts.push(p);
+                }
+            }
+            Err(e) => {
+                eprintln!("lwgate: {e}");
+                failed = true;
+            }
+        }
+    }
+    if parts.len() > 1 {
+        parts.sort_by_key(|(seq, _)| *seq);
+        let whole: Vec<u8> = parts.into_iter().flat_map(|(_, d)| d).collect();
+        println!("joined: {} octets", whole.len());
+        println!("  coap: {}", crate::coap::trace::describe(&whole));
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -22,6 +22,7 @@ pub mod logging;
 pub mod lwm2m;
 pub mod model;
 pub mod smartcard;
+pub mod sms_decode;
 pub mod status;
 pub mod store;
 

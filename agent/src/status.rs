@@ -38,6 +38,13 @@ pub struct Status {
     /// End devices' /prefix/5: a line each, starting with the prefix.
     #[serde(default)]
     pub device_firmware: Vec<String>,
+    /// The modem SMS triggers come through: backend and port, link, registration,
+    /// operator, signal, own number.
+    #[serde(default)]
+    pub modem: Option<String>,
+    /// The last SMS received: time, sender, accepted or refused and why.
+    #[serde(default)]
+    pub sms: Vec<String>,
     pub devices: Vec<DeviceStatus>,
     pub warnings: Vec<String>,
 }
@@ -153,6 +160,12 @@ impl Status {
         for f in &self.device_firmware {
             let _ = writeln!(o, "device firmware: {f}");
         }
+        if let Some(m) = &self.modem {
+            let _ = writeln!(o, "modem:    {m}");
+        }
+        for m in &self.sms {
+            let _ = writeln!(o, "sms:      {m}");
+        }
         let _ = writeln!(o, "servers:  {}", self.servers.len());
         for s in &self.servers {
             let _ = write!(
@@ -263,6 +276,8 @@ mod tests {
             firmware: None,
             software: None,
             device_firmware: vec![],
+            modem: None,
+            sms: vec![],
             devices: vec![],
             warnings: vec!["w".into()],
         };

@@ -65,6 +65,10 @@ pub struct Config {
     /// SMS triggers (with a `[modem]`); without the table SMS is not used.
     #[serde(default)]
     pub sms: Option<SmsSection>,
+    /// The cellular modem SMS triggers arrive through (checked as parsed, in the
+    /// bridges crate); without it no SMS is received.
+    #[serde(default)]
+    pub modem: Option<lwgate_bridges::modem::ModemConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
@@ -323,10 +327,12 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     }
     if let Some(sms) = &config.sms {
         errors.extend(sms.validate(path));
-        warnings.push(format!(
-            "{}: [sms]: this version has no modem bridge yet: SMS triggers are not received",
-            path.display()
-        ));
+        if config.modem.is_none() {
+            warnings.push(format!(
+                "{}: [sms] without a [modem] table: SMS triggers are not received",
+                path.display()
+            ));
+        }
     }
     if let Some(f) = config.device.firmware_version_file.as_mut() {
         if f.is_relative() {

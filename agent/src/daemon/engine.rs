@@ -8,6 +8,7 @@ use super::firmware;
 use super::package::Report;
 use super::peers::{Heard, PeerEvent, PeerSecurity, Peers};
 use super::security;
+use super::sms::SmsDriver;
 use super::software;
 use super::system;
 use crate::coap::TxParams;
@@ -38,6 +39,10 @@ pub struct Engine {
     pub software: Option<software::SoftwareDriver>,
     /// End devices' /prefix/5, for those whose file has `[firmware]`.
     pub device_firmware: DeviceFirmwareDriver,
+    /// SMS triggers through the `[modem]`, when configured.
+    pub sms: Option<SmsDriver>,
+    /// `[sms] own_number`: wins over what the modem says.
+    sms_own_number: Option<String>,
     /// When the system facts were last read into the gateway's objects.
     sampled_at: Option<Instant>,
     pub peers: Peers,
@@ -223,6 +228,10 @@ impl Engine {
             firmware: firmware::FirmwareDriver::new(cfg.firmware.as_ref(), &cfg.store.path),
             software: software::SoftwareDriver::new(cfg.software.as_ref(), &cfg.store.path),
             device_firmware: DeviceFirmwareDriver::new(&cfg.store.path),
+            sms: cfg.modem.as_ref().map(|m| {
+                SmsDriver::start(m, cfg.sms.as_ref().map(|s| s.policy()).unwrap_or_default())
+            }),
+            sms_own_number: cfg.sms.as_ref().and_then(|s| s.own_number.clone()),
             sampled_at: Some(now),
             peers: Peers::default(),
             security_local: security_locals(cfg),
@@ -263,7 +272,45 @@ impl Engine {
         let peers = engine.server_peers();
         engine.peers.reset(peers);
         engine.sync_device_firmware(now);
+        if let Some(n) = engine.sms_own_number.clone() {
+            engine.client.set_sms_number(now, Some(n));
+        }
         engine
+    }
+
+    /// What the modem bridge reports: a message to judge, its state, a message
+    /// it had to drop.
+    pub fn modem_event(&mut self, now: Instant, ev: lwgate_bridges::modem::ModemEvent) {
+        use lwgate_bridges::modem::ModemEvent;
+        let Some(sms) = self.sms.as_mut() else {
+            return;
+        };
+        match ev {
+            ModemEvent::Sms(m) => {
+                let servers = self.client.sms_servers();
+                if let Some((inst, trigger)) = sms.received(now, m, &servers).trigger {
+                    self.sample();
+                    self.client.sms_trigger(now, inst, trigger);
+                }
+            }
+            ModemEvent::State(st) => {
+                let own = sms.state_changed(st);
+                // /4/0/2 Radio Signal Strength: the modem's, in dBm.
+                if let Some(dbm) = sms.signal_dbm() {
+                    self.client.trees.gateway.set(
+                        4,
+                        0,
+                        2,
+                        crate::model::Value::Integer(i64::from(dbm)),
+                    );
+                    self.client.values_changed(now);
+                }
+                if self.sms_own_number.is_none() && own.is_some() {
+                    self.client.set_sms_number(now, own);
+                }
+            }
+            ModemEvent::Discarded { sender, reason } => sms.discarded(sender, reason),
+        }
     }
 
     /// A datagram, a socket opened or refused, an address that did not resolve.

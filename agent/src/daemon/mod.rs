@@ -8,6 +8,7 @@ mod engine;
 mod firmware;
 pub use firmware::package_path as firmware_package;
 mod package;
+mod sms;
 mod software;
 pub use software::command_dir as software_command_dir;
 pub use software::package_dir as software_dir;
@@ -97,6 +98,8 @@ fn update_servers(status: &SharedStatus, engine: &mut engine::Engine, now: std::
     st.firmware = engine.firmware_status();
     st.software = engine.software_status();
     st.device_firmware = engine.device_firmware_status();
+    st.modem = engine.sms.as_ref().map(|s| s.describe());
+    st.sms = engine.sms.as_ref().map(|s| s.recent()).unwrap_or_default();
 }
 
 fn unix_now() -> u64 {
@@ -139,6 +142,8 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
         firmware: None,
         software: None,
         device_firmware: Vec::new(),
+        modem: None,
+        sms: Vec::new(),
         devices: Vec::new(),
         warnings: loaded.warnings.clone(),
     }));
@@ -227,6 +232,7 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
             Some(report) = firmware_report(&mut engine.firmware) => engine.firmware_report(Instant::now(), report),
             Some(report) = software_report(&mut engine.software) => engine.software_report(Instant::now(), report),
             Some((prefix, report)) = engine.device_firmware.recv() => engine.device_firmware_report(Instant::now(), &prefix, report),
+            Some(ev) = modem_event(&mut engine.sms) => engine.modem_event(Instant::now(), ev),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => engine.timeout(Instant::now()),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(tick_at)) => {
                 let now = Instant::now();
@@ -267,6 +273,14 @@ async fn run_async(loaded: Loaded) -> anyhow::Result<()> {
     drop(engine);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The next event of the modem; never, without `[modem]`.
+async fn modem_event(s: &mut Option<sms::SmsDriver>) -> Option<lwgate_bridges::modem::ModemEvent> {
+    match s {
+        Some(s) => s.events.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next report of a firmware task; never, without `[firmware]`.
