@@ -616,6 +616,13 @@ impl Engine {
         self.after_bootstrap(now);
         self.purge_bootstrap_account(now);
         self.maybe_bootstrap(now, false);
+        // A bootstrap started just now sends its Bootstrap-Request now: no later
+        // event may come to flush it (the loop sleeps when idle).
+        if let Some(b) = self.bs.as_mut() {
+            while let Some(bytes) = b.poll_transmit() {
+                self.peers.send(BS_PEER, bytes);
+            }
+        }
         self.finish_reprovision(now);
         let ops: Vec<_> = std::iter::from_fn(|| self.client.poll_persist()).collect();
         if let Some(batch) = self.batch.push(ops, Instant::now()) {
