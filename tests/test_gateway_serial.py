@@ -127,11 +127,12 @@ def test_a_polled_instrument_is_read_and_commanded_through_its_prefix(gateway):
     # A write becomes its command; the reply pattern decides.
     r = srv.write(EP, "/meter/3311/0/5851", b"3", TEXT)
     assert r.code == Code.CHANGED, (r.code, r.payload)
-    assert "RX SET 3" in meter.lines
+    # The simulator logs what it received on a pipe its reader thread reads later.
+    wait_for(lambda: "RX SET 3" in meter.lines, 5, "the command at the instrument")
     r = srv.write(EP, "/meter/3311/0/5851", b"9", TEXT)
     assert r.code == Code.INTERNAL_SERVER_ERROR and b"ERR" in r.payload, (r.code, r.payload)
     assert srv.execute(EP, "/meter/3303/0/5605").code == Code.CHANGED
-    assert "RX RESET" in meter.lines
+    wait_for(lambda: "RX RESET" in meter.lines, 5, "the reset at the instrument")
     # Read-only resource.
     assert srv.write(EP, "/meter/3303/0/5700", b"1", TEXT).code == Code.METHOD_NOT_ALLOWED
 
