@@ -387,6 +387,22 @@ impl Endpoint {
         }
     }
 
+    fn reject_method(&mut self, req: &Packet, confirmable: bool, mid: u16) {
+        let mut p = Packet::new();
+        if confirmable {
+            p.header.set_type(MessageType::Acknowledgement);
+            p.header.message_id = mid;
+        } else {
+            p.header.set_type(MessageType::NonConfirmable);
+            p.header.message_id = self.mid();
+        }
+        p.header.code = MessageClass::Response(coap_lite::ResponseType::MethodNotAllowed);
+        p.set_token(req.get_token().to_vec());
+        if let Ok(b) = encode(&p) {
+            self.transmit.push_back(b);
+        }
+    }
+
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
         self.expire(now);
         if bytes.len() < 4 || bytes[0] >> 6 != 1 {
@@ -395,8 +411,11 @@ impl Endpoint {
         let ty = (bytes[0] >> 4) & 0b11;
         let mid = u16::from_be_bytes([bytes[2], bytes[3]]);
         let packet = match Packet::from_bytes(bytes) {
-            Ok(p) => p,
-            Err(_) => {
+            // A payload marker with nothing after it is a format error (RFC 7252
+            // 3), which the parser lets through; and so is a reserved class (1, 6,
+            // 7: 12.1.1), which it does not know.
+            Ok(p) if !marker_without_payload(bytes) && !matches!(bytes[1] >> 5, 1 | 6 | 7) => p,
+            _ => {
                 // Format error: reject a CON with Reset, ignore anything else (4.2, 4.3).
                 if ty == 0 {
                     self.send_empty(MessageType::Reset, mid);
@@ -404,6 +423,12 @@ impl Endpoint {
                 return;
             }
         };
+        if bytes[1] >> 5 == 0 && bytes[1] > 0x07 {
+            // A method we do not know (0.08-0.31): 4.05, as 5.8 says, piggybacked
+            // on the ACK of a CON, in a NON for a NON.
+            self.reject_method(&packet, ty == 0, mid);
+            return;
+        }
         match (packet.header.get_type(), packet.header.code) {
             (MessageType::Reset, _) => self.on_reset(now, mid),
             (MessageType::Acknowledgement, MessageClass::Empty) => self.on_empty_ack(now, mid),
@@ -623,6 +648,47 @@ impl Endpoint {
 fn encode(p: &Packet) -> Result<Vec<u8>, String> {
     // Our own limit is the block size plus headers; 64 KiB guards against bugs.
     p.to_bytes_with_limit(65_000).map_err(|e| format!("{e:?}"))
+}
+
+/// The datagram ends with the payload marker: options walked (RFC 7252 3.1) up
+/// to a 0xFF that has nothing after it. False for anything that is not well
+/// formed up to there: the parser judges that.
+fn marker_without_payload(bytes: &[u8]) -> bool {
+    let Some(&first) = bytes.first() else {
+        return false;
+    };
+    let mut i = 4 + usize::from(first & 0x0F);
+    // An extended delta or length: 13 adds one byte, 14 two, 15 is no length.
+    let ext = |nibble: u8, i: &mut usize| -> Option<usize> {
+        match nibble {
+            0..=12 => Some(usize::from(nibble)),
+            13 => {
+                let v = *bytes.get(*i)?;
+                *i += 1;
+                Some(usize::from(v) + 13)
+            }
+            14 => {
+                let v = u16::from_be_bytes([*bytes.get(*i)?, *bytes.get(*i + 1)?]);
+                *i += 2;
+                Some(usize::from(v) + 269)
+            }
+            _ => None,
+        }
+    };
+    while let Some(&b) = bytes.get(i) {
+        if b == 0xFF {
+            return i + 1 == bytes.len();
+        }
+        i += 1;
+        if ext(b >> 4, &mut i).is_none() {
+            return false;
+        }
+        let Some(len) = ext(b & 0x0F, &mut i) else {
+            return false;
+        };
+        i += len;
+    }
+    false
 }
 
 #[cfg(test)]

@@ -162,8 +162,12 @@ pub(crate) fn deserialize<T: DeserializeOwned>(file: &Path, text: &str) -> Resul
 fn enum_names<T: DeserializeOwned>(text: &str, span: Range<usize>) -> Option<String> {
     let (before, after) = (text.get(..span.start)?, text.get(span.end..)?);
     let probe = format!("{before}\"\\u0001\"{after}");
-    let err = toml::from_str::<T>(&probe).err()?;
+    // Through serde_path_to_error as the first attempt was: a plain
+    // `toml::from_str::<T>` would build every config type's deserializer a second
+    // time (~100 KiB of the release binary).
+    let err = serde_path_to_error::deserialize::<_, T>(toml::Deserializer::new(&probe)).err()?;
     let list = err
+        .inner()
         .message()
         .strip_prefix("unknown variant `\u{1}`, expected ")?;
     Some(quoted_names(list.trim_end()))

@@ -17,10 +17,14 @@ pub struct Batcher {
 }
 
 fn deferrable(op: &Persist) -> bool {
-    matches!(
-        op,
-        Persist::Dequeue { .. } | Persist::Counters { .. } | Persist::Observation(_)
-    )
+    match op {
+        Persist::Dequeue { .. } | Persist::Counters { .. } => true,
+        // A new observation (sequence 0) is a server's request accepted: on disk
+        // before its 2.05 leaves, or a power cut forgets what the server was told.
+        // A notification's later sequence number may wait for the group commit.
+        Persist::Observation(o) => o.seq != 0,
+        _ => false,
+    }
 }
 
 impl Batcher {
@@ -96,5 +100,33 @@ mod tests {
         assert_eq!(b.push(vec![Persist::Dequeue { ids: vec![2] }], t0), None);
         assert!(b.due(t0 + Duration::from_millis(99)).is_none());
         assert!(b.due(t0 + Duration::from_millis(100)).is_some());
+    }
+
+    #[test]
+    fn a_new_observation_commits_at_once_its_sequence_numbers_wait() {
+        let obs = |seq| {
+            Persist::Observation(crate::lwm2m::persist::StoredObservation {
+                ssid: 1,
+                token: vec![1],
+                path: Path::root(),
+                composite: vec![],
+                format: 0,
+                accept: None,
+                seq,
+            })
+        };
+        let t0 = Instant::now();
+        let mut b = Batcher::default();
+        assert_eq!(
+            b.push(vec![obs(5)], t0),
+            None,
+            "a notification's sequence waits"
+        );
+        let out = b.push(vec![obs(0)], t0).unwrap();
+        assert_eq!(
+            out.len(),
+            2,
+            "a new observation goes at once, with what waited"
+        );
     }
 }

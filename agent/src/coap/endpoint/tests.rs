@@ -325,6 +325,47 @@ fn unmatched_confirmable_response_gets_reset() {
 }
 
 #[test]
+fn an_unknown_method_gets_4_05() {
+    let mut c = Endpoint::new(TxParams::default(), 1);
+    let now = Instant::now();
+    for (ty, code) in [(0x41u8, 0x08u8), (0x41, 0x1F), (0x51, 0x09)] {
+        c.handle_datagram(now, &[ty, code, 0x00, 0x21, 0xAB, 0xB1, b'3']);
+        let p = Packet::from_bytes(&c.poll_transmit().unwrap()).unwrap();
+        let want = if ty == 0x41 {
+            MessageType::Acknowledgement
+        } else {
+            MessageType::NonConfirmable
+        };
+        assert_eq!(p.header.get_type(), want);
+        assert_eq!(message::code_byte(&p), 0x85, "4.05");
+        assert_eq!(p.get_token(), &[0xAB]);
+        if ty == 0x41 {
+            assert_eq!(p.header.message_id, 0x21);
+        }
+    }
+    assert!(c.poll_event().is_none(), "nothing reaches the client");
+}
+
+#[test]
+fn the_payload_marker_finder_walks_options() {
+    assert!(marker_without_payload(&[0x40, 0x01, 0, 1, 0xFF]));
+    assert!(!marker_without_payload(&[0x40, 0x01, 0, 1, 0xFF, 0x00]));
+    // Token AB, Uri-Path "3" then the marker alone.
+    assert!(marker_without_payload(&[
+        0x41, 0x01, 0, 1, 0xAB, 0xB1, b'3', 0xFF
+    ]));
+    // An extended length (13 + 2 = 15 bytes of Uri-Path, the last 0xFF).
+    let mut d = vec![0x40, 0x01, 0, 1, 0xBD, 2];
+    d.extend([b'a'; 14]);
+    d.push(0xFF);
+    assert!(!marker_without_payload(&d));
+    d.push(0xFF);
+    assert!(marker_without_payload(&d));
+    assert!(!marker_without_payload(&[]));
+    assert!(!marker_without_payload(&[0x40, 0x01, 0, 1, 0xF0]));
+}
+
+#[test]
 fn ping_and_malformed_confirmable_get_reset() {
     let mut c = Endpoint::new(TxParams::default(), 1);
     let now = Instant::now();
@@ -342,6 +383,23 @@ fn ping_and_malformed_confirmable_get_reset() {
         (p.header.get_type(), p.header.message_id),
         (MessageType::Reset, 7)
     );
+    // A payload marker with no payload, and a reserved class (1.20): format errors.
+    c.handle_datagram(now, &[0x40, 0x01, 0x00, 0x09, 0xB1, b'3', 0xFF]);
+    let p = Packet::from_bytes(&c.poll_transmit().unwrap()).unwrap();
+    assert_eq!(
+        (p.header.get_type(), p.header.message_id),
+        (MessageType::Reset, 9)
+    );
+    c.handle_datagram(now, &[0x40, 0x34, 0x00, 0x0A]);
+    let p = Packet::from_bytes(&c.poll_transmit().unwrap()).unwrap();
+    assert_eq!(
+        (p.header.get_type(), p.header.message_id),
+        (MessageType::Reset, 0x0A)
+    );
+    // An option value ending in 0xFF is no payload marker (Uri-Port 255).
+    c.handle_datagram(now, &[0x50, 0x01, 0x00, 0x0B, 0x71, 0xFF]);
+    assert!(c.poll_transmit().is_none());
+    assert!(matches!(c.poll_event(), Some(Event::Request(_))));
     // Same, but NON: silently ignored. Version 2: ignored.
     c.handle_datagram(now, &[0x59, 0x01, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     c.handle_datagram(now, &[0x80, 0x01, 0x00, 0x08]);
