@@ -183,8 +183,9 @@ impl Client {
             return;
         };
         if self.device_firmware.contains_key(prefix) {
-            // Its machine goes on (a reload that kept the device); the limits
-            // are the new ones from its next package on.
+            // Its machine goes on (a reload that kept the device, or restarted
+            // it with a new tree): its values back into the tree.
+            self.sync_firmware_values_at(Some(prefix));
             return;
         }
         let slot = (0..=u16::MAX)
