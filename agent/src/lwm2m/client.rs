@@ -651,22 +651,21 @@ impl Client {
         self.sessions
             .iter()
             .map(|s| {
-                let number = gw.objects.get(&0).and_then(|sec| {
-                    sec.keys().find_map(|i| {
+                let sec = gw.objects.get(&0).and_then(|sec| {
+                    sec.keys().copied().find(|i| {
                         let is_bs = matches!(gw.get(0, *i, 1), Some(Value::Boolean(true)));
-                        if is_bs || gw.get_i64(0, *i, 10) != Some(i64::from(s.ssid)) {
-                            return None;
-                        }
-                        match gw.get(0, *i, 9) {
-                            Some(Value::String(n)) if !n.is_empty() => Some(n.clone()),
-                            _ => None,
-                        }
+                        !is_bs && gw.get_i64(0, *i, 10) == Some(i64::from(s.ssid))
                     })
+                });
+                let number = sec.and_then(|i| match gw.get(0, i, 9) {
+                    Some(Value::String(n)) if !n.is_empty() => Some(n.clone()),
+                    _ => None,
                 });
                 crate::lwm2m::sms::SmsServer {
                     ssid: s.ssid,
                     server_instance: s.server_inst,
                     number,
+                    security_mode: sec.and_then(|i| gw.get_i64(0, i, 6)),
                 }
             })
             .collect()

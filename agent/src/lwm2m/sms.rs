@@ -45,6 +45,9 @@ pub struct SmsServer {
     pub ssid: u16,
     pub server_instance: u16,
     pub number: Option<String>,
+    /// /0/x/6 SMS Security Mode: 1 DTLS, 2 secure packet structure (3GPP TS
+    /// 31.115), 3 NoSec; None when the Security instance has none.
+    pub security_mode: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +146,18 @@ impl SmsGate {
         if server.is_none() && !allowed {
             return refused(
                 "the sender is neither a server's SMS number (/0/x/9) nor in sms.allow",
+                None,
+            );
+        }
+        // A server that secures its SMS (DTLS or TS 31.115 secure packets, which
+        // lwgate does not implement) sends nothing we could check; a plain SMS
+        // from its number is not what it would send, so it is not taken as its.
+        if let Some(mode @ (1 | 2)) = server.filter(|_| !allowed).and_then(|s| s.security_mode) {
+            return refused(
+                &format!(
+                    "the server's SMS Security Mode (/0/x/6) is {mode} ({}), which lwgate does not implement: only NoSec (3) triggers are taken",
+                    if mode == 1 { "DTLS" } else { "secure packet structure" }
+                ),
                 None,
             );
         }
@@ -301,11 +316,13 @@ mod tests {
                 ssid: 101,
                 server_instance: 0,
                 number: Some(SERVER.into()),
+                security_mode: Some(3),
             },
             SmsServer {
                 ssid: 102,
                 server_instance: 1,
                 number: None,
+                security_mode: None,
             },
         ]
     }
@@ -358,6 +375,44 @@ mod tests {
         assert_eq!(ack.header.message_id, 7);
         assert_eq!(ack.get_token(), &[1, 2]);
         assert_eq!(u8::from(ack.header.code), CHANGED);
+    }
+
+    #[test]
+    fn a_server_that_secures_its_sms_is_not_triggered_by_a_plain_one() {
+        for mode in [1, 2] {
+            let mut servers = servers();
+            servers[0].security_mode = Some(mode);
+            let v = SmsGate::default().judge(
+                Instant::now(),
+                SERVER,
+                &post("/1/0/8", 7),
+                &servers,
+                &SmsPolicy::default(),
+            );
+            let Verdict::Refused { reason, reply } = v else {
+                panic!("{v:?}")
+            };
+            assert!(
+                reason.contains(&format!("SMS Security Mode (/0/x/6) is {mode}")),
+                "{reason}"
+            );
+            assert_eq!(reply, None);
+        }
+        // The allow-list (an operator's phone) is not the server's SMS channel.
+        let mut servers = servers();
+        servers[0].security_mode = Some(1);
+        let policy = SmsPolicy {
+            allow: vec![SERVER.into()],
+            ..Default::default()
+        };
+        let v = SmsGate::default().judge(
+            Instant::now(),
+            SERVER,
+            &post("/1/0/8", 8),
+            &servers,
+            &policy,
+        );
+        assert!(matches!(v, Verdict::Accepted { .. }), "{v:?}");
     }
 
     #[test]
