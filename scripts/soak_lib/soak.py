@@ -1,0 +1,220 @@
+"""scripts/soak: kill -9 / restart cycles at random moments and network outages of
+random length while the server observes a Modbus counter at 1 Hz through /25;
+then the ledger (ledger.py) of what arrived. `--power`: the power-cut check
+(power.py) instead."""
+
+import argparse
+import math
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .common import lwgate_bin
+from . import ledger
+
+# Measured on the code of issue 15 by SenML time: 4 duplicates in 536 notifications.
+DUP_RATIO = 4 / 536
+PATH = "/soak/3300/0/5700"
+FAST = "ack_timeout = 1\nmax_retransmit = 1\n"
+
+
+def plan(cycles, outages, seed, max_run, max_outage):
+    """The schedule, fixed by the seed: how long each run lives before its kill -9,
+    how long lwgate stays dead, and when each outage starts and how long it lasts
+    (seconds from the start of the soak, outages apart from each other)."""
+    rng = random.Random(seed)
+    runs = [rng.uniform(0.05, max_run) for _ in range(cycles)]
+    dead = [rng.uniform(0.0, 0.5) for _ in range(cycles)]
+    total = sum(runs) + sum(dead)
+    cuts = []
+    if outages:
+        slot = total / outages
+        for i in range(outages):
+            length = rng.uniform(1.0, min(max_outage, slot * 0.8))
+            start = i * slot + rng.uniform(0.0, slot - length)
+            cuts.append((start, length))
+    return runs, dead, cuts, total
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="scripts/soak", description=__doc__)
+    ap.add_argument("--cycles", type=int, default=100, help="kill -9 / restart cycles (100)")
+    ap.add_argument("--outages", type=int, default=20, help="network outages (20)")
+    ap.add_argument("--seed", type=int, default=None, help="the schedule's seed (random; printed)")
+    ap.add_argument("--max-run", type=float, default=6.0, help="longest life of a run before its kill, s (6)")
+    ap.add_argument("--max-outage", type=float, default=12.0, help="longest outage, s (12)")
+    ap.add_argument("--grace", type=float, default=0.5,
+                    help="a value read this close before a kill -9 may be in memory only: not expected (0.5 s)")
+    ap.add_argument("--max-duplicates", type=int, default=None,
+                    help=f"allowed duplicates (default: {DUP_RATIO * 100:.2f}%% of the messages, rounded up)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, config, database)")
+    ap.add_argument("--power", action="store_true", help="the power-cut check under strace instead")
+    ap.add_argument("--seconds", type=float, default=40.0, help="--power: length of the traced run (40)")
+    args = ap.parse_args(argv)
+    if args.power:
+        from . import power
+
+        return power.main(args)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    return soak(args.cycles, args.outages, seed, args)
+
+
+def soak(cycles, outages, seed, args):
+    from lwm2m_server import SENML_JSON, TEXT, TestServer
+    from aiocoap import Code
+
+    from .counter import CounterDevice, device_file
+    from .daemon import EP, Lwgate
+    from .wire import Relay
+
+    binary = lwgate_bin()
+    runs, dead, cuts, total = plan(cycles, outages, seed, args.max_run, args.max_outage)
+    drain_limit = 120.0
+    bound = total + cycles * 1.0 + drain_limit + 30
+    print(f"soak: {cycles} kill -9 cycles, {outages} outages, seed {seed}, binary {binary}")
+    print(f"soak: schedule {total:.0f} s (runs {sum(runs):.0f} s, dead {sum(dead):.0f} s, "
+          f"outages {sum(l for _, l in cuts):.0f} s); bound {bound:.0f} s "
+          f"(schedule + 1 s per restart + {drain_limit:.0f} s drain + 30 s set-up)", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="lwgate-soak."))
+    dev = CounterDevice()
+    srv = TestServer()
+    relay = Relay(srv.port)
+    gw = Lwgate(binary, work, relay.uri, FAST)
+    (gw.devices / "soak.toml").write_text(device_file(dev.port))
+    t_setup = time.monotonic()
+    problems = []
+    try:
+        gw.start()
+        srv.wait_registered(EP, 20)
+        # Quick retries once the server is gone (Communication Retry Timer, Sequence
+        # Delay Timer), as a server that wants its data soon sets them.
+        assert srv.write(EP, "/1/0/18", b"1", TEXT).code.is_successful()
+        assert srv.write(EP, "/1/0/19", b"2", TEXT).code.is_successful()
+        deadline = time.monotonic() + 10
+        while srv.read(EP, PATH).code != Code.CONTENT:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the counter was never polled")
+            time.sleep(0.2)
+        # Every change notified (pmin 0), no periodic repeats (pmax long).
+        r = srv.write_attributes(EP, PATH, "pmin=0", "pmax=3600")
+        assert r.code.is_successful(), r
+        first, notes, cancel = srv.observe(EP, PATH, accept=SENML_JSON)
+        token = first.token
+        start_value = dev.value
+        dev.start_counting()
+        t0 = time.time()
+        cutter = threading.Thread(target=_outages, args=(relay, cuts, t0), daemon=True)
+        cutter.start()
+        life = gw.lives[-1]
+        for i in range(cycles):
+            _sleep_until(life.started + runs[i])
+            gw.kill9()
+            if life.how != "kill -9":
+                problems.append(f"run {len(gw.lives) - 1} ended by itself: {life.how}")
+            time.sleep(dead[i])
+            life = gw.start(wait=False)
+            if (i + 1) % 10 == 0:
+                print(f"soak: {i + 1}/{cycles} kills, {time.time() - t0:.0f} s", flush=True)
+        gw.wait_ready()
+        cutter.join()
+        relay.cut = False
+        dev.stop_counting()
+        t_drain = time.monotonic()
+        last = dev.value
+        while True:
+            st = gw.status()
+            arrived = {v for _, _, _, recs in ledger.notifications(relay.upstream_datagrams(), token) for _, v in recs}
+            if st and st["servers"][0]["queued"] == 0 and float(last) in arrived:
+                break
+            if time.monotonic() - t_drain > drain_limit:
+                problems.append(f"not drained after {drain_limit:.0f} s: status {st and st['servers']}")
+                break
+            time.sleep(0.5)
+        drained = time.monotonic() - t_drain
+        gw.stop()
+        if gw.lives[-1].how != "sigterm":
+            problems.append(f"the last run ended: {gw.lives[-1].how}")
+        elapsed = time.monotonic() - t_setup
+        changes, reads = dev.snapshot()
+        lives = [(l.started, l.ended, l.how) for l in gw.lives]
+        led = ledger.build(lives, reads, relay.upstream_datagrams(), token, grace=args.grace, after=start_value)
+        log = gw.log.read_text(errors="replace")
+        panics = log.count("panicked")
+        if panics:
+            problems.append(f"{panics} panic(s) in the log")
+        print(f"\nsoak: {len(gw.lives)} runs ({cycles} killed with -9 at random moments), "
+              f"{len(cuts)} outages, {len(changes)} counter values in {elapsed:.0f} s "
+              f"(drained in {drained:.1f} s), seed {seed}")
+        print(led.table())
+        allowed = args.max_duplicates
+        if allowed is None:
+            allowed = math.ceil(led.messages * DUP_RATIO)
+        if led.lost:
+            problems.append(f"lost values: {led.lost[:20]}")
+        if led.out_of_order:
+            problems.append(f"out of order: {led.out_of_order[:10]}")
+        if led.time_wrong:
+            problems.append(f"timestamps wrong: {led.time_wrong[:10]}")
+        if led.duplicate_count > allowed:
+            problems.append(f"{led.duplicate_count} duplicates, more than the {allowed} allowed "
+                            f"({DUP_RATIO * 100:.2f}% of {led.messages} messages)")
+        if led.duplicates:
+            print("  duplicates (time, value, copies): "
+                  + ", ".join(f"({t:.3f}, {v:g}, {c})" for t, v, c in sorted(led.duplicates)))
+            for t, v, c in sorted(led.duplicates):
+                print("    " + _why_duplicate(t, lives, relay))
+        if elapsed > bound:
+            problems.append(f"took {elapsed:.0f} s, over the {bound:.0f} s bound")
+        for p in problems:
+            print(f"soak: FAIL: {p}")
+        if not problems:
+            print(f"soak: OK (duplicates {led.duplicate_count} <= {allowed})")
+        return 1 if problems else 0
+    except BaseException:
+        print(f"soak: aborted; lwgate log tail:\n{gw.tail()}", file=sys.stderr)
+        args.keep = True
+        raise
+    finally:
+        if gw.alive():
+            gw.kill9()
+        relay.close()
+        srv.close()
+        dev.close()
+        if args.keep:
+            print(f"soak: work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _outages(relay, cuts, t0):
+    for start, length in cuts:
+        _sleep_until(t0 + start)
+        relay.cut = True
+        _sleep_until(t0 + start + length)
+        relay.cut = False
+
+
+def _sleep_until(t):
+    left = t - time.time()
+    if left > 0:
+        time.sleep(left)
+
+
+def _why_duplicate(t, lives, relay):
+    """Which kill (or outage) came between the two copies of a duplicated record."""
+    copies = []
+    for at, data in relay.upstream_datagrams():
+        for _, _, _, recs in ledger.notifications([(at, data)]):
+            if any(abs(rt - t) < 0.0005 for rt, _ in recs):
+                copies.append(at)
+    if len(copies) < 2:
+        return f"{t:.3f}: copies at {copies}"
+    a, b = copies[0], copies[-1]
+    kills = [l for l in lives if l[1] and a <= l[1] <= b and l[2] == "kill -9"]
+    cut_between = any(cut for at, way, cut, _ in relay.log if a <= at <= b and cut)
+    what = f"killed {b - a:.3f} s apart, kill -9 {kills[0][1] - a:.3f} s after the first copy" if kills else "no kill between"
+    return f"{t:.3f}: first copy at +0, again after {b - a:.3f} s; {what}{'; an outage between' if cut_between else ''}"
