@@ -44,7 +44,7 @@ class LoadServer:
         self.out: dict[int, tuple[str, float, bytes]] = {}
         self.by_token: dict[bytes, int] = {}
         self.answers: dict[int, tuple[str, float]] = {}
-        self.late: list = []
+        self.garbage: dict[int, bytes] = {}
         self.notes: list = []  # (time, bytes) of notifications
         self.unexpected = Counter()
         self.lock = threading.Lock()
@@ -218,6 +218,8 @@ def run(rate, seconds, seed, binary=None, log=print):
             mid, token = srv.next_mid(), srv.next_token()
             data = cb.make(kind, mid, token, rng)
             srv.out[mid] = (kind, time.monotonic(), token)
+            if kind == "garbage":
+                srv.garbage[mid] = data
             srv.by_token[token] = mid
             if srv.send(data):
                 sent[kind] += 1
@@ -238,14 +240,17 @@ def run(rate, seconds, seed, binary=None, log=print):
         # Values polled after the load ended also count: the observation went on.
         per = defaultdict(Counter)
         latency = []
+        odd = defaultdict(list)
         for mid, (kind, at, token) in srv.out.items():
             ans, lat = srv.answers.get(mid, ("none", None))
             per[kind][ans] += 1
+            if kind == "garbage" and not cb.allowed(kind, ans) and len(odd[kind]) < 5:
+                odd[kind].append(srv.garbage[mid].hex())
             if lat is not None:
                 latency.append(lat)
         result = dict(rate=rate, seconds=seconds, sent=sum(sent.values()), send_fail=send_fail,
                       elapsed=elapsed, per=per, rss=rss, ledger=led, latency=sorted(latency),
-                      unexpected=srv.unexpected, log=gw.log.read_text(errors="replace"))
+                      unexpected=srv.unexpected, odd=odd, log=gw.log.read_text(errors="replace"))
         return result
     finally:
         if gw.alive():
@@ -274,6 +279,8 @@ def verdict(res):
         lines.append(f"  {kind:<18} {sum(c.values()):>6}  {ans:<40} {'ok' if not bad else f'{bad} NOT {ok}'}")
         if bad:
             problems.append(f"{kind}: {bad} answer(s) outside {ok}: {dict(c)}")
+            for d in res.get("odd", {}).get(kind, []):
+                lines.append(f"    unanswered {kind}: {d}")
     lat = res["latency"]
     if lat:
         lines.append(f"  answer latency: median {lat[len(lat) // 2] * 1000:.2f} ms, "
