@@ -26,7 +26,7 @@ from .ledger import senml_records
 
 LINE = re.compile(r"^(\d+) +(\d+\.\d+) (?:(\w+)\((.*)|<\.\.\. (\w+) resumed>(.*))$")
 RESULT = re.compile(r"\) += (-?\d+|\?)(?: [A-Z]+ \(.*\))? <(\d+\.\d+)>$")
-FD = re.compile(r"^(\d+)<(.*?)>(?=[,)])")
+FD = re.compile(r"^(\d+)<(.*?)>(?=\s*[,)])")
 STR = re.compile(r'"((?:\\x[0-9a-f]{2})*)"')
 SYNCS = ("fsync", "fdatasync")
 
