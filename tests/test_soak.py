@@ -72,7 +72,7 @@ def traced(lwgate, tmp_path_factory):
     from soak_lib import power
 
     work = tmp_path_factory.mktemp("power")
-    out, facts, gw = power.run_traced(14.0, work, binary=lwgate)
+    out, facts, gw = power.run_traced(20.0, work, binary=lwgate)
     calls = trace.parse(out.open(errors="replace"))
     chk = trace.check(calls, power.server_port_of(calls))
     print(power.report(chk))
@@ -81,7 +81,7 @@ def traced(lwgate, tmp_path_factory):
 
 def test_power_cut_notifications_and_writes_are_synced_before_they_are_acknowledged(traced):
     assert traced.records >= 8 and traced.writes >= 3 and traced.attributes >= 1, traced
-    assert traced.replayed_packs >= 1 or traced.records > traced.notifications, "stored ones replayed"
+    assert traced.stored >= 1, "stored ones replayed"
     bad = [v for v in traced.violations if not v.what.startswith("observe")]
     assert not bad, bad[:5]
 
@@ -89,8 +89,10 @@ def test_power_cut_notifications_and_writes_are_synced_before_they_are_acknowled
 @pytest.mark.xfail(strict=True, reason="bug: a new observation is committed up to 100 ms after its 2.05 "
                    "(Persist::Observation is deferrable in agent/src/store/batch.rs)")
 def test_power_cut_an_observation_is_synced_before_its_first_answer(traced):
-    assert traced.observes >= 1
-    assert not [v for v in traced.violations if v.what.startswith("observe")]
+    chk, cuts = traced
+    assert chk.observes >= 1 and cuts.obs_checked >= 1
+    assert not [v for v in chk.violations if v.what.startswith("observe")]
+    assert not cuts.obs_missing
 
 
 # ---- the bugs, one test each ---------------------------------------------------
@@ -271,6 +273,29 @@ def test_trace_parser_and_checker_on_a_made_up_trace():
     bad = good[:4] + [good[7].replace("10.600000", "10.350000")] + good[4:7] + good[8:9] + [good[12].replace("11.400000", "11.150000")] + good[9:12]
     chk = trace.check(trace.parse(bad), 5683)
     assert [v.what.split(" ")[0] for v in chk.violations] == ["notification", "write"], chk.violations
+
+
+def test_the_power_cut_keeps_exactly_the_synced_writes():
+    from soak_lib.cut import Files
+
+    def call(name, start, end, data=b"", offset=None, target="/d/state.db-wal"):
+        return trace.Call(1, start, end, name, 12, target, data, len(data) if data else 0, offset)
+
+    calls = [
+        call("pwrite64", 1.0, 1.1, b"AAAA", 0),
+        call("fsync", 1.2, 1.5),
+        call("pwrite64", 1.6, 1.7, b"BB", 2),
+        call("pwrite64", 1.8, 1.9, b"CC", 0, target="/d/state.db"),
+        call("fdatasync", 2.0, 2.2, target="/d/state.db"),
+    ]
+    f = Files(calls, "/d/state.db")
+    f.advance(1.4)
+    assert f.content == {}, "a sync not finished by the cut makes nothing durable"
+    f.advance(1.5)
+    assert f.content == {"/d/state.db-wal": bytearray(b"AAAA")}
+    f.advance(3.0)
+    assert f.content["/d/state.db-wal"] == bytearray(b"AAAA"), "never synced: lost"
+    assert f.content["/d/state.db"] == bytearray(b"CC")
 
 
 def test_load_datagrams_are_what_they_say():

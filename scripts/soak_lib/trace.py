@@ -111,6 +111,7 @@ class Check:
     notifications: int = 0
     records: int = 0
     replayed_packs: int = 0
+    stored: int = 0  # records sent more than 1.5 s after their time: stored, then replayed
     writes: int = 0
     attributes: int = 0
     observes: int = 0
@@ -204,6 +205,7 @@ def _notification(out, wal, c, m):
     if len(recs) > 1:
         out.replayed_packs += 1
     doubles = wal.doubles()
+    out.stored += len([t for t, _ in recs if c.start - t > 1.5])
     for t, v in recs:
         where = [i for k in (round(t - 0.001, 3), t, round(t + 0.001, 3)) for i in doubles.get(k, []) if wal.writes[i].start < c.start]
         if not where:
