@@ -125,6 +125,14 @@ class Lwgate:
             return None
         return None
 
+    def cpu_seconds(self):
+        """utime + stime of the running process, s."""
+        try:
+            f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
+
     def tail(self, n=4000):
         try:
             return self.log.read_text(errors="replace")[-n:]

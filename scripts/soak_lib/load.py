@@ -206,6 +206,7 @@ def run(rate, seconds, seed, binary=None, log=print):
         n = 0
         total = int(rate * seconds)
         rss.append((0.0, gw.rss_kib()))
+        cpu0 = gw.cpu_seconds()
         while n < total:
             now = time.monotonic()
             if now >= next_sample:
@@ -228,6 +229,7 @@ def run(rate, seconds, seed, binary=None, log=print):
             n += 1
             due += gap
         elapsed = time.monotonic() - t0
+        cpu = (gw.cpu_seconds() or 0) - (cpu0 or 0)
         # Stragglers: a second for late answers (lwgate's own backlog shows here).
         srv.pump(time.monotonic() + 3.0)
         rss.append((time.monotonic() - t0, gw.rss_kib()))
@@ -248,7 +250,7 @@ def run(rate, seconds, seed, binary=None, log=print):
                 odd[kind].append(srv.garbage[mid].hex())
             if lat is not None:
                 latency.append(lat)
-        result = dict(rate=rate, seconds=seconds, sent=sum(sent.values()), send_fail=send_fail,
+        result = dict(cpu=cpu, rate=rate, seconds=seconds, sent=sum(sent.values()), send_fail=send_fail,
                       elapsed=elapsed, per=per, rss=rss, ledger=led, latency=sorted(latency),
                       unexpected=srv.unexpected, odd=odd, log=gw.log.read_text(errors="replace"))
         return result
@@ -281,6 +283,7 @@ def verdict(res):
             problems.append(f"{kind}: {bad} answer(s) outside {ok}: {dict(c)}")
             for d in res.get("odd", {}).get(kind, []):
                 lines.append(f"    unanswered {kind}: {d}")
+    lines.append(f"  lwgate CPU: {res['cpu']:.1f} s in {res['elapsed']:.0f} s ({100 * res['cpu'] / res['elapsed']:.0f}% of one core)")
     lat = res["latency"]
     if lat:
         lines.append(f"  answer latency: median {lat[len(lat) // 2] * 1000:.2f} ms, "
