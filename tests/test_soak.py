@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from soak_lib import coap_bytes as cb  # noqa: E402
 from soak_lib import ledger, trace  # noqa: E402
-from soak_lib.soak import allowed_duplicates, plan  # noqa: E402
+from soak_lib.soak import duplicate_chances, explain_duplicates, plan  # noqa: E402
 
 
 def script(lwgate, name, *args, timeout):
@@ -216,7 +216,24 @@ def test_plan_is_fixed_by_its_seed_and_keeps_outages_apart():
     assert len(runs) == 100 and all(0.05 <= r <= 6.0 for r in runs) and len(cuts) == 20
     ends = [s + l for s, l in cuts]
     assert all(e <= s2 for e, (s2, _) in zip(ends, cuts[1:])) and ends[-1] <= total
-    assert allowed_duplicates(100) == 9 and allowed_duplicates(10) == 2
+
+
+def test_duplicates_are_explained_by_a_kill_after_an_ack_or_a_lost_ack():
+    note = _note(0x100, 5, [(9.99, 7)])
+    again = _note(0x200, 9, [(9.99, 7)])
+    ack = cb.header(cb.ACK, 0, 0x100)
+    log = [
+        (9.99, "c>s", False, note),
+        (10.0, "s>c", False, ack),  # delivered; the kill 50 ms later finds the row still there
+        (11.0, "c>s", False, again),
+        (20.0, "s>c", True, cb.header(cb.ACK, 0, 0x300)),  # an ACK dropped by an outage
+    ]
+    lives = [(0.0, 10.05, "kill -9"), (10.1, 15.0, "kill -9"), (15.1, 30.0, "sigterm")]
+    assert duplicate_chances(lives, log) == (1, 1)
+    why = explain_duplicates([(9.99, 7.0, 2)], lives, log)
+    assert why == [(9.99, 7.0, "kill -9 60 ms after it was delivered", ("kill", 10.05))], why
+    lives[0] = (0.0, 10.5, "kill -9")
+    assert explain_duplicates([(9.99, 7.0, 2)], lives, log)[0][2] == "UNEXPLAINED"
 
 
 def _strace_line(pid, t, call, dur):

@@ -7,6 +7,7 @@ was never generated)."""
 import threading
 import time
 
+from . import common  # noqa: F401 - puts tests/ on sys.path
 from modbus_sim import ModbusSim  # tests/modbus_sim.py: pymodbus in a thread
 
 UNIT = 1

@@ -9,7 +9,6 @@ acknowledged is still queued, the last acknowledged Write and Write-Attributes
 are there, and so is every observation whose first answer had left."""
 
 import sqlite3
-import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path

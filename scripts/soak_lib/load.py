@@ -14,7 +14,6 @@ import random
 import selectors
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import time

@@ -6,10 +6,7 @@ acknowledged it left. Then cut.py: the power cut itself, replayed from the
 trace at the worst moments (just after each datagram left)."""
 
 import shutil
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
