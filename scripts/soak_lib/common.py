@@ -21,6 +21,5 @@ def lwgate_bin() -> Path:
         p = ROOT / "target" / kind / "lwgate"
         if p.exists():
             return p
-    raise SystemExit(
-        f"no lwgate binary: build one (`cargo build --release -p lwgate`) or set LWGATE_BIN"
-    )
+    print("no lwgate binary: build one (`cargo build --release -p lwgate`) or set LWGATE_BIN", file=sys.stderr)
+    raise SystemExit(2)
