@@ -37,7 +37,7 @@ def script(lwgate, name, *args, timeout):
 
 def test_soak_10_kills_3_outages_lose_nothing(lwgate):
     r, took = script(lwgate, "soak", "--cycles", "10", "--outages", "3", "--max-run", "4", "--max-outage", "6",
-                     timeout=170)
+                     timeout=200)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "LOST                " in out and "soak: OK" in out, out
