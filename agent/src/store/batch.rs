@@ -1,8 +1,9 @@
 //! Group commits. Whatever must not be lost (a stored notification, a registration,
 //! a server's write) is committed before the driver goes on; what only records
 //! progress (a delivered notification's deletion, counters, sequence numbers) waits
-//! for the next commit, at most `MAX_DELAY` or `MAX_OPS`. Losing those in a crash
-//! costs a re-sent notification, never a lost one.
+//! for the next commit, at most `MAX_DELAY` or `MAX_OPS` — a deletion only when
+//! there is traffic to share a commit with. Losing those in a crash costs a
+//! re-sent notification, never a lost one.
 
 use crate::lwm2m::persist::Persist;
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ pub const MAX_OPS: usize = 4096;
 pub struct Batcher {
     pending: Vec<Persist>,
     since: Option<Instant>,
+    /// When the last group was handed out for commit.
+    last_commit: Option<Instant>,
 }
 
 fn deferrable(op: &Persist) -> bool {
@@ -34,20 +37,35 @@ impl Batcher {
             return self.due(now);
         }
         let urgent = ops.iter().any(|op| !deferrable(op));
+        // A delivered notification's deletion waits only to share a commit. When
+        // nothing was committed within MAX_DELAY (one notification a second, say)
+        // there is nothing to share it with: it would be committed alone at the
+        // deadline anyway, and waiting only leaves a kill -9 right after the ACK
+        // room to send the notification again (scripts/soak counted them).
+        let quiet = self.pending.is_empty()
+            && self
+                .last_commit
+                .is_none_or(|t| now.duration_since(t) >= MAX_DELAY)
+            && ops.iter().any(|op| matches!(op, Persist::Dequeue { .. }));
         if self.pending.is_empty() {
             self.since = Some(now);
         }
         self.pending.extend(ops);
-        if urgent || self.pending.len() >= MAX_OPS {
-            return self.take();
+        if urgent || quiet || self.pending.len() >= MAX_OPS {
+            return self.commit(now);
         }
         self.due(now)
+    }
+
+    fn commit(&mut self, now: Instant) -> Option<Vec<Persist>> {
+        self.last_commit = Some(now);
+        self.take()
     }
 
     /// What is due by time alone.
     pub fn due(&mut self, now: Instant) -> Option<Vec<Persist>> {
         match self.since {
-            Some(t) if now.duration_since(t) >= MAX_DELAY => self.take(),
+            Some(t) if now.duration_since(t) >= MAX_DELAY => self.commit(now),
             _ => None,
         }
     }
@@ -85,6 +103,8 @@ mod tests {
     fn stored_notifications_commit_at_once_deletions_wait() {
         let t0 = Instant::now();
         let mut b = Batcher::default();
+        // Busy: something was committed just now.
+        assert!(b.push(vec![note()], t0).is_some());
         assert_eq!(b.push(vec![Persist::Dequeue { ids: vec![1] }], t0), None);
         assert_eq!(b.deadline(), Some(t0 + MAX_DELAY));
         assert_eq!(b.push(vec![], t0 + Duration::from_millis(50)), None);
@@ -128,5 +148,28 @@ mod tests {
             2,
             "a new observation goes at once, with what waited"
         );
+    }
+
+    #[test]
+    fn a_deletion_commits_at_once_when_nothing_else_would_share_its_commit() {
+        let t0 = Instant::now();
+        let mut b = Batcher::default();
+        let del = |i| vec![Persist::Dequeue { ids: vec![i] }];
+        assert!(b.push(del(1), t0).is_some(), "quiet: at once");
+        // Another within MAX_DELAY of that commit waits for company.
+        assert_eq!(b.push(del(2), t0 + Duration::from_millis(40)), None);
+        assert_eq!(b.push(del(3), t0 + Duration::from_millis(60)), None);
+        let out = b.due(t0 + Duration::from_millis(140)).unwrap();
+        assert_eq!(out.len(), 2);
+        // A second later: quiet again.
+        assert!(b.push(del(4), t0 + Duration::from_secs(1)).is_some());
+        // Counters alone never force a commit.
+        let mut b = Batcher::default();
+        let counters = Persist::Counters {
+            ssid: 1,
+            dropped: 0,
+            last_delivery: None,
+        };
+        assert_eq!(b.push(vec![counters], t0), None);
     }
 }
