@@ -50,9 +50,11 @@ pub fn pick<'a>(selector: &ModemSelector, c: &'a [Candidate]) -> Result<&'a Cand
     let found = match selector {
         ModemSelector::Any => c.first(),
         ModemSelector::Path(p) => c.iter().find(|c| &c.path == p),
-        ModemSelector::Equipment(e) => c
-            .iter()
-            .find(|c| c.equipment.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(e))),
+        ModemSelector::Equipment(e) => c.iter().find(|c| {
+            c.equipment
+                .as_deref()
+                .is_some_and(|x| x.eq_ignore_ascii_case(e))
+        }),
     };
     found.ok_or_else(|| match (selector, c.len()) {
         (_, 0) => "ModemManager has no modem".to_string(),
@@ -93,7 +95,10 @@ mod tests {
         }
         // Not a modem: ignored.
         let mut sim = HashMap::new();
-        sim.insert("org.freedesktop.ModemManager1.Sim".to_string(), Props::new());
+        sim.insert(
+            "org.freedesktop.ModemManager1.Sim".to_string(),
+            Props::new(),
+        );
         m.insert(
             OwnedObjectPath::try_from("/org/freedesktop/ModemManager1/SIM/0").unwrap(),
             sim,
@@ -117,7 +122,10 @@ mod tests {
         let by_imei = ModemSelector::Equipment("111111111111111".into());
         assert_eq!(pick(&by_imei, &c).unwrap().path, format!("{M}12"));
         let by_path = ModemSelector::Path(format!("{M}12"));
-        assert_eq!(pick(&by_path, &c).unwrap().equipment.as_deref(), Some("111111111111111"));
+        assert_eq!(
+            pick(&by_path, &c).unwrap().equipment.as_deref(),
+            Some("111111111111111")
+        );
         let why = pick(&ModemSelector::Equipment("2".into()), &c).unwrap_err();
         assert!(why.contains("no modem is 2 (ModemManager has 2:"), "{why}");
         assert!(why.contains("490154203237518"), "{why}");

@@ -62,9 +62,7 @@ pub fn judge(p: &Props, now: f64) -> Judged {
         .and_then(|t| parse_iso8601(&t))
         .unwrap_or(now);
     let data = get(p, "Data").and_then(as_bytes).unwrap_or_default();
-    let text = get(p, "Text")
-        .and_then(super::values::as_str)
-        .unwrap_or("");
+    let text = get(p, "Text").and_then(super::values::as_str).unwrap_or("");
     let sender = sender.unwrap_or_default();
     Judged::Deliver(message(sender, data, text, time))
 }
@@ -196,7 +194,10 @@ mod tests {
         assert_eq!(unknown_type, Judged::Pending);
         // Sent by us, a draft, a CDMA submit.
         for (state, kind) in [(5, 2), (1, 2), (0, 0), (3, 5)] {
-            let j = sms(vec![("State", Value::U32(state)), ("PduType", Value::U32(kind))]);
+            let j = sms(vec![
+                ("State", Value::U32(state)),
+                ("PduType", Value::U32(kind)),
+            ]);
             assert_eq!(j, Judged::Outgoing, "{state} {kind}");
         }
         let report = sms(vec![
@@ -204,9 +205,18 @@ mod tests {
             ("PduType", Value::U32(3)),
             ("Number", Value::from("+1")),
         ]);
-        assert!(matches!(report, Judged::Discard { sender: Some(_), .. }));
+        assert!(matches!(
+            report,
+            Judged::Discard {
+                sender: Some(_),
+                ..
+            }
+        ));
         // Mistyped properties: nothing certain, so nothing deleted.
-        let j = sms(vec![("State", Value::from("3")), ("PduType", Value::U32(1))]);
+        let j = sms(vec![
+            ("State", Value::from("3")),
+            ("PduType", Value::U32(1)),
+        ]);
         assert_eq!(j, Judged::Pending);
     }
 

@@ -294,7 +294,10 @@ mod tests {
         );
         // LTE: no LAC, the TAC stands in.
         let c = parse_cell("234,15,0,01A2B3C4,00BEEF").unwrap();
-        assert_eq!((c.lac, c.cell_id, c.mnc), (Some(0xBEEF), Some(0x1A2B3C4), Some(15)));
+        assert_eq!(
+            (c.lac, c.cell_id, c.mnc),
+            (Some(0xBEEF), Some(0x1A2B3C4), Some(15))
+        );
         // Older ModemManager: four fields.
         assert_eq!(parse_cell("262,2,12,34").unwrap().lac, Some(0x12));
         assert_eq!(parse_cell("0,0,0,0,0"), None);
@@ -314,13 +317,25 @@ mod tests {
     fn signal() {
         let p = props(vec![
             ("Rate", Value::U32(30)),
-            ("Lte", asv(vec![("rsrp", Value::F64(-100.0)), ("rssi", Value::F64(-70.6))])),
+            (
+                "Lte",
+                asv(vec![
+                    ("rsrp", Value::F64(-100.0)),
+                    ("rssi", Value::F64(-70.6)),
+                ]),
+            ),
             ("Gsm", asv(vec![("rssi", Value::F64(-80.0))])),
         ]);
         assert_eq!(signal_dbm(&p), Some(-71));
-        let p = props(vec![("Lte", asv(vec![])), ("Umts", asv(vec![("rssi", Value::F64(-90.0))]))]);
+        let p = props(vec![
+            ("Lte", asv(vec![])),
+            ("Umts", asv(vec![("rssi", Value::F64(-90.0))])),
+        ]);
         assert_eq!(signal_dbm(&p), Some(-90));
-        assert_eq!(signal_dbm(&props(vec![("Lte", asv(vec![("rssi", Value::F64(0.0))]))])), None);
+        assert_eq!(
+            signal_dbm(&props(vec![("Lte", asv(vec![("rssi", Value::F64(0.0))]))])),
+            None
+        );
         assert_eq!(signal_dbm(&props(vec![])), None);
     }
 }

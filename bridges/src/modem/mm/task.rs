@@ -422,18 +422,31 @@ impl Task {
     /// Every message ModemManager holds for the modem (received while we were
     /// away, or left by a full channel).
     async fn list(&mut self, mm: &Mm, todo: &mut Todo) {
-        let Some(path) = self.modem.as_ref().filter(|m| m.ready).map(|m| m.path.clone()) else {
+        let Some(path) = self
+            .modem
+            .as_ref()
+            .filter(|m| m.ready)
+            .map(|m| m.path.clone())
+        else {
             return;
         };
         if let Ok(paths) = mm.list(&path).await {
-            todo.sms
-                .extend(paths.into_iter().map(|p: OwnedObjectPath| p.as_str().to_string()));
+            todo.sms.extend(
+                paths
+                    .into_iter()
+                    .map(|p: OwnedObjectPath| p.as_str().to_string()),
+            );
         }
     }
 
     /// A message: handed over and deleted when complete and received.
     async fn look_at(&mut self, mm: &Mm, sms: &str) -> Result<(), End> {
-        let Some(modem) = self.modem.as_ref().filter(|m| m.ready).map(|m| m.path.clone()) else {
+        let Some(modem) = self
+            .modem
+            .as_ref()
+            .filter(|m| m.ready)
+            .map(|m| m.path.clone())
+        else {
             return Ok(());
         };
         if self.delivered.contains(sms) {
@@ -491,9 +504,7 @@ impl Task {
                     OwnedObjectPath,
                     std::collections::HashMap<String, super::values::Props>,
                 )>() {
-                    if (ours.is_none() && ifaces.contains_key(MODEM))
-                        || Some(p.as_str()) == ours
-                    {
+                    if (ours.is_none() && ifaces.contains_key(MODEM)) || Some(p.as_str()) == ours {
                         todo.scan = true;
                     }
                 }
@@ -547,14 +558,21 @@ impl Task {
     }
 
     async fn send(&mut self, mm: &Mm, number: &str, data: &[u8]) -> Result<Sent, SendError> {
-        let Some(modem) = self.modem.as_ref().filter(|m| m.ready).map(|m| m.path.clone()) else {
+        let Some(modem) = self
+            .modem
+            .as_ref()
+            .filter(|m| m.ready)
+            .map(|m| m.path.clone())
+        else {
             return Err(SendError::Unavailable(self.why_not()));
         };
         match mm.send(&modem, number, data).await {
             Ok(reference) => Ok(Sent {
                 references: vec![reference],
             }),
-            Err(e) => Err(SendError::Failed(format!("ModemManager did not send the SMS: {e}"))),
+            Err(e) => Err(SendError::Failed(format!(
+                "ModemManager did not send the SMS: {e}"
+            ))),
         }
     }
 }

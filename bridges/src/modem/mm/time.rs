@@ -11,8 +11,7 @@ pub fn parse_iso8601(s: &str) -> Option<f64> {
     let year: i64 = digits(d.next()?, 4)?;
     let month: i64 = digits(d.next()?, 2)?;
     let day: i64 = digits(d.next()?, 2)?;
-    if d.next().is_some() || !(1..=12).contains(&month) || day < 1 || day > days_in(year, month)
-    {
+    if d.next().is_some() || !(1..=12).contains(&month) || day < 1 || day > days_in(year, month) {
         return None;
     }
     let rest = rest.strip_prefix(['T', 't', ' '])?;

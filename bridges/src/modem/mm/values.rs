@@ -149,7 +149,13 @@ pub(crate) mod test_values {
     }
 
     pub fn pair(n: u32, b: bool) -> Value<'static> {
-        Value::Structure(StructureBuilder::new().add_field(n).add_field(b).build().unwrap())
+        Value::Structure(
+            StructureBuilder::new()
+                .add_field(n)
+                .add_field(b)
+                .build()
+                .unwrap(),
+        )
     }
 
     /// `a{sv}`.
