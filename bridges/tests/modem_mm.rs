@@ -526,7 +526,10 @@ async fn modemmanager_backend() {
     assert_eq!(ready(&mut rx).await.port, modem_path);
     // Registered a moment after it was enabled: said as it changes.
     let s = state_where(&mut rx, Duration::from_secs(30), "registered", |s| {
-        s.link == Link::Ready && s.operator.is_some() && s.cell_id.is_some()
+        s.link == Link::Ready
+            && s.operator.is_some()
+            && s.cell_id.is_some()
+            && s.signal_percent.is_some_and(|p| p > 0)
     })
     .await;
     assert_eq!(s.operator.as_deref(), Some("Fake Telecom"));

@@ -255,10 +255,10 @@ impl ModemSelector {
         if s == "any" {
             return Some(ModemSelector::Any);
         }
-        if s.starts_with('/') {
+        if let Some(rest) = s.strip_prefix('/') {
             // D-Bus object path syntax: `/`-separated non-empty [A-Za-z0-9_] elements.
-            let ok = s.len() > 1
-                && s[1..].split('/').all(|e| {
+            let ok = !rest.is_empty()
+                && rest.split('/').all(|e| {
                     !e.is_empty() && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 });
             return ok.then(|| ModemSelector::Path(s.to_string()));

@@ -43,6 +43,7 @@ struct Todo {
     refresh: bool,
     /// SMS objects to look at.
     sms: Vec<String>,
+    /// List the messages again (with the refresh).
     list: bool,
 }
 
@@ -165,9 +166,12 @@ impl Task {
         if !self.unsaid() {
             return;
         }
-        match self.events.try_send(ModemEvent::State(self.state.clone())) {
-            Ok(()) => self.said = Some(self.state.clone()),
-            Err(_) => {}
+        if self
+            .events
+            .try_send(ModemEvent::State(self.state.clone()))
+            .is_ok()
+        {
+            self.said = Some(self.state.clone());
         }
     }
 
@@ -255,9 +259,11 @@ impl Task {
                     // Also what makes up for a signal missed.
                     match &self.modem {
                         None => todo.scan = true,
-                        Some(m) => {
+                        // With the messages ModemManager still holds (left by a
+                        // full channel, or announced by a signal we missed).
+                        Some(_) => {
                             todo.refresh = true;
-                            todo.list |= m.ready;
+                            todo.list = true;
                         }
                     }
                 }
@@ -266,17 +272,24 @@ impl Task {
     }
 
     async fn work(&mut self, mm: &Mm, todo: &mut Todo) -> Result<(), End> {
-        if std::mem::take(&mut todo.scan) {
-            self.scan(mm, todo).await;
-        }
-        if std::mem::take(&mut todo.refresh) {
-            self.refresh(mm, todo).await;
-        }
-        if std::mem::take(&mut todo.list) {
-            self.list(mm, todo).await;
-        }
-        for path in std::mem::take(&mut todo.sms) {
-            self.look_at(mm, &path).await?;
+        // A step can ask for another (a modem gone while read: look again); a few
+        // rounds, then the next signal or status round.
+        for _ in 0..4 {
+            if !(todo.scan || todo.refresh || !todo.sms.is_empty()) {
+                break;
+            }
+            if std::mem::take(&mut todo.scan) {
+                self.scan(mm, todo).await;
+            }
+            if std::mem::take(&mut todo.refresh) {
+                self.refresh(mm, todo).await;
+            }
+            let mut seen = HashSet::new();
+            for path in std::mem::take(&mut todo.sms) {
+                if seen.insert(path.clone()) {
+                    self.look_at(mm, &path).await?;
+                }
+            }
         }
         if self.events.is_closed() {
             return Err(End::Quit);
@@ -346,15 +359,24 @@ impl Task {
         let messaging = self.modem.as_ref().is_some_and(|m| m.messaging);
         match info.verdict(self.config.enable, messaging) {
             Verdict::Ready => {
-                self.status(mm, &path, &info).await;
                 let was_ready = self.modem.as_ref().is_some_and(|m| m.ready);
+                // Ready only once its messages can be read (a polkit refusal says
+                // so here, not as silence).
+                if !was_ready || std::mem::take(&mut todo.list) {
+                    match mm.list(&path).await {
+                        Ok(paths) => todo
+                            .sms
+                            .extend(paths.into_iter().map(|p| p.as_str().to_string())),
+                        Err(e) => {
+                            return self.down(format!("cannot list the modem's messages: {e}"))
+                        }
+                    }
+                }
+                self.status(mm, &path, &info).await;
                 if let Some(m) = &mut self.modem {
                     m.ready = true;
                 }
                 self.set_link(Link::Ready);
-                if !was_ready {
-                    todo.list = true;
-                }
             }
             Verdict::Wait => {
                 if let Some(m) = &mut self.modem {
@@ -417,26 +439,6 @@ impl Task {
             Ok(p) => status::signal_dbm(&p),
             Err(_) => None,
         };
-    }
-
-    /// Every message ModemManager holds for the modem (received while we were
-    /// away, or left by a full channel).
-    async fn list(&mut self, mm: &Mm, todo: &mut Todo) {
-        let Some(path) = self
-            .modem
-            .as_ref()
-            .filter(|m| m.ready)
-            .map(|m| m.path.clone())
-        else {
-            return;
-        };
-        if let Ok(paths) = mm.list(&path).await {
-            todo.sms.extend(
-                paths
-                    .into_iter()
-                    .map(|p: OwnedObjectPath| p.as_str().to_string()),
-            );
-        }
     }
 
     /// A message: handed over and deleted when complete and received.
