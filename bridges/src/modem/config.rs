@@ -498,6 +498,84 @@ mod tests {
     }
 
     #[test]
+    fn modemmanager_keys() {
+        let m = parse("[modem]\nbackend = \"modemmanager\"\n");
+        assert_eq!(m, ModemConfig::modemmanager());
+        assert_eq!(
+            (&m.modem, m.bus, m.enable, m.port.as_str()),
+            (&ModemSelector::Any, Bus::System, false, "")
+        );
+        assert_eq!((m.status_interval, m.reconnect_max), (60, 30));
+        let m = parse(
+            "[modem]\nbackend = \"modemmanager\"\nmodem = \"490154203237518\"\nbus = \"session\"\nenable = true\nown_number = \"+447700900123\"\nstatus_interval = 5\nreconnect_max = 2\n",
+        );
+        assert_eq!(m.modem, ModemSelector::Equipment("490154203237518".into()));
+        assert_eq!(
+            (m.bus, m.enable, m.status_interval, m.reconnect_max),
+            (Bus::Session, true, 5, 2)
+        );
+        assert_eq!(m.own_number.as_deref(), Some("+447700900123"));
+        let m = parse(
+            "[modem]\nbackend = \"modemmanager\"\nmodem = \"/org/freedesktop/ModemManager1/Modem/3\"\n",
+        );
+        assert_eq!(
+            m.modem,
+            ModemSelector::Path("/org/freedesktop/ModemManager1/Modem/3".into())
+        );
+        assert_eq!(
+            m.modem.to_string(),
+            "/org/freedesktop/ModemManager1/Modem/3"
+        );
+        assert_eq!(ModemSelector::Any.to_string(), "any");
+    }
+
+    #[test]
+    fn modemmanager_errors() {
+        let mm = "[modem]\nbackend = \"modemmanager\"\n";
+        for (body, path, msg) in [
+            ("modem = \"/org/x/\"\n", "modem.modem", "D-Bus path"),
+            ("modem = \"//\"\n", "modem.modem", "D-Bus path"),
+            ("modem = \"/\"\n", "modem.modem", "D-Bus path"),
+            ("modem = \"/a-b\"\n", "modem.modem", "D-Bus path"),
+            ("modem = \"\"\n", "modem.modem", "IMEI"),
+            ("modem = \"35 69\"\n", "modem.modem", "IMEI"),
+            ("bus = \"user\"\n", "modem.bus", "system"),
+            ("enable = \"yes\"\n", "modem.enable", "bool"),
+        ] {
+            let (p, l, m) = error(&format!("{mm}{body}"));
+            assert_eq!(p, path, "{body}");
+            assert_eq!(l, Some(3), "{body}");
+            assert!(m.contains(msg), "{body}: {m}");
+        }
+        for key in [
+            "port = \"/dev/ttyUSB2\"",
+            "baud = 9600",
+            "pin = \"1234\"",
+            "pin_file = \"/f\"",
+            "delivery = \"direct\"",
+            "storage = \"ME\"",
+            "concat_timeout = 60",
+        ] {
+            let (p, _, m) = error(&format!("{mm}{key}\n"));
+            let name = key.split(' ').next().unwrap();
+            assert_eq!(p, "modem", "{key}");
+            assert!(
+                m.contains(&format!("`{name}` is a key of backend \"at\"")),
+                "{m}"
+            );
+        }
+        for key in ["modem = \"any\"", "bus = \"system\"", "enable = false"] {
+            let (p, _, m) = error(&format!("[modem]\nport = \"/dev/x\"\n{key}\n"));
+            let name = key.split(' ').next().unwrap();
+            assert_eq!(p, "modem", "{key}");
+            assert!(
+                m.contains(&format!("`{name}` is a key of backend \"modemmanager\"")),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
     fn pin_file_is_read_and_checked() {
         let dir = std::env::temp_dir().join(format!("lwgate-pin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
