@@ -129,7 +129,8 @@ pub struct ModemConfig {
     /// Seconds between signal/operator/registration reads (also the modem's
     /// liveness check).
     pub status_interval: u32,
-    /// Seconds from the first part of a concatenated message to its last.
+    /// Seconds from the first part of a concatenated message to its last (with
+    /// ModemManager, which joins them: until an incomplete one is deleted).
     pub concat_timeout: u32,
     /// ModemManager: which modem.
     pub modem: ModemSelector,
@@ -318,6 +319,7 @@ impl TryFrom<RawModem> for ModemConfig {
         let shared = |mut c: ModemConfig| {
             c.own_number = raw.own_number.clone();
             c.reconnect_max = raw.reconnect_max.unwrap_or(DEFAULT_RECONNECT_MAX);
+            c.concat_timeout = raw.concat_timeout.unwrap_or(DEFAULT_CONCAT_TIMEOUT);
             c.status_interval = raw.status_interval.unwrap_or(DEFAULT_STATUS_INTERVAL);
             c
         };
@@ -329,11 +331,10 @@ impl TryFrom<RawModem> for ModemConfig {
                 ("pin_file", raw.pin_file.is_some()),
                 ("delivery", raw.delivery.is_some()),
                 ("storage", raw.storage.is_some()),
-                ("concat_timeout", raw.concat_timeout.is_some()),
             ];
             if let Some((key, _)) = at_only.iter().find(|(_, given)| *given) {
                 return Err(ConfigError(format!(
-                    "`{key}` is a key of backend \"at\"; with backend \"modemmanager\" ModemManager owns the port, unlocks the SIM and joins concatenated messages: expected no `{key}`, got one"
+                    "`{key}` is a key of backend \"at\"; with backend \"modemmanager\" ModemManager owns the port and unlocks the SIM: expected no `{key}`, got one"
                 )));
             }
             let mut c = shared(ModemConfig::modemmanager());
@@ -371,7 +372,6 @@ impl TryFrom<RawModem> for ModemConfig {
         c.pin = pin;
         c.delivery = raw.delivery.unwrap_or(Delivery::Stored);
         c.storage = raw.storage.unwrap_or_else(|| DEFAULT_STORAGE.into());
-        c.concat_timeout = raw.concat_timeout.unwrap_or(DEFAULT_CONCAT_TIMEOUT);
         Ok(c)
     }
 }
@@ -507,7 +507,7 @@ mod tests {
         );
         assert_eq!((m.status_interval, m.reconnect_max), (60, 30));
         let m = parse(
-            "[modem]\nbackend = \"modemmanager\"\nmodem = \"490154203237518\"\nbus = \"session\"\nenable = true\nown_number = \"+447700900123\"\nstatus_interval = 5\nreconnect_max = 2\n",
+            "[modem]\nbackend = \"modemmanager\"\nmodem = \"490154203237518\"\nbus = \"session\"\nenable = true\nown_number = \"+447700900123\"\nstatus_interval = 5\nreconnect_max = 2\nconcat_timeout = 600\n",
         );
         assert_eq!(m.modem, ModemSelector::Equipment("490154203237518".into()));
         assert_eq!(
@@ -515,6 +515,7 @@ mod tests {
             (Bus::Session, true, 5, 2)
         );
         assert_eq!(m.own_number.as_deref(), Some("+447700900123"));
+        assert_eq!(m.concat_timeout, 600);
         let m = parse(
             "[modem]\nbackend = \"modemmanager\"\nmodem = \"/org/freedesktop/ModemManager1/Modem/3\"\n",
         );
@@ -554,7 +555,6 @@ mod tests {
             "pin_file = \"/f\"",
             "delivery = \"direct\"",
             "storage = \"ME\"",
-            "concat_timeout = 60",
         ] {
             let (p, _, m) = error(&format!("{mm}{key}\n"));
             let name = key.split(' ').next().unwrap();

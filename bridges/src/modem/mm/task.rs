@@ -2,7 +2,7 @@
 //! our modem found (again) by the `modem` setting, its messages handed over and
 //! deleted, sends answered; the bus reconnected with back-off when it goes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
@@ -15,9 +15,12 @@ use super::bus::{self, Mm};
 use super::pick::{candidates, pick};
 use super::sms::{judge, Judged};
 use super::status::{self, ModemInfo, Network, Verdict};
+use super::values::prop_str;
 use super::{MESSAGING, MODEM, MODEM_3GPP, SIGNAL, SMS};
 use crate::modem::config::ModemConfig;
 use crate::modem::{Link, ModemEvent, ModemState, Request, SendError, Sent};
+
+const NOT_RUNNING: &str = "ModemManager is not running";
 
 /// Our modem, as last read.
 struct Open {
@@ -54,8 +57,8 @@ struct Task {
     state: ModemState,
     said: Option<ModemState>,
     modem: Option<Open>,
-    /// Received messages not complete yet.
-    pending: HashSet<String>,
+    /// Received messages not complete yet, since when we know of them.
+    pending: HashMap<String, Instant>,
     /// Handed over, not deleted yet (the delete failed): deleted, not handed over
     /// again.
     delivered: HashSet<String>,
@@ -87,7 +90,7 @@ pub(crate) async fn run(
         state,
         said: None,
         modem: None,
-        pending: HashSet::new(),
+        pending: HashMap::new(),
         delivered: HashSet::new(),
     };
     task.run().await;
@@ -303,7 +306,7 @@ impl Task {
             Ok(true) => {}
             Ok(false) => {
                 self.forget_modem();
-                return self.down("ModemManager is not running".into());
+                return self.down(NOT_RUNNING.into());
             }
             Err(e) => {
                 self.forget_modem();
@@ -352,6 +355,10 @@ impl Task {
             Err(e) => {
                 // Gone between the signal and now: look again.
                 todo.scan = true;
+                if mm.running().await == Ok(false) {
+                    self.forget_modem();
+                    return self.down(NOT_RUNNING.into());
+                }
                 return self.down(format!("cannot read the modem {path}: {e}"));
             }
         };
@@ -467,8 +474,22 @@ impl Task {
         };
         let event = match judge(&props, unix_now()) {
             Judged::Pending => {
-                self.pending.insert(sms.to_string());
-                return Ok(());
+                let since = *self
+                    .pending
+                    .entry(sms.to_string())
+                    .or_insert_with(Instant::now);
+                let limit = u64::from(self.config.concat_timeout);
+                if since.elapsed() < Duration::from_secs(limit) {
+                    return Ok(());
+                }
+                // ModemManager keeps the parts of an incomplete message for ever:
+                // they would fill the modem's storage.
+                ModemEvent::Discarded {
+                    sender: prop_str(&props, "Number"),
+                    reason: format!(
+                        "concatenated SMS still incomplete after {limit} s (ModemManager had not all its parts): deleted"
+                    ),
+                }
             }
             Judged::Outgoing => {
                 self.pending.remove(sms);
@@ -525,7 +546,7 @@ impl Task {
             ("org.freedesktop.DBus.Properties", "PropertiesChanged") => {
                 if on_ours {
                     todo.refresh = true;
-                } else if self.pending.contains(path.as_str()) {
+                } else if self.pending.contains_key(path.as_str()) {
                     todo.sms.push(path.as_str().to_string());
                 }
             }
@@ -552,7 +573,7 @@ impl Task {
         };
         self.forget_modem();
         if new.is_empty() {
-            self.down("ModemManager is not running (it stopped)".into());
+            self.down(NOT_RUNNING.into());
         } else {
             // It finds its modems in its own time; InterfacesAdded says when.
             todo.scan = true;
