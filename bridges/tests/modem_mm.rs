@@ -578,6 +578,19 @@ async fn modemmanager_backend() {
     assert_eq!(last.user_data.body, SINGLE_COAP);
     // The sent message does not stay in ModemManager's list.
     rig.wait_listed(&modem_path, 0).await;
+    // Refused by the network: the error, and nothing left behind.
+    rig.inject("CMGS_ERROR:500");
+    wait_for("CMGS_ERROR", Duration::from_secs(5), || {
+        rig.count("<-network 'CMGS_ERROR:500") > 0
+    })
+    .await;
+    let r = modem.send("+447700900999", &SINGLE_COAP).await;
+    let Err(SendError::Failed(why)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(why.contains("ModemManager did not send the SMS"), "{why}");
+    rig.inject("CMGS_ERROR:");
+    rig.wait_listed(&modem_path, 0).await;
 
     // ModemManager goes away.
     rig.kill_mm().await;
