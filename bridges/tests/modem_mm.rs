@@ -578,6 +578,20 @@ async fn modemmanager_backend() {
     assert_eq!(last.user_data.body, SINGLE_COAP);
     // The sent message does not stay in ModemManager's list.
     rig.wait_listed(&modem_path, 0).await;
+    // Longer than one SMS: ModemManager splits it (concatenation headers).
+    let big: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+    let before = rig.submitted().len();
+    tokio::time::timeout(Duration::from_secs(30), modem.send("+447700900999", &big))
+        .await
+        .expect("send answered")
+        .expect("sent");
+    let out: Vec<_> = rig.submitted().into_iter().skip(before).collect();
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|p| p.concat().is_some_and(|c| c.total == 3)));
+    let joined: Vec<u8> = out.iter().flat_map(|p| p.user_data.body.clone()).collect();
+    assert_eq!(joined, big);
+    rig.wait_listed(&modem_path, 0).await;
+
     // Refused by the network: the error, and nothing left behind.
     rig.inject("CMGS_ERROR:500");
     wait_for("CMGS_ERROR", Duration::from_secs(5), || {
