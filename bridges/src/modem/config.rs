@@ -7,12 +7,45 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-/// Which program talks to the modem. Only the AT port for now; ModemManager (D-Bus)
-/// is meant to come beside it.
+/// Which program talks to the modem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// lwgate opens the modem's AT port itself (nothing else may use that port).
     At,
+    /// ModemManager owns the modem and lwgate asks it over D-Bus, so that
+    /// NetworkManager can keep the data connection on the same modem.
+    ModemManager,
+}
+
+/// Which of ModemManager's modems is ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModemSelector {
+    /// The first one (by its number in ModemManager's object path).
+    Any,
+    /// The one whose `EquipmentIdentifier` (the IMEI) is this; survives restarts
+    /// and re-plugging, which renumber the paths.
+    Equipment(String),
+    /// The one at this object path, e.g. `/org/freedesktop/ModemManager1/Modem/0`.
+    Path(String),
+}
+
+impl fmt::Display for ModemSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModemSelector::Any => f.write_str("any"),
+            ModemSelector::Equipment(s) | ModemSelector::Path(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The D-Bus bus ModemManager is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bus {
+    /// Where ModemManager runs (`DBUS_SYSTEM_BUS_ADDRESS`, else the standard socket).
+    System,
+    /// `DBUS_SESSION_BUS_ADDRESS`: for ModemManager's test mode (`--test-session`).
+    Session,
 }
 
 /// How received messages reach us.
@@ -82,7 +115,7 @@ impl PinSource {
 #[serde(try_from = "RawModem")]
 pub struct ModemConfig {
     pub backend: Backend,
-    /// The AT port, e.g. `/dev/ttyUSB2`.
+    /// The AT port, e.g. `/dev/ttyUSB2`; empty with ModemManager.
     pub port: String,
     pub baud: u32,
     pub pin: Option<PinSource>,
@@ -96,8 +129,15 @@ pub struct ModemConfig {
     /// Seconds between signal/operator/registration reads (also the modem's
     /// liveness check).
     pub status_interval: u32,
-    /// Seconds from the first part of a concatenated message to its last.
+    /// Seconds from the first part of a concatenated message to its last (with
+    /// ModemManager, which joins them: until an incomplete one is deleted).
     pub concat_timeout: u32,
+    /// ModemManager: which modem.
+    pub modem: ModemSelector,
+    /// ModemManager: which bus.
+    pub bus: Bus,
+    /// ModemManager: enable a disabled modem ourselves (else its owner does).
+    pub enable: bool,
 }
 
 impl ModemConfig {
@@ -114,6 +154,18 @@ impl ModemConfig {
             reconnect_max: DEFAULT_RECONNECT_MAX,
             status_interval: DEFAULT_STATUS_INTERVAL,
             concat_timeout: DEFAULT_CONCAT_TIMEOUT,
+            modem: ModemSelector::Any,
+            bus: Bus::System,
+            enable: false,
+        }
+    }
+
+    /// The ModemManager backend, any modem on the system bus, with every default.
+    pub fn modemmanager() -> Self {
+        ModemConfig {
+            backend: Backend::ModemManager,
+            port: String::new(),
+            ..ModemConfig::at("")
         }
     }
 }
@@ -124,78 +176,58 @@ const DEFAULT_RECONNECT_MAX: u32 = 30;
 const DEFAULT_STATUS_INTERVAL: u32 = 60;
 const DEFAULT_CONCAT_TIMEOUT: u32 = 180;
 
+/// Every key optional: which ones apply depends on the backend, and a key of the
+/// other backend is refused rather than ignored.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawModem {
     #[serde(default, deserialize_with = "backend")]
     backend: Option<Backend>,
     port: Option<String>,
-    #[serde(default = "default_baud", deserialize_with = "baud")]
-    baud: u32,
+    #[serde(default, deserialize_with = "baud")]
+    baud: Option<u32>,
     #[serde(default, deserialize_with = "pin")]
     pin: Option<Pin>,
     pin_file: Option<PathBuf>,
-    #[serde(default = "default_delivery")]
-    delivery: Delivery,
-    #[serde(default = "default_storage", deserialize_with = "storage")]
-    storage: String,
+    delivery: Option<Delivery>,
+    #[serde(default, deserialize_with = "storage")]
+    storage: Option<String>,
     #[serde(default, deserialize_with = "own_number")]
     own_number: Option<String>,
-    #[serde(default = "default_reconnect_max", deserialize_with = "reconnect_max")]
-    reconnect_max: u32,
-    #[serde(
-        default = "default_status_interval",
-        deserialize_with = "status_interval"
-    )]
-    status_interval: u32,
-    #[serde(
-        default = "default_concat_timeout",
-        deserialize_with = "concat_timeout"
-    )]
-    concat_timeout: u32,
-}
-
-fn default_baud() -> u32 {
-    DEFAULT_BAUD
-}
-fn default_delivery() -> Delivery {
-    Delivery::Stored
-}
-fn default_storage() -> String {
-    DEFAULT_STORAGE.into()
-}
-fn default_reconnect_max() -> u32 {
-    DEFAULT_RECONNECT_MAX
-}
-fn default_status_interval() -> u32 {
-    DEFAULT_STATUS_INTERVAL
-}
-fn default_concat_timeout() -> u32 {
-    DEFAULT_CONCAT_TIMEOUT
+    #[serde(default, deserialize_with = "reconnect_max")]
+    reconnect_max: Option<u32>,
+    #[serde(default, deserialize_with = "status_interval")]
+    status_interval: Option<u32>,
+    #[serde(default, deserialize_with = "concat_timeout")]
+    concat_timeout: Option<u32>,
+    #[serde(default, deserialize_with = "selector")]
+    modem: Option<ModemSelector>,
+    bus: Option<Bus>,
+    enable: Option<bool>,
 }
 
 fn ranged<'de, D: Deserializer<'de>>(
     d: D,
     range: std::ops::RangeInclusive<u32>,
     what: &str,
-) -> Result<u32, D::Error> {
+) -> Result<Option<u32>, D::Error> {
     let v = i64::deserialize(d)?;
     match u32::try_from(v) {
-        Ok(v) if range.contains(&v) => Ok(v),
+        Ok(v) if range.contains(&v) => Ok(Some(v)),
         _ => Err(de::Error::custom(format!("expected {what}, got {v}"))),
     }
 }
 
-fn baud<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+fn baud<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     ranged(d, 50..=4_000_000, "a baud rate such as 115200")
 }
-fn reconnect_max<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+fn reconnect_max<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     ranged(d, 1..=3600, "a number of seconds from 1 to 3600")
 }
-fn status_interval<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+fn status_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     ranged(d, 5..=86_400, "a number of seconds from 5 to 86400")
 }
-fn concat_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+fn concat_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     ranged(d, 10..=86_400, "a number of seconds from 10 to 86400")
 }
 
@@ -203,12 +235,39 @@ fn backend<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Backend>, D::Error>
     let s = String::deserialize(d)?;
     match s.as_str() {
         "at" => Ok(Some(Backend::At)),
-        "modemmanager" => Err(de::Error::custom(
-            "expected \"at\" (the \"modemmanager\" backend is not in this version), got \"modemmanager\"",
-        )),
+        "modemmanager" => Ok(Some(Backend::ModemManager)),
         _ => Err(de::Error::custom(format!(
-            "expected \"at\" (lwgate opens the modem's AT port), got \"{s}\""
+            "expected \"at\" (lwgate opens the modem's AT port) or \"modemmanager\" (ModemManager owns the modem, over D-Bus), got \"{s}\""
         ))),
+    }
+}
+
+fn selector<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ModemSelector>, D::Error> {
+    let s = String::deserialize(d)?;
+    ModemSelector::parse(&s).map(Some).ok_or_else(|| {
+        de::Error::custom(format!(
+            "expected \"any\", the modem's equipment identifier (IMEI) such as \"490154203237518\", or its D-Bus path such as \"/org/freedesktop/ModemManager1/Modem/0\", got \"{s}\""
+        ))
+    })
+}
+
+impl ModemSelector {
+    pub fn parse(s: &str) -> Option<ModemSelector> {
+        if s == "any" {
+            return Some(ModemSelector::Any);
+        }
+        if let Some(rest) = s.strip_prefix('/') {
+            // D-Bus object path syntax: `/`-separated non-empty [A-Za-z0-9_] elements.
+            let ok = !rest.is_empty()
+                && rest.split('/').all(|e| {
+                    !e.is_empty() && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+            return ok.then(|| ModemSelector::Path(s.to_string()));
+        }
+        // IMEI (15 digits), MEID (14 hex digits) or ESN (8): what ModemManager puts in
+        // EquipmentIdentifier.
+        ((1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| ModemSelector::Equipment(s.to_string()))
     }
 }
 
@@ -223,10 +282,10 @@ fn pin<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Pin>, D::Error> {
     })
 }
 
-fn storage<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+fn storage<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let s = String::deserialize(d)?;
     if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
-        Ok(s)
+        Ok(Some(s))
     } else {
         Err(de::Error::custom(format!(
             "expected a message storage of AT+CPMS such as \"SM\", \"ME\" or \"MT\", got \"{s}\""
@@ -257,6 +316,43 @@ impl TryFrom<RawModem> for ModemConfig {
     fn try_from(raw: RawModem) -> Result<Self, ConfigError> {
         let bad = |m: &str| Err(ConfigError(m.to_string()));
         let backend = raw.backend.unwrap_or(Backend::At);
+        let shared = |mut c: ModemConfig| {
+            c.own_number = raw.own_number.clone();
+            c.reconnect_max = raw.reconnect_max.unwrap_or(DEFAULT_RECONNECT_MAX);
+            c.concat_timeout = raw.concat_timeout.unwrap_or(DEFAULT_CONCAT_TIMEOUT);
+            c.status_interval = raw.status_interval.unwrap_or(DEFAULT_STATUS_INTERVAL);
+            c
+        };
+        if backend == Backend::ModemManager {
+            let at_only = [
+                ("port", raw.port.is_some()),
+                ("baud", raw.baud.is_some()),
+                ("pin", raw.pin.is_some()),
+                ("pin_file", raw.pin_file.is_some()),
+                ("delivery", raw.delivery.is_some()),
+                ("storage", raw.storage.is_some()),
+            ];
+            if let Some((key, _)) = at_only.iter().find(|(_, given)| *given) {
+                return Err(ConfigError(format!(
+                    "`{key}` is a key of backend \"at\"; with backend \"modemmanager\" ModemManager owns the port and unlocks the SIM: expected no `{key}`, got one"
+                )));
+            }
+            let mut c = shared(ModemConfig::modemmanager());
+            c.modem = raw.modem.unwrap_or(ModemSelector::Any);
+            c.bus = raw.bus.unwrap_or(Bus::System);
+            c.enable = raw.enable.unwrap_or(false);
+            return Ok(c);
+        }
+        let mm_only = [
+            ("modem", raw.modem.is_some()),
+            ("bus", raw.bus.is_some()),
+            ("enable", raw.enable.is_some()),
+        ];
+        if let Some((key, _)) = mm_only.iter().find(|(_, given)| *given) {
+            return Err(ConfigError(format!(
+                "`{key}` is a key of backend \"modemmanager\": expected backend = \"modemmanager\" with it, got backend \"at\""
+            )));
+        }
         let port = match raw.port {
             Some(p) if !p.trim().is_empty() => p,
             Some(_) => return bad("expected the modem's AT port such as \"/dev/ttyUSB2\" in `port`, got \"\""),
@@ -271,18 +367,12 @@ impl TryFrom<RawModem> for ModemConfig {
             (None, Some(f)) => Some(PinSource::File(f)),
             (None, None) => None,
         };
-        Ok(ModemConfig {
-            backend,
-            port,
-            baud: raw.baud,
-            pin,
-            delivery: raw.delivery,
-            storage: raw.storage,
-            own_number: raw.own_number,
-            reconnect_max: raw.reconnect_max,
-            status_interval: raw.status_interval,
-            concat_timeout: raw.concat_timeout,
-        })
+        let mut c = shared(ModemConfig::at(&port));
+        c.baud = raw.baud.unwrap_or(DEFAULT_BAUD);
+        c.pin = pin;
+        c.delivery = raw.delivery.unwrap_or(Delivery::Stored);
+        c.storage = raw.storage.unwrap_or_else(|| DEFAULT_STORAGE.into());
+        Ok(c)
     }
 }
 
@@ -372,10 +462,10 @@ mod tests {
                 "MSISDN",
             ),
             (
-                "port = \"/dev/x\"\nbackend = \"modemmanager\"\n",
+                "port = \"/dev/x\"\nbackend = \"gsm\"\n",
                 "modem.backend",
                 3,
-                "not in this version",
+                "\"modemmanager\"",
             ),
             (
                 "port = \"/dev/x\"\nstatus_interval = 1\n",
@@ -405,6 +495,84 @@ mod tests {
         // The PIN is not repeated in the message.
         let (_, _, m) = error("[modem]\nport = \"/dev/x\"\npin = \"98765x\"\n");
         assert!(!m.contains("98765"), "{m}");
+    }
+
+    #[test]
+    fn modemmanager_keys() {
+        let m = parse("[modem]\nbackend = \"modemmanager\"\n");
+        assert_eq!(m, ModemConfig::modemmanager());
+        assert_eq!(
+            (&m.modem, m.bus, m.enable, m.port.as_str()),
+            (&ModemSelector::Any, Bus::System, false, "")
+        );
+        assert_eq!((m.status_interval, m.reconnect_max), (60, 30));
+        let m = parse(
+            "[modem]\nbackend = \"modemmanager\"\nmodem = \"490154203237518\"\nbus = \"session\"\nenable = true\nown_number = \"+447700900123\"\nstatus_interval = 5\nreconnect_max = 2\nconcat_timeout = 600\n",
+        );
+        assert_eq!(m.modem, ModemSelector::Equipment("490154203237518".into()));
+        assert_eq!(
+            (m.bus, m.enable, m.status_interval, m.reconnect_max),
+            (Bus::Session, true, 5, 2)
+        );
+        assert_eq!(m.own_number.as_deref(), Some("+447700900123"));
+        assert_eq!(m.concat_timeout, 600);
+        let m = parse(
+            "[modem]\nbackend = \"modemmanager\"\nmodem = \"/org/freedesktop/ModemManager1/Modem/3\"\n",
+        );
+        assert_eq!(
+            m.modem,
+            ModemSelector::Path("/org/freedesktop/ModemManager1/Modem/3".into())
+        );
+        assert_eq!(
+            m.modem.to_string(),
+            "/org/freedesktop/ModemManager1/Modem/3"
+        );
+        assert_eq!(ModemSelector::Any.to_string(), "any");
+    }
+
+    #[test]
+    fn modemmanager_errors() {
+        let mm = "[modem]\nbackend = \"modemmanager\"\n";
+        for (body, path, msg) in [
+            ("modem = \"/org/x/\"\n", "modem.modem", "D-Bus path"),
+            ("modem = \"//\"\n", "modem.modem", "D-Bus path"),
+            ("modem = \"/\"\n", "modem.modem", "D-Bus path"),
+            ("modem = \"/a-b\"\n", "modem.modem", "D-Bus path"),
+            ("modem = \"\"\n", "modem.modem", "IMEI"),
+            ("modem = \"35 69\"\n", "modem.modem", "IMEI"),
+            ("bus = \"user\"\n", "modem.bus", "system"),
+            ("enable = \"yes\"\n", "modem.enable", "bool"),
+        ] {
+            let (p, l, m) = error(&format!("{mm}{body}"));
+            assert_eq!(p, path, "{body}");
+            assert_eq!(l, Some(3), "{body}");
+            assert!(m.contains(msg), "{body}: {m}");
+        }
+        for key in [
+            "port = \"/dev/ttyUSB2\"",
+            "baud = 9600",
+            "pin = \"1234\"",
+            "pin_file = \"/f\"",
+            "delivery = \"direct\"",
+            "storage = \"ME\"",
+        ] {
+            let (p, _, m) = error(&format!("{mm}{key}\n"));
+            let name = key.split(' ').next().unwrap();
+            assert_eq!(p, "modem", "{key}");
+            assert!(
+                m.contains(&format!("`{name}` is a key of backend \"at\"")),
+                "{m}"
+            );
+        }
+        for key in ["modem = \"any\"", "bus = \"system\"", "enable = false"] {
+            let (p, _, m) = error(&format!("[modem]\nport = \"/dev/x\"\n{key}\n"));
+            let name = key.split(' ').next().unwrap();
+            assert_eq!(p, "modem", "{key}");
+            assert!(
+                m.contains(&format!("`{name}` is a key of backend \"modemmanager\"")),
+                "{m}"
+            );
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@
 pub mod at;
 pub mod concat;
 pub mod config;
+pub mod mm;
 pub mod pdu;
 mod port;
 pub mod text;
@@ -32,7 +33,7 @@ pub mod udh;
 use tokio::sync::{mpsc, oneshot};
 
 pub use at::Registration;
-pub use config::{Backend, Delivery, ModemConfig, Pin, PinSource};
+pub use config::{Backend, Bus, Delivery, ModemConfig, ModemSelector, Pin, PinSource};
 pub use pdu::{Alphabet, PduError};
 
 /// A message received, whole (a concatenated one once all its parts are here).
@@ -69,16 +70,27 @@ pub enum Link {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModemState {
     pub link: Link,
-    /// The AT port.
+    /// The AT port; with ModemManager the modem's D-Bus object path (or, while none
+    /// is found, the `modem` setting).
     pub port: String,
-    /// From `own_number`, else `AT+CNUM`.
+    /// From `own_number`, else `AT+CNUM` (ModemManager: `OwnNumbers`).
     pub own_number: Option<String>,
-    /// `AT+COPS?`.
+    /// `AT+COPS?` (ModemManager: `Modem3gpp.OperatorName`).
     pub operator: Option<String>,
-    /// `AT+CSQ`, in dBm.
+    /// `AT+CSQ`, in dBm (ModemManager: the RSSI of `Modem.Signal`, when its
+    /// owner set up extended signal reporting).
     pub signal_dbm: Option<i32>,
-    /// `AT+CREG?`.
+    /// `AT+CREG?` (ModemManager: `Modem3gpp.RegistrationState`).
     pub registration: Option<Registration>,
+    /// Signal quality in percent (ModemManager's `SignalQuality`).
+    pub signal_percent: Option<u8>,
+    /// The serving cell's id (28 bits in LTE, 16 in GSM).
+    pub cell_id: Option<u32>,
+    /// Location area code (or the LTE tracking area code when there is no LAC).
+    pub lac: Option<u32>,
+    /// Mobile country and network codes of the serving network.
+    pub mcc: Option<u16>,
+    pub mnc: Option<u16>,
     /// Events dropped because the agent did not take them (a stored message is
     /// then left on the modem and read again after a restart).
     pub dropped_events: u64,
@@ -178,7 +190,10 @@ impl Modem {
     pub fn spawn(config: ModemConfig) -> (ModemHandle, mpsc::Receiver<ModemEvent>) {
         let (tx, requests) = mpsc::channel(16);
         let (events, rx) = mpsc::channel(EVENTS);
-        tokio::spawn(port::run(config, requests, events));
+        match config.backend {
+            Backend::At => tokio::spawn(port::run(config, requests, events)),
+            Backend::ModemManager => tokio::spawn(mm::run(config, requests, events)),
+        };
         (ModemHandle { tx }, rx)
     }
 }

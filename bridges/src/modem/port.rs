@@ -242,6 +242,11 @@ pub(crate) async fn run(
         signal_dbm: None,
         registration: None,
         dropped_events: 0,
+        signal_percent: None,
+        cell_id: None,
+        lac: None,
+        mcc: None,
+        mnc: None,
     };
     // A reference that differs across restarts, so that a receiver does not join
     // parts of two messages.
