@@ -271,3 +271,96 @@ def test_sms_decode_prints_what_a_pdu_holds(agent):
     assert "part 1 of 2" in out and "joined: 184 octets" in out and "CON PUT" in out and "/5/0/1" in out, out
     r = a.cli("sms", "decode", "0791zz", check=False)
     assert r.returncode == 1 and "not an SMS PDU" in r.stderr, r.stderr
+
+
+class ModemManagerRig:
+    """Debian's ModemManager in test mode on a private bus, owning the fake modem
+    (which listens on a Unix socket itself: bridges/tests/fixtures/modem/mm/README.md)."""
+
+    def __init__(self, tmp):
+        missing = [t for t in ("ModemManager", "dbus-daemon", "gdbus") if not shutil.which(t)]
+        if missing:
+            if os.environ.get("CI"):
+                pytest.fail(f"the ModemManager test needs {missing} (modemmanager, dbus, libglib2.0-bin)")
+            pytest.skip(f"missing {missing}")
+        self.procs = []
+        self.dbus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+                                     stdout=subprocess.PIPE, text=True)
+        self.procs.append(self.dbus)
+        self.address = self.dbus.stdout.readline().strip()
+        self.env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": self.address}
+        self.fifo = tmp / "inject.fifo"
+        self.log = tmp / "modem.log"
+        sock = tmp / "mm.sock"
+        self.procs.append(subprocess.Popen(
+            [sys.executable, str(MODEM / "fake_modem.py"), f"unix:{sock}", str(self.fifo),
+             str(MODEM / "mm" / "canned.txt")],
+            stderr=self.log.open("w"), env={**self.env, "FAKE_MODEM_OPERATOR": "00101,Fake Telecom"}))
+        wait_for(lambda: sock.exists(), 10, "the fake modem's socket")
+        self.mm_log = tmp / "mm.log"
+        self.procs.append(subprocess.Popen(
+            ["ModemManager", "--test-session", "--test-enable", "--test-no-udev", "--log-level=DEBUG"],
+            stdout=self.mm_log.open("w"), stderr=subprocess.STDOUT, env=self.env))
+
+        def profile_set():
+            r = subprocess.run(
+                ["gdbus", "call", "--session", "--dest", "org.freedesktop.ModemManager1",
+                 "--object-path", "/org/freedesktop/ModemManager1",
+                 "--method", "org.freedesktop.ModemManager1.Test.SetProfile",
+                 "fake0", "generic", f"['{sock}']"],
+                env=self.env, capture_output=True, text=True)
+            return r.returncode == 0
+
+        wait_for(profile_set, 20, "ModemManager's Test.SetProfile")
+
+    def inject(self, pdu):
+        with open(self.fifo, "w") as f:
+            f.write(pdu + "\n")
+
+    def text(self):
+        return self.log.read_text()
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.kill()
+            p.wait(10)
+
+
+def test_a_trigger_through_modemmanager(agent, tmp_path):
+    mm = ModemManagerRig(tmp_path)
+    srv = TestServer()
+    try:
+        a = agent(
+            extra=(f'[modem]\nbackend = "modemmanager"\nbus = "session"\nenable = true\n'
+                   f'status_interval = 5\n[sms]\nallow = ["{OPERATOR_PHONE}"]\n'),
+            servers=sms_server(srv, "UQS", "queue_timeout = 2\n"),
+        ).start(env={"DBUS_SESSION_BUS_ADDRESS": mm.address})
+        srv.wait_registered(EP)
+        try:
+            wait_for(lambda: "ready" in (a.status_json().get("modem") or ""), 90, "ModemManager's modem ready")
+        except AssertionError:
+            raise AssertionError(a.status_json().get("modem") + "\n" + mm.mm_log.read_text()[-3000:]) from None
+        wait_for(lambda: "operator Fake Telecom" in a.status_json()["modem"], 20, "the operator")
+        st = a.status_json()["modem"]
+        assert st.startswith("modemmanager /org/freedesktop/ModemManager1/Modem/"), st
+        # The radio resources of /4 from ModemManager: signal, cell, MCC/MNC.
+        wait_for(lambda: srv.read(EP, "/4/0/8").code == Code.CONTENT, 15, "the cell id in /4/0/8")
+        assert int(srv.read(EP, "/4/0/10").payload) == 1 and int(srv.read(EP, "/4/0/9").payload) == 1
+        assert -113 <= int(srv.read(EP, "/4/0/2").payload) <= -51
+        srv.wait_for(lambda: "asleep" in a.status_json()["servers"][0]["state"], 15, "queue-mode sleep")
+        n = updates(srv)
+        mm.inject(deliver_pdu(SERVER_NUMBER, coap(Code.POST, ("1", "0", "8"), mid=0x4242)))
+        srv.wait_for(lambda: updates(srv) > n, 30, "the Update the SMS triggered")
+        # The answer goes out through ModemManager's Messaging (AT+CMGS on the modem).
+        wait_for(lambda: "<Ctrl-Z>" in mm.text(), 30, "the SMS answer")
+        line = next(l for l in mm.text().splitlines() if "<Ctrl-Z>" in l)
+        ack = Message.decode(submit_user_data(line.split("<< ", 1)[1].strip("'\"").replace("<Ctrl-Z>", "")))
+        assert ack.code == Code.CHANGED and ack.mid == 0x4242, ack
+        # A stranger, through the same backend: refused.
+        mm.inject(deliver_pdu(STRANGER, coap(Code.POST, ("1", "0", "8"), mid=0x4243)))
+        wait_for(lambda: any(STRANGER in line and "refused" in line for line in sms_lines(a)), 30,
+                 "the stranger refused")
+        a.stop()
+    finally:
+        srv.close()
+        mm.stop()

@@ -295,14 +295,15 @@ impl Engine {
             }
             ModemEvent::State(st) => {
                 let own = sms.state_changed(st);
-                // /4/0/2 Radio Signal Strength: the modem's, in dBm.
-                if let Some(dbm) = sms.signal_dbm() {
-                    self.client.trees.gateway.set(
-                        4,
-                        0,
-                        2,
-                        crate::model::Value::Integer(i64::from(dbm)),
-                    );
+                // The radio resources of /4/0 are the modem's.
+                let radio = sms.radio();
+                for (res, v) in &radio {
+                    self.client
+                        .trees
+                        .gateway
+                        .set(4, 0, *res, crate::model::Value::Integer(*v));
+                }
+                if !radio.is_empty() {
                     self.client.values_changed(now);
                 }
                 if self.sms_own_number.is_none() && own.is_some() {

@@ -18,8 +18,10 @@ pub struct SmsDriver {
     pub events: mpsc::Receiver<ModemEvent>,
     gate: SmsGate,
     policy: SmsPolicy,
-    /// The `[modem]` backend and where, for status before the modem says more.
+    /// The `[modem]` backend, and the port it names (ModemManager's modem says
+    /// its D-Bus path in its state).
     backend: String,
+    port: String,
     state: Option<ModemState>,
     recent: VecDeque<String>,
 }
@@ -34,7 +36,7 @@ pub struct Outcome {
 impl SmsDriver {
     /// Starts the modem's task.
     pub fn start(cfg: &ModemConfig, policy: SmsPolicy) -> Self {
-        let backend = format!("{:?} {}", cfg.backend, cfg.port).to_lowercase();
+        let backend = format!("{:?}", cfg.backend).to_lowercase();
         let (modem, events) = Modem::spawn(cfg.clone());
         Self {
             modem,
@@ -42,6 +44,7 @@ impl SmsDriver {
             gate: SmsGate::default(),
             policy,
             backend,
+            port: cfg.port.clone(),
             state: None,
             recent: VecDeque::new(),
         }
@@ -141,10 +144,20 @@ impl SmsDriver {
 
     /// The `modem:` line of `lwgate status`.
     pub fn describe(&self) -> String {
-        let Some(st) = &self.state else {
-            return format!("{}: starting", self.backend);
+        let port = match &self.state {
+            Some(st) if !st.port.is_empty() => &st.port,
+            _ => &self.port,
         };
-        let mut line = format!("{}: ", self.backend);
+        let mut line = self.backend.clone();
+        if !port.is_empty() {
+            line.push(' ');
+            line.push_str(port);
+        }
+        line.push_str(": ");
+        let Some(st) = &self.state else {
+            line.push_str("starting");
+            return line;
+        };
         line.push_str(&match &st.link {
             Link::Opening => "opening".to_string(),
             Link::Ready => "ready".to_string(),
@@ -173,10 +186,31 @@ impl SmsDriver {
         self.recent.iter().cloned().collect()
     }
 
-    /// The modem's signal in dBm, for /4/0/2.
-    pub fn signal_dbm(&self) -> Option<i32> {
-        self.state.as_ref()?.signal_dbm
+    /// What the modem says of the radio, as /4/0 resources: 2 Radio Signal
+    /// Strength (dBm), 8 Cell ID, 9 SMNC, 10 SMCC.
+    pub fn radio(&self) -> Vec<(u16, i64)> {
+        let Some(st) = &self.state else {
+            return Vec::new();
+        };
+        let dbm = st
+            .signal_dbm
+            .or_else(|| st.signal_percent.map(percent_to_dbm));
+        [
+            (2, dbm.map(i64::from)),
+            (8, st.cell_id.map(i64::from)),
+            (9, st.mnc.map(i64::from)),
+            (10, st.mcc.map(i64::from)),
+        ]
+        .into_iter()
+        .filter_map(|(r, v)| Some((r, v?)))
+        .collect()
     }
+}
+
+/// ModemManager gives a percentage unless its extended signal is set up: it is
+/// AT+CSQ's 0-31 scaled to 100, and CSQ is -113 dBm plus 2 dBm a step.
+fn percent_to_dbm(p: u8) -> i32 {
+    -113 + 2 * ((i32::from(p.min(100)) * 31 + 50) / 100)
 }
 
 fn unix_now() -> f64 {
@@ -196,6 +230,15 @@ fn clock(unix: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_percentage_becomes_dbm_as_csq_would_say_it() {
+        assert_eq!(percent_to_dbm(0), -113);
+        assert_eq!(percent_to_dbm(100), -51);
+        assert_eq!(percent_to_dbm(255), -51);
+        // AT+CSQ 20 is -73 dBm; ModemManager shows it as 64 %.
+        assert_eq!(percent_to_dbm(64), -73);
+    }
 
     #[test]
     fn times_are_shown_in_utc() {
