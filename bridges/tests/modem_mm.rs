@@ -9,6 +9,7 @@
 //! Needs ModemManager and dbus-daemon (apt install modemmanager dbus-daemon) and a
 //! Python 3 (LWGATE_PYTHON, else python3). Without them the test is skipped,
 //! unless CI is set.
+#![cfg(feature = "modemmanager")]
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

@@ -235,7 +235,10 @@ fn backend<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Backend>, D::Error>
     let s = String::deserialize(d)?;
     match s.as_str() {
         "at" => Ok(Some(Backend::At)),
+        #[cfg(feature = "modemmanager")]
         "modemmanager" => Ok(Some(Backend::ModemManager)),
+        #[cfg(not(feature = "modemmanager"))]
+        "modemmanager" => Err(de::Error::custom(super::NO_MODEMMANAGER)),
         _ => Err(de::Error::custom(format!(
             "expected \"at\" (lwgate opens the modem's AT port) or \"modemmanager\" (ModemManager owns the modem, over D-Bus), got \"{s}\""
         ))),
@@ -498,6 +501,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "modemmanager")]
     fn modemmanager_keys() {
         let m = parse("[modem]\nbackend = \"modemmanager\"\n");
         assert_eq!(m, ModemConfig::modemmanager());
@@ -531,6 +535,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "modemmanager")]
     fn modemmanager_errors() {
         let mm = "[modem]\nbackend = \"modemmanager\"\n";
         for (body, path, msg) in [
@@ -593,5 +598,17 @@ mod tests {
             .unwrap_err()
             .contains("cannot read"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    #[cfg(not(feature = "modemmanager"))]
+    fn without_the_feature_modemmanager_is_refused_by_name() {
+        let Err(e) = toml::from_str::<File>("[modem]\nbackend = \"modemmanager\"\n") else {
+            panic!("accepted without the feature");
+        };
+        assert!(
+            e.to_string().contains("without the modemmanager feature"),
+            "{e}"
+        );
     }
 }

@@ -24,6 +24,7 @@
 pub mod at;
 pub mod concat;
 pub mod config;
+#[cfg(feature = "modemmanager")]
 pub mod mm;
 pub mod pdu;
 mod port;
@@ -56,9 +57,10 @@ pub struct Sms {
 }
 
 /// The modem as lwgate status shows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Link {
     /// Opening the port and setting the modem up.
+    #[default]
     Opening,
     /// Set up: messages are received and can be sent.
     Ready,
@@ -67,7 +69,7 @@ pub enum Link {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModemState {
     pub link: Link,
     /// The AT port; with ModemManager the modem's D-Bus object path (or, while none
@@ -181,6 +183,10 @@ impl ModemHandle {
 
 pub struct Modem;
 
+#[cfg(not(feature = "modemmanager"))]
+pub(crate) const NO_MODEMMANAGER: &str =
+    "this build of lwgate has no ModemManager backend (built without the modemmanager feature): use backend = \"at\"";
+
 /// Events the agent has not taken yet; beyond this the modem task waits (stored
 /// messages stay on the modem meanwhile).
 const EVENTS: usize = 64;
@@ -192,7 +198,22 @@ impl Modem {
         let (events, rx) = mpsc::channel(EVENTS);
         match config.backend {
             Backend::At => tokio::spawn(port::run(config, requests, events)),
+            #[cfg(feature = "modemmanager")]
             Backend::ModemManager => tokio::spawn(mm::run(config, requests, events)),
+            // The config refuses it in such a build; said once, should it get here.
+            #[cfg(not(feature = "modemmanager"))]
+            Backend::ModemManager => tokio::spawn(async move {
+                let _keep = requests;
+                let _ = events
+                    .send(ModemEvent::State(ModemState {
+                        link: Link::Down {
+                            reason: NO_MODEMMANAGER.into(),
+                        },
+                        ..ModemState::default()
+                    }))
+                    .await;
+                std::future::pending::<()>().await
+            }),
         };
         (ModemHandle { tx }, rx)
     }
