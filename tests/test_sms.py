@@ -168,6 +168,10 @@ def test_a_trigger_wakes_a_sleeping_gateway_and_is_answered_by_sms(agent, modem)
         st = status(a)
         assert "modem:" in st and "ready" in st and "operator Fake Net" in st and "signal -73 dBm" in st, st
         assert srv.read(EP, "/4/0/2").payload == b"-73"
+        # What a server reads to know it may wake the gateway by SMS.
+        assert srv.read(EP, "/3/0/16").payload == b"US"
+        assert srv.read(EP, "/1/0/21").payload == b"1"
+        assert srv.read(EP, "/0/0/9").code != Code.CONTENT, "the Security object is not readable"
         srv.wait_for(lambda: "asleep" in a.status_json()["servers"][0]["state"], 15, "queue-mode sleep")
         before = updates(srv)
         modem.inject(deliver_pdu(SERVER_NUMBER, coap(Code.POST, ("1", "0", "8"), mid=0x3A7F)))

@@ -148,6 +148,12 @@ impl Engine {
         let reg = registry(&cfg.lwm2m.object_dirs);
         let prov = bootstrap::provision(loaded, &reg, &info, &store);
         let mut trees = prov.trees;
+        if cfg.modem.is_some() {
+            // /3/0/16 Supported Binding and Modes: SMS too, through the modem.
+            trees
+                .gateway
+                .set(3, 0, 16, crate::model::Value::String("US".into()));
+        }
         // Before the client exists: restored observations of end-device paths find
         // their trees.
         let mut devices = EndDevices::new();

@@ -254,6 +254,10 @@ pub fn trees<L: AccountList + ?Sized>(accounts: &L, info: &DeviceInfo) -> Trees 
         g.set(1, i, 1, Value::Integer(i64::from(a.lifetime)));
         g.set(1, i, 6, Value::Boolean(a.notification_storing));
         g.set(1, i, 7, Value::String(a.binding.clone()));
+        if a.binding.contains('S') {
+            // 1.1's Trigger: the server may reach this client by SMS.
+            g.set(1, i, 21, Value::Boolean(true));
+        }
     }
     // Unknown optional values are left out rather than sent as empty strings.
     for (rid, v) in [
