@@ -76,7 +76,9 @@ fn dir() -> &'static PathBuf {
 /// device, /dev/zero): an input that names one, directly or through an
 /// escape, is not the loader's business.
 fn names_a_device(text: &str) -> bool {
-    text.contains("/dev/") || text.contains("\\u00") || text.contains("\\U0000") || text.contains("..")
+    ["/dev/", "\\u00", "\\U0000", "../", "/.."]
+        .iter()
+        .any(|p| text.contains(p))
 }
 
 fuzz_target!(|data: &[u8]| {

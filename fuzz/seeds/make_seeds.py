@@ -204,7 +204,11 @@ def codecs(hexes, literals):
     seed('codecs', 'lwm2m-json-bn', bytes([2]) + json.dumps(
         {'bn': '/3/0/', 'bt': 1367491215, 'e': [{'n': '0', 'sv': 'x'}, {'n': '13', 'v': 1, 't': -5},
                                                  {'n': '9', 'bv': False}, {'n': '11/0', 'ov': '3:0'}]}).encode())
-    seed('codecs', 'text-int', b'\x03' + b'42')
+    # The first byte is depth + 5 * resource (fuzz_targets/codecs.rs): text of each type.
+    for k, text in enumerate((b'42', b'Open Mobile Alliance', b'1367491215', b'\x00\x01\xff', b'1', b'\x7fELF',
+                              b'rev B', b'3')):
+        seed('codecs', f'text-{k}', bytes([3 + 5 * k]) + text)
+        seed('codecs', f'text-{k}-instance', bytes([4 + 5 * k]) + text)
     seed('codecs', 'text-objlnk', b'\x03' + b'3:0')
     seed('codecs', 'link', b'\x00' + b'</>;rt="oma.lwm2m";ct=11542,</1/0>,</3/0>,</3303>;ver=1.1,</3303/0>')
 
