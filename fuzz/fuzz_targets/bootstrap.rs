@@ -64,7 +64,12 @@ fn account(u: &mut Unstructured) -> Result<Vec<Packet>> {
     let inst: u16 = u.int_in_range(0..=6)?;
     let ssid = i64::from(u.int_in_range(0..=3)?) + 100;
     let uri = (*u.choose(&URIS)?).to_string();
-    let f = *u.choose(&[Format::Tlv, Format::SenmlJson, Format::SenmlCbor, Format::LwJson])?;
+    let f = *u.choose(&[
+        Format::Tlv,
+        Format::SenmlJson,
+        Format::SenmlCbor,
+        Format::LwJson,
+    ])?;
     let mode = *u.choose(&[3i64, 3, 3, 0, 2, 4])?;
     let sec = Path::new(&[0, inst]);
     let p = |r: u16| Path::new(&[0, inst, r]);
@@ -141,16 +146,29 @@ fn requests(u: &mut Unstructured) -> Result<Vec<Packet>> {
 fn run(u: &mut Unstructured) -> Result<()> {
     let mut now = Instant::now();
     let tx = TxParams::default();
-    let version = if u.arbitrary()? { Version::V1_1 } else { Version::V1_0 };
+    let version = if u.arbitrary()? {
+        Version::V1_1
+    } else {
+        Version::V1_0
+    };
     let mut b = if u.ratio(1, 4)? {
         Bootstrapper::server_initiated(now, tx, 3, version, registry().clone(), current())
     } else {
         let mut b = Bootstrapper::start(now, tx, 3, "fuzz", version, registry().clone(), current());
         // The Bootstrap-Request's answer (a refusal of 1.1 brings a second request).
         for _ in 0..2 {
-            let Some(bytes) = b.poll_transmit() else { break };
-            let Ok(req) = Packet::from_bytes(&bytes) else { break };
-            let code = *u.choose(&[codes::CHANGED, codes::CHANGED, codes::BAD_REQUEST, codes::NOT_FOUND])?;
+            let Some(bytes) = b.poll_transmit() else {
+                break;
+            };
+            let Ok(req) = Packet::from_bytes(&bytes) else {
+                break;
+            };
+            let code = *u.choose(&[
+                codes::CHANGED,
+                codes::CHANGED,
+                codes::BAD_REQUEST,
+                codes::NOT_FOUND,
+            ])?;
             let mut r = message::response(&req, code);
             r.header.set_type(MessageType::Acknowledgement);
             r.header.message_id = req.header.message_id;
@@ -188,11 +206,17 @@ fn run(u: &mut Unstructured) -> Result<()> {
         while let Some(out) = b.poll_transmit() {
             // Whatever the client answers is a well-formed CoAP response.
             let r = Packet::from_bytes(&out).expect("the client's datagram parses");
-            assert!(matches!(r.header.code, MessageClass::Response(_) | MessageClass::Empty | MessageClass::Request(_)));
+            assert!(matches!(
+                r.header.code,
+                MessageClass::Response(_) | MessageClass::Empty | MessageClass::Request(_)
+            ));
         }
     }
     if let Some(Outcome::Done(tree)) = b.outcome() {
-        assert!(bootstrap::check(tree).is_ok(), "Finish accepted what the check refuses");
+        assert!(
+            bootstrap::check(tree).is_ok(),
+            "Finish accepted what the check refuses"
+        );
         let trees = Trees {
             gateway: tree.clone(),
             ..Default::default()

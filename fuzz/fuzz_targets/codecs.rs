@@ -25,7 +25,14 @@ fuzz_target!(|data: &[u8]| {
     let ids = IDS[usize::from(first / 5) % IDS.len()];
     let base = Path::new(&ids[..depth]);
     let body = data.get(1..).unwrap_or(&[]);
-    for f in [Format::Text, Format::Opaque, Format::Tlv, Format::SenmlJson, Format::SenmlCbor, Format::LwJson] {
+    for f in [
+        Format::Text,
+        Format::Opaque,
+        Format::Tlv,
+        Format::SenmlJson,
+        Format::SenmlCbor,
+        Format::LwJson,
+    ] {
         if let Ok(records) = codec::decode(f, &base, body, &types) {
             // Whatever decodes must encode again.
             let _ = codec::encode(f, &base, &records);

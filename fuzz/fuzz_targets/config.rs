@@ -41,15 +41,36 @@ fn self_signed(dir: &Path) {
     let later = openssl::asn1::Asn1Time::days_from_now(365).expect("time");
     b.set_not_before(&now).expect("not before");
     b.set_not_after(&later).expect("not after");
-    b.sign(&key, openssl::hash::MessageDigest::sha256()).expect("sign");
+    b.sign(&key, openssl::hash::MessageDigest::sha256())
+        .expect("sign");
     let cert = b.build();
     write(dir, "cert.pem", &cert.to_pem().expect("pem"), 0o644);
     write(dir, "cert.der", &cert.to_der().expect("der"), 0o644);
     write(dir, "ca.pem", &cert.to_pem().expect("pem"), 0o644);
-    write(dir, "key.pem", &key.private_key_to_pem_pkcs8().expect("pem"), 0o600);
-    write(dir, "key.der", &key.private_key_to_der().expect("der"), 0o600);
-    write(dir, "pub.pem", &key.public_key_to_pem().expect("pem"), 0o644);
-    write(dir, "pub.der", &key.public_key_to_der().expect("der"), 0o644);
+    write(
+        dir,
+        "key.pem",
+        &key.private_key_to_pem_pkcs8().expect("pem"),
+        0o600,
+    );
+    write(
+        dir,
+        "key.der",
+        &key.private_key_to_der().expect("der"),
+        0o600,
+    );
+    write(
+        dir,
+        "pub.pem",
+        &key.public_key_to_pem().expect("pem"),
+        0o644,
+    );
+    write(
+        dir,
+        "pub.der",
+        &key.public_key_to_der().expect("der"),
+        0o644,
+    );
 }
 
 /// This process's directory (tmpfs when there is one), made once.

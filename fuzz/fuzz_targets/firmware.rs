@@ -15,7 +15,12 @@ use std::time::Duration;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let all = [Protocol::Coap, Protocol::Coaps, Protocol::Http, Protocol::Https];
+    let all = [
+        Protocol::Coap,
+        Protocol::Coaps,
+        Protocol::Http,
+        Protocol::Https,
+    ];
     let _ = check_package_uri(&text, &all);
     let _ = TrustedKey::decode(&text);
     let _ = DetachedSignature::decode(&text);
@@ -47,7 +52,9 @@ fuzz_target!(|data: &[u8]| {
         let r = BlockResponse {
             code: message::code_byte(&p),
             block2: message::block(&p, coap_lite::CoapOption::Block2),
-            etag: p.get_first_option(coap_lite::CoapOption::ETag).map(|v| v.as_slice()),
+            etag: p
+                .get_first_option(coap_lite::CoapOption::ETag)
+                .map(|v| v.as_slice()),
             size2: message::get_uint(&p, coap_lite::CoapOption::Size2).map(u64::from),
             payload_len: p.payload.len(),
         };

@@ -11,7 +11,9 @@
 
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use lwgate_bridges::modbus::codec::{parse_order, DataType, Encoded, PointCodec, RegisterKind, Value};
+use lwgate_bridges::modbus::codec::{
+    parse_order, DataType, Encoded, PointCodec, RegisterKind, Value,
+};
 use lwgate_bridges::modbus::{plan_reads, PlanOptions, Point};
 
 const KINDS: [RegisterKind; 4] = [
@@ -127,7 +129,11 @@ fn run(u: &mut Unstructured) -> Result<()> {
             let Ok(v) = read else { continue };
             match c.encode(&v) {
                 Ok(Encoded::Registers(back)) if is_identity(c) => {
-                    assert_eq!(c.decode_registers(&back).ok(), Some(v), "read, written, read again");
+                    assert_eq!(
+                        c.decode_registers(&back).ok(),
+                        Some(v),
+                        "read, written, read again"
+                    );
                 }
                 Ok(Encoded::RegisterBit { mask, value }) => {
                     let after = Encoded::RegisterBit { mask, value }.apply_to(regs[0]);

@@ -72,10 +72,8 @@ impl Harness {
     pub fn registered() -> Self {
         let now = Instant::now();
         let reg = registry().clone();
-        let mut trees = factory::trees(
-            &[account(1, "U"), account(2, "UQ")],
-            &DeviceInfo::default(),
-        );
+        let mut trees =
+            factory::trees(&[account(1, "U"), account(2, "UQ")], &DeviceInfo::default());
         let dev = EndDevice {
             id: "meter-1".into(),
             prefix: "m1".into(),
@@ -163,12 +161,13 @@ impl Harness {
         while let Some(a) = self.c.poll_action() {
             match a {
                 Action::Device { ticket, .. } => self.tickets.push(ticket),
-                Action::Firmware(FirmwareTask::Download { id, .. } | FirmwareTask::Verify { id }) => {
-                    self.fw_ids.push(id)
-                }
-                Action::Software(inst, SoftwareTask::Download { id, .. } | SoftwareTask::Verify { id }) => {
-                    self.sw_ids.push((inst, id))
-                }
+                Action::Firmware(
+                    FirmwareTask::Download { id, .. } | FirmwareTask::Verify { id },
+                ) => self.fw_ids.push(id),
+                Action::Software(
+                    inst,
+                    SoftwareTask::Download { id, .. } | SoftwareTask::Verify { id },
+                ) => self.sw_ids.push((inst, id)),
                 _ => {}
             }
         }
@@ -232,11 +231,15 @@ impl Harness {
                     t.set(3303, 0, 5700, v);
                 }
                 if u.arbitrary()? {
-                    self.c.trees.down.insert("m1".into(), "unit 1 is silent".into());
+                    self.c
+                        .trees
+                        .down
+                        .insert("m1".into(), "unit 1 is silent".into());
                 } else {
                     self.c.trees.down.clear();
                 }
-                self.c.device_values_changed(self.now, Some("m1"), Some(1.7e9));
+                self.c
+                    .device_values_changed(self.now, Some("m1"), Some(1.7e9));
                 self.c.values_changed(self.now);
             }
             13 => self.firmware_report(u)?,
@@ -289,7 +292,11 @@ impl Harness {
         };
         let bytes = u.int_in_range(0..=8192)?;
         let ev = match u.int_in_range(0..=7)? {
-            0 => fw::Event::DownloadProgress { id, bytes, total: Some(4096) },
+            0 => fw::Event::DownloadProgress {
+                id,
+                bytes,
+                total: Some(4096),
+            },
             1 => fw::Event::DownloadFinished { id, bytes },
             2 => fw::Event::DownloadFailed {
                 id,
@@ -309,13 +316,17 @@ impl Harness {
                 failure: VerifyFailure::Integrity,
                 detail: "digest".into(),
             },
-            5 => fw::Event::InstallStarted { now_ms: self.c.firmware_clock_ms(self.now) },
+            5 => fw::Event::InstallStarted {
+                now_ms: self.c.firmware_clock_ms(self.now),
+            },
             6 => fw::Event::InstallExited {
                 success: u.arbitrary()?,
                 detail: String::new(),
                 now_ms: self.c.firmware_clock_ms(self.now),
             },
-            _ => fw::Event::Tick { now_ms: self.c.firmware_clock_ms(self.now) },
+            _ => fw::Event::Tick {
+                now_ms: self.c.firmware_clock_ms(self.now),
+            },
         };
         self.c.firmware_event(self.now, ev);
         Ok(())
@@ -334,15 +345,28 @@ impl Harness {
                 failure: DownloadFailure::InvalidUri,
                 detail: "404".into(),
             },
-            2 => SwEvent::VerificationOk { id, info: PackageInfo::default() },
+            2 => SwEvent::VerificationOk {
+                id,
+                info: PackageInfo::default(),
+            },
             3 => SwEvent::VerificationFailed {
                 id,
                 failure: VerifyFailure::UnsupportedPackageType,
                 detail: String::new(),
             },
-            4 => SwEvent::InstallExited { success: u.arbitrary()?, detail: String::new() },
-            5 => SwEvent::UninstallExited { success: u.arbitrary()?, detail: String::new() },
-            _ => SwEvent::DownloadProgress { id, bytes, total: None },
+            4 => SwEvent::InstallExited {
+                success: u.arbitrary()?,
+                detail: String::new(),
+            },
+            5 => SwEvent::UninstallExited {
+                success: u.arbitrary()?,
+                detail: String::new(),
+            },
+            _ => SwEvent::DownloadProgress {
+                id,
+                bytes,
+                total: None,
+            },
         };
         self.c.software_event(self.now, inst, ev);
         Ok(())

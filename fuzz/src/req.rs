@@ -360,13 +360,19 @@ pub fn request(u: &mut Unstructured, reg: &Registry) -> Result<Packet> {
         _ => *u.choose(&[RequestType::Patch, RequestType::UnKnown, RequestType::Fetch])?,
     };
     p.header.code = MessageClass::Request(method);
-    p.header
-        .set_type(if u.ratio(7, 8)? { MessageType::Confirmable } else { MessageType::NonConfirmable });
+    p.header.set_type(if u.ratio(7, 8)? {
+        MessageType::Confirmable
+    } else {
+        MessageType::NonConfirmable
+    });
     let tkl = u.int_in_range(0..=8)?;
     p.set_token(u.bytes(tkl)?.to_vec());
     match kind {
         10..=12 => {} // composite operations are on the root
-        6 => set_path(&mut p, &Path::with_prefix(path.prefix.as_deref(), &path.ids()[..path.len().min(1)])),
+        6 => set_path(
+            &mut p,
+            &Path::with_prefix(path.prefix.as_deref(), &path.ids()[..path.len().min(1)]),
+        ),
         _ => set_path(&mut p, &path),
     }
     if kind == 8 || kind == 11 {
@@ -384,7 +390,11 @@ pub fn request(u: &mut Unstructured, reg: &Registry) -> Result<Packet> {
     }
     match kind {
         2 | 3 | 12 => {
-            let base = if kind == 12 { Path::root() } else { path.clone() };
+            let base = if kind == 12 {
+                Path::root()
+            } else {
+                path.clone()
+            };
             let (cf, body) = body(u, reg, &base)?;
             if let Some(cf) = cf {
                 message::set_content_format(&mut p, cf);
@@ -405,10 +415,23 @@ pub fn request(u: &mut Unstructured, reg: &Registry) -> Result<Packet> {
         6 => {
             // Create: the new instance's resources, with or without its id.
             let obj = path.object().unwrap_or(3);
-            let inst = if path.len() >= 2 { path.instance().unwrap_or(0) } else { instance_id(u)? };
+            let inst = if path.len() >= 2 {
+                path.instance().unwrap_or(0)
+            } else {
+                instance_id(u)?
+            };
             let base = Path::with_prefix(path.prefix.as_deref(), &[obj]);
-            let recs = records(u, reg, &Path::with_prefix(path.prefix.as_deref(), &[obj, inst]))?;
-            let f = *u.choose(&[Format::Tlv, Format::SenmlJson, Format::SenmlCbor, Format::LwJson])?;
+            let recs = records(
+                u,
+                reg,
+                &Path::with_prefix(path.prefix.as_deref(), &[obj, inst]),
+            )?;
+            let f = *u.choose(&[
+                Format::Tlv,
+                Format::SenmlJson,
+                Format::SenmlCbor,
+                Format::LwJson,
+            ])?;
             let mut b = codec::encode(f, &base, &recs).unwrap_or_default();
             damage(u, &mut b)?;
             message::set_content_format(&mut p, f.number());

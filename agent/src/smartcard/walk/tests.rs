@@ -153,7 +153,9 @@ impl Transport for Trickle {
             // FCP: a linear fixed EF DIR of one 32-byte record, and the size.
             Some(0xA4) => {
                 let [hi, lo] = self.size.to_be_bytes();
-                vec![0x62, 0x0B, 0x82, 0x05, 0x42, 0x21, 0x00, 0x20, 0x01, 0x80, 0x02, hi, lo]
+                vec![
+                    0x62, 0x0B, 0x82, 0x05, 0x42, 0x21, 0x00, 0x20, 0x01, 0x80, 0x02, hi, lo,
+                ]
             }
             Some(0xB2) => {
                 let mut aid = vec![0x4F, 12];
