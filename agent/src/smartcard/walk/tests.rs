@@ -192,7 +192,8 @@ fn a_chunk_longer_than_asked_is_refused() {
         chunk: 200,
         sent: 0,
     };
-    match Walk::new(&mut card).read(None) {
+    let r = Walk::new(&mut card).read(None);
+    match r {
         Err(SmartcardError::Malformed(m)) => assert!(m.contains("100 were asked"), "{m}"),
         r => panic!("{r:?}"),
     }
