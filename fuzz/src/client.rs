@@ -17,7 +17,7 @@ use lwgate::lwm2m::firmware::software::{SwBoot, SwConfig, SwEvent};
 use lwgate::lwm2m::firmware::state::{self as fw, DownloadFailure, PackageInfo, VerifyFailure};
 use lwgate::lwm2m::gateway::{self, EndDevice};
 use lwgate::lwm2m::{Action, Client, ClientConfig, FirmwareSetup, SoftwareSetup};
-use lwgate::model::{ddf, Path, Registry, Value};
+use lwgate::model::{ddf, Registry, Value};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -371,9 +371,4 @@ impl Harness {
         self.c.software_event(self.now, inst, ev);
         Ok(())
     }
-}
-
-/// A path the client serves, for targets that want one.
-pub fn any_path(u: &mut Unstructured) -> Result<Path> {
-    req::path(u, registry(), true)
 }
