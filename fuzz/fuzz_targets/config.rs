@@ -82,6 +82,17 @@ fn dir() -> &'static PathBuf {
         } else {
             std::env::temp_dir()
         };
+        // libFuzzer exits without destructors: a run clears what dead ones left.
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("lwgate-fuzz-config-") {
+                    if !Path::new("/proc").join(pid).exists() {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
         let d = base.join(format!("lwgate-fuzz-config-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(d.join("devices.d")).expect("fuzz directory");
