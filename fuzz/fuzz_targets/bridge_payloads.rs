@@ -30,14 +30,21 @@ fuzz_target!(|data: &[u8]| {
     let (mqtt, serial) = configs();
     // The first line is the topic, the rest the payload.
     let (topic, payload) = match data.iter().position(|b| *b == b'\n') {
-        Some(i) => (String::from_utf8_lossy(&data[..i]).to_string(), &data[i + 1..]),
+        Some(i) => (
+            String::from_utf8_lossy(&data[..i]).to_string(),
+            &data[i + 1..],
+        ),
         None => ("s/x/data".to_string(), data),
     };
     let _ = mapping::map(mqtt, &topic, payload, 0.0);
     let _ = mapping::status(mqtt, &topic, payload);
 
     let t = Instant::now();
-    let mut framer = Framer::new(Framing::Delimiter(b"\r\n".to_vec()), 96, Duration::from_secs(1));
+    let mut framer = Framer::new(
+        Framing::Delimiter(b"\r\n".to_vec()),
+        96,
+        Duration::from_secs(1),
+    );
     for chunk in data.chunks(7) {
         for frame in framer.push(chunk, t) {
             let _ = parse::values(serial, &frame);
@@ -45,10 +52,13 @@ fuzz_target!(|data: &[u8]| {
         assert!(framer.held() <= 96 + 2);
     }
 
+    // The first byte picks the server's SMS Security Mode (/0/x/6) too.
+    let security_mode = data.first().map(|b| i64::from(b % 4));
     let servers = [SmsServer {
         ssid: 101,
         server_instance: 0,
         number: Some("+447700900123".into()),
+        security_mode,
     }];
     let mut gate = SmsGate::default();
     let _ = gate.judge(t, "+447700900123", data, &servers, &SmsPolicy::default());

@@ -1,23 +1,25 @@
-//! A registered LwM2M client fed arbitrary datagrams as if from its server: every
-//! request path (classification, Block1/Block2, DM, observe) must answer, not panic.
+//! A registered gateway client (`lwgate_fuzz::client`) fed raw datagrams as if
+//! from its servers: every request path (classification, Block1/Block2, DM,
+//! observe) must answer, not panic. Seeds are real requests
+//! (fuzz/seeds/make_seeds.py); `client_ops` builds valid ones instead.
+//!
+//! Input: datagrams, each after a 2-byte big-endian length whose top bit picks
+//! the second server.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lwgate::lwm2m::factory::{self, Account, DeviceInfo};
-use lwgate::lwm2m::{Client, ClientConfig};
-use lwgate::model::Registry;
-use std::time::Instant;
+use lwgate_fuzz::client::{Harness, SERVERS};
 
 fuzz_target!(|data: &[u8]| {
-    let now = Instant::now();
-    let acc = Account { uri: "coap://h".into(), ssid: 1, lifetime: 60, binding: "U".into(), notification_storing: true };
-    let trees = factory::trees(&[acc.clone(), Account { ssid: 2, ..acc }], &DeviceInfo::default());
-    let mut c = Client::new(ClientConfig::default(), Registry::builtin(), trees, now, 1);
-    c.handle_timeout(now);
-    while c.poll_transmit().is_some() {}
-    for (i, chunk) in data.split(|b| *b == 0xFE).enumerate() {
-        c.handle_datagram(now, 1 + (i % 2) as u16, chunk);
-        while c.poll_transmit().is_some() {}
-        while c.poll_action().is_some() {}
+    let mut h = Harness::registered();
+    let mut rest = data;
+    while let [hi, lo, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*hi & 0x7F, *lo]));
+        let (dgram, after) = tail.split_at(len.min(tail.len()));
+        rest = after;
+        h.c.handle_datagram(h.now, SERVERS[usize::from(*hi >> 7)], dgram);
+        h.drain();
     }
+    h.c.handle_timeout(h.now + std::time::Duration::from_secs(30));
+    h.drain();
 });

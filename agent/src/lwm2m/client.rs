@@ -331,7 +331,7 @@ impl Client {
                 uri,
                 coap: Endpoint::new(
                     c.cfg.tx_per_server.get(&ssid).copied().unwrap_or(c.cfg.tx),
-                    seed.wrapping_add(n as u64 * 0x9E37_79B9_7F4A_7C15),
+                    seed.wrapping_add((n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
                 ),
                 state: RegState::Waiting { at: now },
                 version: c.cfg.version,

@@ -6,6 +6,18 @@
 use super::ber;
 use super::pkcs15::{self, Application, BootstrapObject};
 
+/// Every command of the sequence is a short APDU: an answer holds at most 256 bytes
+/// of data and SW1 SW2.
+const MAX_ANSWER: usize = 258;
+/// What one command may gather through T=0 GET RESPONSE rounds: an FCP or a
+/// 256-byte chunk needs one round, so a card still answering 61xx after this
+/// many never stops.
+const MAX_GET_RESPONSE: usize = 16;
+/// APDUs in one walk: three files of at most 32 KiB in 256-byte chunks and up to
+/// 255 EF DIR records, each with its T=0 follow-ups, fit with room to spare; a
+/// card that needs more is answering in a loop.
+const MAX_APDUS: usize = 4096;
+
 /// Sends one command APDU, returns the response data followed by SW1 SW2.
 pub trait Transport {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, SmartcardError>;
@@ -62,6 +74,8 @@ pub struct Walk<'a, T: Transport> {
     may_verify: PinCheck<'a>,
     /// Human-readable APDU transcript (for `lwgate smartcard dump --trace`).
     pub log: Vec<String>,
+    /// APDUs sent so far (at most `MAX_APDUS`).
+    sent: usize,
 }
 
 fn sw(resp: &[u8]) -> (Vec<u8>, u16) {
@@ -106,6 +120,7 @@ impl<'a, T: Transport> Walk<'a, T> {
             iccid: String::new(),
             may_verify: Box::new(|_, _| true),
             log: Vec::new(),
+            sent: 0,
         }
     }
 
@@ -115,9 +130,27 @@ impl<'a, T: Transport> Walk<'a, T> {
         self
     }
 
+    /// One APDU, within the walk's budget; the answer split into (data, SW).
+    fn send(&mut self, apdu: &[u8]) -> Result<(Vec<u8>, u16), SmartcardError> {
+        if self.sent >= MAX_APDUS {
+            return Err(SmartcardError::Malformed(format!(
+                "the card needed more than {MAX_APDUS} APDUs"
+            )));
+        }
+        self.sent += 1;
+        let resp = self.card.transmit(apdu)?;
+        if resp.len() > MAX_ANSWER {
+            return Err(SmartcardError::Malformed(format!(
+                "the card answered {} bytes to a short APDU (at most {MAX_ANSWER})",
+                resp.len()
+            )));
+        }
+        Ok(sw(&resp))
+    }
+
     /// One command with the T=0 follow-ups; returns (data, SW).
     fn cmd(&mut self, apdu: Vec<u8>, what: &str) -> Result<(Vec<u8>, u16), SmartcardError> {
-        let (mut data, mut status) = sw(&self.card.transmit(&apdu)?);
+        let (mut data, mut status) = self.send(&apdu)?;
         self.log.push(format!(
             ">> {} ({what})\n<< {} {status:04X}",
             hex(&apdu),
@@ -129,7 +162,7 @@ impl<'a, T: Transport> Walk<'a, T> {
             if let Some(last) = again.last_mut() {
                 *last = (status & 0xFF) as u8;
             }
-            let (d, s) = sw(&self.card.transmit(&again)?);
+            let (d, s) = self.send(&again)?;
             self.log.push(format!(
                 ">> {} (Le corrected)\n<< {} {s:04X}",
                 hex(&again),
@@ -138,9 +171,16 @@ impl<'a, T: Transport> Walk<'a, T> {
             data = d;
             status = s;
         }
+        let mut rounds = 0;
         while status >> 8 == 0x61 {
+            if rounds == MAX_GET_RESPONSE {
+                return Err(SmartcardError::Malformed(format!(
+                    "{what}: the card still answered {status:04X} after {MAX_GET_RESPONSE} GET RESPONSE"
+                )));
+            }
+            rounds += 1;
             let get = vec![apdu[0] & 0xF3, 0xC0, 0x00, 0x00, (status & 0xFF) as u8];
-            let (d, s) = sw(&self.card.transmit(&get)?);
+            let (d, s) = self.send(&get)?;
             self.log.push(format!(
                 ">> {} (GET RESPONSE)\n<< {} {s:04X}",
                 hex(&get),
@@ -232,6 +272,12 @@ impl<'a, T: Transport> Walk<'a, T> {
                 vec![cla, 0xB0, (off >> 8) as u8, off as u8, (le & 0xFF) as u8],
                 &format!("READ BINARY {what} at {off}"),
             )?;
+            if d.len() > le {
+                return Err(SmartcardError::Malformed(format!(
+                    "READ BINARY {what} at {off}: the card answered {} bytes, {le} were asked",
+                    d.len()
+                )));
+            }
             match status {
                 0x9000 if !d.is_empty() => out.extend(d),
                 // End of file before Le: take what came and stop.

@@ -190,6 +190,15 @@ fn registers_with_the_right_parameters_and_payload() {
 }
 
 #[test]
+fn three_servers_each_get_a_session() {
+    // Found by the bootstrap fuzz target: each session's CoAP seed multiplied
+    // without wrapping, so the third server panicked a build with overflow checks.
+    let h = H::new(&[account(101, 300), account(102, 300), account(103, 300)]);
+    let ssids: Vec<u16> = h.c.servers().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(ssids, [101, 102, 103]);
+}
+
+#[test]
 fn updates_before_the_lifetime_ends() {
     let mut h = H::new(&[account(101, 300)]);
     h.register_all();
