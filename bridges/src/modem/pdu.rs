@@ -440,7 +440,7 @@ impl Timestamp {
     }
 }
 
-fn days_in_month(y: u16, m: u16) -> u16 {
+pub(crate) fn days_in_month(y: u16, m: u16) -> u16 {
     match m {
         2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
         2 => 28,
@@ -449,8 +449,8 @@ fn days_in_month(y: u16, m: u16) -> u16 {
     }
 }
 
-/// Days since 1970-01-01 (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+/// Days since 1970-01-01 (H. Hinnant's algorithm); also ModemManager's times.
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

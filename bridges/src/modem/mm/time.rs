@@ -2,6 +2,8 @@
 //! (`2025-03-14T10:30:00Z`, `2025-03-14T10:30:00+01:00`; older versions `+01`),
 //! to Unix seconds.
 
+use crate::modem::pdu;
+
 /// `None` when it is no date (ModemManager leaves the stamp empty when the PDU's
 /// was unusable).
 pub fn parse_iso8601(s: &str) -> Option<f64> {
@@ -42,7 +44,7 @@ pub fn parse_iso8601(s: &str) -> Option<f64> {
         return None;
     }
     let offset = offset_seconds(zone)?;
-    let days = days_from_civil(year, month, day);
+    let days = pdu::days_from_civil(year, month, day);
     let local = days * 86_400 + hour * 3600 + minute * 60 + second;
     Some((local - offset) as f64 + fraction)
 }
@@ -74,23 +76,11 @@ fn digits(s: &str, n: usize) -> Option<i64> {
 }
 
 fn days_in(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+    // Years outside u16 have no month that fits: the day check then fails.
+    match (u16::try_from(year), u16::try_from(month)) {
+        (Ok(y), Ok(m)) => i64::from(pdu::days_in_month(y, m)),
+        _ => 0,
     }
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
