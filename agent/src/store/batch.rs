@@ -42,10 +42,10 @@ impl Batcher {
         // there is nothing to share it with: it would be committed alone at the
         // deadline anyway, and waiting only leaves a kill -9 right after the ACK
         // room to send the notification again (scripts/soak counted them).
-        let quiet = self.pending.is_empty()
-            && self
-                .last_commit
-                .is_none_or(|t| now.duration_since(t) >= MAX_DELAY)
+        // (What waits beside it, a notification's sequence number say, goes too.)
+        let quiet = self
+            .last_commit
+            .is_none_or(|t| now.duration_since(t) >= MAX_DELAY)
             && ops.iter().any(|op| matches!(op, Persist::Dequeue { .. }));
         if self.pending.is_empty() {
             self.since = Some(now);
@@ -163,6 +163,23 @@ mod tests {
         assert_eq!(out.len(), 2);
         // A second later: quiet again.
         assert!(b.push(del(4), t0 + Duration::from_secs(1)).is_some());
+        // A sequence number waiting does not hold a quiet deletion back.
+        let mut b = Batcher::default();
+        let seq = Persist::Observation(crate::lwm2m::persist::StoredObservation {
+            ssid: 1,
+            token: vec![1],
+            path: Path::root(),
+            composite: vec![],
+            format: 0,
+            accept: None,
+            seq: 7,
+        });
+        assert_eq!(b.push(vec![seq], t0), None);
+        assert_eq!(
+            b.push(del(5), t0 + Duration::from_millis(5))
+                .map(|o| o.len()),
+            Some(2)
+        );
         // Counters alone never force a commit.
         let mut b = Batcher::default();
         let counters = Persist::Counters {
