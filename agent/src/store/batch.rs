@@ -15,8 +15,8 @@ pub const MAX_OPS: usize = 4096;
 pub struct Batcher {
     pending: Vec<Persist>,
     since: Option<Instant>,
-    /// When the last group was handed out for commit.
-    last_commit: Option<Instant>,
+    /// When the last deletion of a delivered notification came.
+    last_delete: Option<Instant>,
 }
 
 fn deferrable(op: &Persist) -> bool {
@@ -37,35 +37,34 @@ impl Batcher {
             return self.due(now);
         }
         let urgent = ops.iter().any(|op| !deferrable(op));
-        // A delivered notification's deletion waits only to share a commit. When
-        // nothing was committed within MAX_DELAY (one notification a second, say)
-        // there is nothing to share it with: it would be committed alone at the
-        // deadline anyway, and waiting only leaves a kill -9 right after the ACK
-        // room to send the notification again (scripts/soak counted them).
-        // (What waits beside it, a notification's sequence number say, goes too.)
-        let quiet = self
-            .last_commit
-            .is_none_or(|t| now.duration_since(t) >= MAX_DELAY)
-            && ops.iter().any(|op| matches!(op, Persist::Dequeue { .. }));
+        // A delivered notification's deletion waits only to share a commit with
+        // the next deletions. When the last one came more than MAX_DELAY ago (one
+        // notification a second, say) no other is coming to share it: waiting
+        // only leaves a kill -9 right after the ACK room to send the notification
+        // again (scripts/soak counted them), so it commits at once, and what
+        // waits beside it (a sequence number) with it.
+        let deletes = ops.iter().any(|op| matches!(op, Persist::Dequeue { .. }));
+        let quiet = deletes
+            && self
+                .last_delete
+                .is_none_or(|t| now.duration_since(t) >= MAX_DELAY);
+        if deletes {
+            self.last_delete = Some(now);
+        }
         if self.pending.is_empty() {
             self.since = Some(now);
         }
         self.pending.extend(ops);
         if urgent || quiet || self.pending.len() >= MAX_OPS {
-            return self.commit(now);
+            return self.take();
         }
         self.due(now)
-    }
-
-    fn commit(&mut self, now: Instant) -> Option<Vec<Persist>> {
-        self.last_commit = Some(now);
-        self.take()
     }
 
     /// What is due by time alone.
     pub fn due(&mut self, now: Instant) -> Option<Vec<Persist>> {
         match self.since {
-            Some(t) if now.duration_since(t) >= MAX_DELAY => self.commit(now),
+            Some(t) if now.duration_since(t) >= MAX_DELAY => self.take(),
             _ => None,
         }
     }
@@ -103,8 +102,10 @@ mod tests {
     fn stored_notifications_commit_at_once_deletions_wait() {
         let t0 = Instant::now();
         let mut b = Batcher::default();
-        // Busy: something was committed just now.
-        assert!(b.push(vec![note()], t0).is_some());
+        // Busy: deletions come fast.
+        assert!(b
+            .push(vec![Persist::Dequeue { ids: vec![0] }], t0)
+            .is_some());
         assert_eq!(b.push(vec![Persist::Dequeue { ids: vec![1] }], t0), None);
         assert_eq!(b.deadline(), Some(t0 + MAX_DELAY));
         assert_eq!(b.push(vec![], t0 + Duration::from_millis(50)), None);
@@ -156,11 +157,16 @@ mod tests {
         let mut b = Batcher::default();
         let del = |i| vec![Persist::Dequeue { ids: vec![i] }];
         assert!(b.push(del(1), t0).is_some(), "quiet: at once");
-        // Another within MAX_DELAY of that commit waits for company.
+        // Another within MAX_DELAY of the last waits for company.
         assert_eq!(b.push(del(2), t0 + Duration::from_millis(40)), None);
         assert_eq!(b.push(del(3), t0 + Duration::from_millis(60)), None);
         let out = b.due(t0 + Duration::from_millis(140)).unwrap();
         assert_eq!(out.len(), 2);
+        // A stored notification's commit just before does not hold it back.
+        assert!(b
+            .push(vec![note()], t0 + Duration::from_millis(500))
+            .is_some());
+        assert!(b.push(del(9), t0 + Duration::from_millis(501)).is_some());
         // A second later: quiet again.
         assert!(b.push(del(4), t0 + Duration::from_secs(1)).is_some());
         // A sequence number waiting does not hold a quiet deletion back.
