@@ -966,7 +966,7 @@ fn security_locals(cfg: &config::Config) -> HashMap<u16, security::Local> {
 /// Key of the bootstrap server in `peers` (0 is not a valid Short Server ID).
 pub const BS_PEER: u16 = 0;
 
-fn unix_now() -> f64 {
+pub(super) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -4,6 +4,7 @@
 //! own transport, the answers sent back by SMS, and what `lwgate status` shows of
 //! the modem and the last triggers.
 
+use super::engine::unix_now;
 use crate::lwm2m::sms::{SmsGate, SmsPolicy, Trigger, Verdict};
 use lwgate_bridges::modem::{Link, Modem, ModemConfig, ModemEvent, ModemHandle, ModemState, Sms};
 use std::collections::VecDeque;
@@ -211,13 +212,6 @@ impl SmsDriver {
 /// AT+CSQ's 0-31 scaled to 100, and CSQ is -113 dBm plus 2 dBm a step.
 fn percent_to_dbm(p: u8) -> i32 {
     -113 + 2 * ((i32::from(p.min(100)) * 31 + 50) / 100)
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// A message's time as `lwgate status` shows it: UTC, to the second.

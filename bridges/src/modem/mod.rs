@@ -187,6 +187,13 @@ pub struct Modem;
 pub(crate) const NO_MODEMMANAGER: &str =
     "this build of lwgate has no ModemManager backend (built without the modemmanager feature): use backend = \"at\"";
 
+/// The wall clock in Unix seconds: the time of a message whose stamp is no date.
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Events the agent has not taken yet; beyond this the modem task waits (stored
 /// messages stay on the modem meanwhile).
 const EVENTS: usize = 64;

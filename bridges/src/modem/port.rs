@@ -7,6 +7,7 @@
 //! read again from storage after the reopen, so a restart can deliver one twice but
 //! never loses a stored one.
 
+use super::unix_now;
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -268,12 +269,6 @@ pub(crate) async fn run(
         clock: Instant::now(),
     };
     task.run().await;
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Task {

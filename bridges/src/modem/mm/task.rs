@@ -2,8 +2,9 @@
 //! our modem found (again) by the `modem` setting, its messages handed over and
 //! deleted, sends answered; the bus reconnected with back-off when it goes.
 
+use crate::modem::unix_now;
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -94,12 +95,6 @@ pub(crate) async fn run(
         delivered: HashSet::new(),
     };
     task.run().await;
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Task {
